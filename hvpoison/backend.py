@@ -1,0 +1,68 @@
+"""Array-module selection: the math is written once against ``xp``.
+
+``xp`` is :mod:`numpy` on the CPU and :mod:`cupy` on an NVIDIA GPU.  Every engine
+function asks :func:`get_array_module` for the module of its inputs (or of an explicit
+``device=``), so importing :mod:`hvpoison` never needs cupy; cupy is imported only when
+a cupy array or ``device="gpu"`` shows up.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+DEVICES = ("cpu", "gpu")
+
+
+def _cupy():
+    """Return the cupy module, or raise ImportError naming the missing extra."""
+    try:
+        return importlib.import_module("cupy")
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ImportError(
+            "device: 'gpu' needs cupy; install it with `pip install hvpoison[gpu]` "
+            f"(import failed: {exc})"
+        ) from exc
+
+
+def is_cupy_array(a) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def get_array_module(*arrays, device: str | None = None):
+    """Return ``numpy`` or ``cupy``.
+
+    ``device`` ('cpu' | 'gpu') wins when given; otherwise cupy is chosen if any of
+    ``arrays`` is a cupy array, numpy otherwise.
+    """
+    if device is not None:
+        if device == "cpu":
+            return np
+        if device == "gpu":
+            return _cupy()
+        raise ValueError(f"device: expected one of {DEVICES} or None, got {device!r}")
+    for a in arrays:
+        if is_cupy_array(a):
+            return _cupy()
+    return np
+
+
+def sparse_linalg(xp):
+    """The sparse linear-algebra namespace matching ``xp`` (for ``cg`` and ``LinearOperator``)."""
+    if xp is np:
+        import scipy.sparse.linalg as spla
+
+        return spla
+    return importlib.import_module("cupyx.scipy.sparse.linalg")  # pragma: no cover
+
+
+def to_numpy(a):
+    """Host copy of ``a`` (no copy for numpy arrays)."""
+    if is_cupy_array(a):  # pragma: no cover - GPU only
+        return a.get()
+    return np.asarray(a)
+
+
+def to_device(a, xp, dtype=None):
+    """``a`` as an array of module ``xp`` (moves host data to the GPU when xp is cupy)."""
+    return xp.asarray(a, dtype=dtype)

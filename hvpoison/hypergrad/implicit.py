@@ -1,0 +1,185 @@
+"""Implicit hypergradients at a stationary point (Eq. 4).
+
+At ``w*`` with ``grad_w L(w*; D_tr', lam) = 0`` the implicit function theorem gives
+
+    ``H u = grad_w l(w*; D_val)``,   ``grad_{X_p} = -M_X^T u``,   ``grad_lam = -M_lam^T u``
+
+with ``H = grad_w^2 L``, ``M_X = grad_{X_p} grad_w L`` and ``M_lam = grad_lam grad_w L``
+(only products with ``u`` are formed).  :func:`solve_hvp` is the one linear-solve entry
+point: it takes a Hessian-vector product and solves ``H u = b`` by conjugate gradients
+(SciPy's ``cg`` over a ``LinearOperator``; cupyx on the GPU) or densely for small ``P``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.optimize
+
+from .. import _checks
+from ..backend import get_array_module, sparse_linalg, to_numpy
+from .result import ConvergenceWarning, Hypergrad, warn
+
+SOLVERS = ("auto", "cg", "dense")
+
+
+def _newton_polish(point, w, tol, steps):
+    """Up to ``steps`` Newton steps ``w -= H^{-1} g`` (solved with :func:`solve_hvp`), each
+    kept only if it lowers ``|g|`` without raising ``L``.  SciPy's trust-region methods stop around
+    ``|g| ~ 1e-11`` on their own; Eq. 4 and its finite-difference checks want ``w*`` to
+    round-off, which a converged Newton step gives in one or two steps."""
+    xp = get_array_module(w)
+    gnorm, loss, taken = float(xp.linalg.norm(point(w).grad())), float(point(w).loss()), 0
+    for _ in range(steps):
+        if gnorm <= tol * 1e-3:
+            break
+        pt = point(w)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            step, _ = solve_hvp(pt.hvp, pt.grad().copy(), tol=1e-14)
+        w_new = w - step
+        g_new = float(xp.linalg.norm(point(w_new).grad()))
+        loss_new = float(point(w_new).loss())
+        if not (g_new < gnorm and loss_new <= loss + 1e-12 * abs(loss)):
+            break                    # an indefinite H can send Newton to a saddle: refuse
+        w, gnorm, loss, taken = w_new, g_new, loss_new, taken + 1
+    return w, taken
+
+
+def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
+                     method="trust-ncg", polish=3):
+    """``w* = argmin_w L(w; D, lam)`` by a SciPy second-order method using our ``H v``.
+
+    Runs SciPy on the host in float64 (its optimisers are host-only), then takes up to
+    ``polish`` Newton steps to bring ``|grad L|`` down to round-off; returns ``w*`` in
+    ``w0``'s dtype and array module.  ``tol`` is the gradient-norm tolerance.
+
+    Returns ``(w_star, info)`` with
+    ``info = {iterations, newton_steps, grad_norm, converged, message}``.
+    """
+    w0 = obj.model.init(0) if w0 is None else w0
+    xp, dtype = get_array_module(w0), w0.dtype
+    point0 = obj.at(w0, X, y, lam)                  # validates every argument once
+    y, e, shape = point0.y, point0.e, point0.lam_shape
+    cache = {}
+
+    def point(x):
+        key = x.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = obj._point(xp.asarray(x, dtype=dtype), X, y, e, shape)
+        return cache[key]
+
+    res = scipy.optimize.minimize(
+        lambda x: float(point(x).loss()),
+        to_numpy(w0).astype(np.float64),
+        jac=lambda x: to_numpy(point(x).grad()).astype(np.float64),
+        hessp=lambda x, p: to_numpy(point(x).hvp(xp.asarray(p, dtype=dtype))).astype(np.float64),
+        method=method,
+        options={"gtol": tol, "maxiter": maxiter} if method.startswith("trust")
+        else {"xtol": tol, "maxiter": maxiter},
+    )
+    w_star, newton = _newton_polish(lambda w: point(to_numpy(w)), xp.asarray(res.x, dtype=dtype),
+                                    tol, polish)
+    gnorm = float(xp.linalg.norm(point(to_numpy(w_star)).grad()))
+    info = {"iterations": int(res.nit), "newton_steps": newton, "grad_norm": gnorm,
+            "converged": gnorm <= tol, "message": str(res.message)}
+    if not info["converged"]:
+        warn(f"training did not reach stationarity (|grad| = {gnorm:.3g} > tol = {tol:g}: "
+             f"{res.message}); the implicit hypergradient assumes grad_w L = 0")
+    return w_star, info
+
+
+def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000):
+    """Solve ``H u = b`` given only ``hvp(v) = H v`` (``H`` symmetric).
+
+    ``solver='cg'``: conjugate gradients over a ``LinearOperator`` (``O(sqrt(kappa))``
+    products); ``'dense'``: build ``H`` column by column from ``P`` products and solve;
+    ``'auto'``: dense when ``P <= dense_max``.  Returns ``(u, info)`` with ``info =
+    {solver, iterations, residual, converged}``, ``residual = ||H u - b|| / ||b||``.
+    """
+    if solver not in SOLVERS:
+        _checks.fail("solver", f"one of {SOLVERS}", repr(solver))
+    xp = get_array_module(b)
+    P = b.shape[0]
+    if solver == "auto":
+        solver = "dense" if P <= dense_max else "cg"
+    if solver == "dense":
+        H = xp.empty((P, P), dtype=b.dtype)
+        basis = xp.zeros(P, dtype=b.dtype)
+        for i in range(P):
+            basis[i] = 1.0
+            H[:, i] = hvp(basis)
+            basis[i] = 0.0
+        H = 0.5 * (H + H.T)
+        try:
+            u = xp.linalg.solve(H, b)
+        except np.linalg.LinAlgError:
+            warn("H is singular: using the least-squares (minimum-norm) solution")
+            u = xp.linalg.lstsq(H, b, rcond=None)[0]
+        iterations = P
+    else:
+        spla = sparse_linalg(xp)
+        op = spla.LinearOperator((P, P), matvec=lambda v: hvp(v.ravel()), dtype=b.dtype)
+        count = [0]
+
+        def callback(_):
+            count[0] += 1
+
+        try:
+            u, _ = spla.cg(op, b, rtol=tol, atol=0.0, maxiter=maxiter, callback=callback)
+        except TypeError:  # pragma: no cover - cupyx's older keyword
+            u, _ = spla.cg(op, b, tol=tol, atol=0.0, maxiter=maxiter, callback=callback)
+        iterations = count[0]
+    bnorm = float(xp.linalg.norm(b))
+    residual = float(xp.linalg.norm(hvp(u) - b)) / (bnorm if bnorm > 0 else 1.0)
+    converged = residual <= max(tol, 1e3 * np.finfo(b.dtype).eps) * 10
+    if not converged:
+        warn(f"{solver} solve of H u = grad l_val stopped at relative residual "
+             f"{residual:.3g} (tol {tol:g}); H may be indefinite or ill-conditioned")
+    return u, {"solver": solver, "iterations": iterations, "residual": residual,
+               "converged": converged}
+
+
+def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None, *,
+                       solver="auto", train_tol=1e-10, train_maxiter=1000,
+                       method="trust-ncg", polish=3, tol=1e-10, maxiter=None,
+                       dense_max=2000):
+    """Exact hypergradient of ``l(w*; D_val)`` at ``w* = argmin_w L(w; D_tr', lam)`` (Eq. 4).
+
+    Parameters
+    ----------
+    obj : Objective
+    Xtr, ytr : ``(n, d)``, ``(n,)``  training set whose rows ``poison_idx`` are ``X_p``
+    poison_idx : ``(n_p,)`` int or None  rows of ``Xtr`` that are poisoning points
+    Xval, yval : ``(m, d)``, ``(m,)``  trusted validation set
+    lam : None, scalar or ``(n_lam,)``
+    w0 : ``(P,)`` start of the training run (``model.init(0)`` by default)
+    solver, tol, maxiter, dense_max : see :func:`solve_hvp`
+    train_tol, train_maxiter, method, polish : see :func:`train_stationary`
+
+    Eq. 4 assumes a stationary ``w*`` with non-singular ``H``.  That holds for LR with L2;
+    for the MLP (Leaky ReLU, piecewise smooth) minima often sit on a kink or have null
+    directions, in which case the warnings about stationarity or the linear solve say so.
+
+    Returns
+    -------
+    Hypergrad with ``dXp`` ``(n_p, d)`` (None when ``poison_idx`` is None), ``dlam`` in
+    the shape of ``lam``, ``value = l(w*; D_val)`` and ``info = {w, train, linear}``.
+    """
+    w_star, train_info = train_stationary(obj, Xtr, ytr, lam, w0, tol=train_tol,
+                                          maxiter=train_maxiter, method=method,
+                                          polish=polish)
+    point = obj.at(w_star, Xtr, ytr, lam)
+    rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], point.xp)
+    yv = obj._checked(w_star, Xval, yval)
+    val = obj._point(w_star, Xval, yv, None, None)
+    u, lin_info = solve_hvp(lambda v: point.hvp(v), val.grad(), solver=solver, tol=tol,
+                            maxiter=maxiter, dense_max=dense_max)
+    _, mx, ml = point.hvp_mixed(u, rows=rows, with_x=rows is not None)
+    return Hypergrad(
+        dXp=None if mx is None else -mx,
+        dlam=None if ml is None else -ml,
+        value=float(val.loss()),
+        info={"w": w_star, "train": train_info, "linear": lin_info},
+    )

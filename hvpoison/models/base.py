@@ -1,0 +1,86 @@
+"""What every model shares: the flat parameter layout and the derivative contract.
+
+Parameters live in one flat vector ``w`` of length ``P`` laid out layer by layer as
+``[W_1.ravel(), b_1, W_2.ravel(), b_2, ...]`` with ``W_k`` of shape ``(fan_in, fan_out)``
+in C order, so :meth:`Model.unpack` returns views, never copies.
+
+The derivative contract (implemented by :class:`~hvpoison.models.LR` and
+:class:`~hvpoison.models.MLP`) is four pure functions over one forward pass:
+
+``forward(w, X) -> tape``
+    keeps what the reverse passes need; ``tape.z`` is the ``(n,)`` logit.
+``backward(w, tape, dz, out) -> bwd``
+    writes ``grad_w sum_i dz_i z_i`` into ``out`` (``P``) and returns the per-layer
+    backward state (``bwd.delta1``: ``d sum_i dz_i z_i / d Z_1``, ``n x h_1``).
+``rop(w, tape, bwd, v, curv, out) -> rbwd``
+    Pearlmutter's R-operator ``R_v{.} = d/dr (.)(w + r v)|_{r=0}`` applied to the
+    backward pass whose output-layer seed is ``dz = residual``: writes
+    ``R_v{grad_w}`` into ``out`` given ``R_v{dz} = curv * R_v{z}``.
+``mixed_x(w, bwd, rbwd, v, rows) -> (len(rows), d)``
+    ``R_v{grad_X} = grad_X (v^T grad_w)`` for the selected rows only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _checks
+from ..backend import get_array_module
+
+
+class Model:
+    """Base class: flat-vector bookkeeping for a stack of dense layers."""
+
+    #: ``[(fan_in, fan_out), ...]`` for every dense layer, set by subclasses.
+    shapes: list
+
+    def _layout(self):
+        offsets, start = [], 0
+        for fan_in, fan_out in self.shapes:
+            w_end = start + fan_in * fan_out
+            offsets.append((start, w_end, w_end + fan_out))
+            start = w_end + fan_out
+        self._offsets = offsets
+        self.n_params = start
+
+    @property
+    def n_features(self) -> int:
+        return self.shapes[0][0]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.shapes)
+
+    @property
+    def weight_slices(self):
+        """Slices of ``w`` holding each layer's weights (the penalty groups; biases excluded)."""
+        return [slice(a, b) for a, b, _ in self._offsets]
+
+    def unpack(self, w):
+        """``[(W_1, b_1), ..., (W_L, b_L)]`` as views into ``w``; ``W_k`` is ``(fan_in, fan_out)``."""
+        return [
+            (w[a:b].reshape(fi, fo), w[b:c])
+            for (a, b, c), (fi, fo) in zip(self._offsets, self.shapes)
+        ]
+
+    # -- predictions -----------------------------------------------------------------
+    def _check_wX(self, w, X):
+        _checks.params("w", w, self.n_params)
+        _checks.features("X", X, self.n_features, w.dtype)
+
+    def decision_function(self, w, X):
+        """Logits ``f(X; w)``, shape ``(n,)``."""
+        self._check_wX(w, X)
+        return self.forward(w, X).z
+
+    def predict_proba(self, w, X):
+        """``sigma(f(X; w))``, the probability of class 1, shape ``(n,)``."""
+        from ._logistic import sigmoid
+
+        return sigmoid(get_array_module(w), self.decision_function(w, X))
+
+    def predict(self, w, X):
+        """Hard labels in {0, 1} (``f > 0``), shape ``(n,)``, integer dtype."""
+        return (self.decision_function(w, X) > 0).astype(np.int64)
+
+    def _check_dtype(self, dtype):
+        return _checks.floating_dtype("dtype", dtype)

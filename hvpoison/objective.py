@@ -1,0 +1,198 @@
+"""The training objective ``L(w; D, lam) = l(w; D) + sum_k exp(lam_k) Omega(w_k)`` (Eq. 1).
+
+An :class:`Objective` couples a model with a penalty.  Its methods are pure functions of
+``(w, X, y, lam[, v])``; :meth:`Objective.at` returns a :class:`Point` that runs the forward
+pass once and hands out the gradient, ``H v`` and the mixed products from it (the
+hypergradient loops call these at every step).
+
+Shapes: ``w, v``: ``(P,)``; ``X``: ``(n, d)``; ``y``: ``(n,)`` in {0, 1};
+``lam``: ``None`` (no penalty), a scalar, or ``(n_lam,)`` with ``n_lam`` the number of
+layers when ``per_layer`` and 1 otherwise.
+"""
+from __future__ import annotations
+
+from . import _checks
+from .backend import get_array_module
+from .models._logistic import mean_ce, sigmoid
+from .models.base import Model
+from .penalties import Penalty
+
+
+class Point:
+    """``L`` at one ``(w, X, y, lam)``: one forward pass, reused by every product.
+
+    Do not build directly; use :meth:`Objective.at` (checked) or ``Objective._point``
+    (unchecked, for inner loops whose inputs were validated once).
+    """
+
+    def __init__(self, obj, w, X, y, e, lam_shape):
+        self.obj, self.w, self.X, self.y = obj, w, X, y
+        self.e, self.lam_shape = e, lam_shape
+        xp = self.xp = get_array_module(w)
+        self.tape = obj.model.forward(w, X)
+        p = sigmoid(xp, self.tape.z)
+        n = X.shape[0]
+        self.residual = (p - y) / n           # dl/dz for the mean cross-entropy
+        self.curv = p * (1 - p) / n           # d2l/dz2
+        self._bwd = None
+        self._g = None
+
+    # -- values and first order -------------------------------------------------------
+    def loss(self):
+        """``L(w; D, lam)``."""
+        value = mean_ce(self.xp, self.tape.z, self.y)
+        if self.e is not None:
+            value = value + self.obj.penalty.value(self.xp, self.w, self.e)
+        return value
+
+    def grad(self, out=None):
+        """``grad_w L`` (``P``), written into ``out`` when given."""
+        if self._g is not None and out is None:
+            return self._g
+        xp = self.xp
+        out = xp.empty_like(self.w) if out is None else out
+        self._bwd = self.obj.model.backward(self.w, self.tape, self.residual, out)
+        if self.e is not None:
+            self.obj.penalty.add_grad(xp, self.w, self.e, out)
+        self._g = out
+        return out
+
+    def _backward(self):
+        if self._bwd is None:
+            self.grad()
+        return self._bwd
+
+    # -- second order -----------------------------------------------------------------
+    def hvp(self, v, out=None):
+        """``H v = grad_w^2 L v`` by the R-operator (one R-forward and one R-backward)."""
+        return self.hvp_mixed(v, rows=None, out=out, with_x=False)[0]
+
+    def hvp_mixed(self, v, rows=None, out=None, with_x=True):
+        """``(H v, M_X^T v, M_lam^T v)`` from one R pass.
+
+        ``M_X^T v = grad_X (v^T grad_w L)`` restricted to ``rows`` (``len(rows) x d``, all
+        rows when ``None``) and ``M_lam^T v = grad_lam (v^T grad_w L)`` in the shape of
+        ``lam`` (``None`` without a penalty).  These are the three products of Alg. 1's
+        reverse step.
+        """
+        xp, model = self.xp, self.obj.model
+        out = xp.empty_like(self.w) if out is None else out
+        bwd = self._backward()
+        rbwd = model.rop(self.w, self.tape, bwd, v, self.curv, out)
+        mx = model.mixed_x(self.w, bwd, rbwd, v, rows) if with_x else None
+        ml = None
+        if self.e is not None:
+            self.obj.penalty.add_hvp(xp, self.w, self.e, v, out)
+            ml = self.hvp_lw(v)
+        return out, mx, ml
+
+    def hvp_xw(self, v, rows=None):
+        """``grad_X (v^T grad_w L)``, shape ``(n, d)`` or ``(len(rows), d)``."""
+        bwd = self._backward()
+        rbwd = self.obj.model.rop(self.w, self.tape, bwd, v, self.curv,
+                                  self.xp.empty_like(self.w))
+        return self.obj.model.mixed_x(self.w, bwd, rbwd, v, rows)
+
+    def hvp_lw(self, v):
+        """``grad_lam (v^T grad_w L)`` in the shape of ``lam``; ``None`` without a penalty."""
+        if self.e is None:
+            return None
+        return self.obj._reduce_lam(
+            self.obj.penalty.mixed_lam(self.xp, self.w, self.e, v), self.lam_shape)
+
+
+class Objective:
+    """Training objective = model + optional L2/L1 penalty with log-scale strength ``lam``.
+
+    Parameters
+    ----------
+    model : LR or MLP
+    penalty : None, "l2" or "l1"
+    per_layer : bool
+        One ``lam`` per layer (``n_lam = model.n_layers``) instead of one shared scalar.
+    """
+
+    def __init__(self, model, penalty=None, per_layer=False):
+        if not isinstance(model, Model):
+            _checks.fail("model", "an hvpoison model (LR or MLP)", type(model).__name__,
+                         TypeError)
+        if not isinstance(per_layer, bool):
+            _checks.fail("per_layer", "True or False", repr(per_layer), TypeError)
+        self.model = model
+        self.per_layer = per_layer
+        self.penalty = None if penalty is None else Penalty(penalty, model.weight_slices)
+        self.n_lam = model.n_layers if per_layer else 1
+
+    def __repr__(self):
+        kind = None if self.penalty is None else self.penalty.kind
+        return f"Objective({self.model!r}, penalty={kind!r}, per_layer={self.per_layer})"
+
+    # -- lam bookkeeping --------------------------------------------------------------
+    def _lam(self, lam, xp, dtype):
+        """``(e, shape)``: ``exp(lam)`` per penalty group, and ``lam``'s shape (or Nones)."""
+        if self.penalty is None:
+            if lam is not None:
+                _checks.fail("lam", "None (this objective has no penalty)", repr(lam))
+            return None, None
+        if lam is None:
+            return None, None
+        vec, shape = _checks.lam("lam", lam, self.n_lam, xp, dtype)
+        if self.n_lam == 1 and self.model.n_layers > 1:
+            vec = xp.repeat(vec, self.model.n_layers)
+        return xp.exp(vec), shape
+
+    def _reduce_lam(self, per_group, shape):
+        """Per-group derivatives back to ``lam``'s shape (a shared scalar sums its groups)."""
+        if shape == ():
+            return per_group.sum()
+        if shape == (1,):
+            return per_group.sum(keepdims=True)
+        return per_group
+
+    # -- checked entry points ---------------------------------------------------------
+    def _checked(self, w, X, y):
+        _checks.params("w", w, self.model.n_params)
+        _checks.features("X", X, self.model.n_features, w.dtype)
+        return _checks.labels("y", y, X.shape[0], w.dtype)
+
+    def at(self, w, X, y, lam=None):
+        """Validate once and return the :class:`Point` sharing one forward pass."""
+        y = self._checked(w, X, y)
+        e, shape = self._lam(lam, get_array_module(w), w.dtype)
+        return Point(self, w, X, y, e, shape)
+
+    def _point(self, w, X, y, e, shape):
+        """Unchecked :class:`Point` (``y`` already in ``w``'s dtype, ``e = exp(lam)``)."""
+        return Point(self, w, X, y, e, shape)
+
+    def loss(self, w, X, y, lam=None):
+        """``L(w; D, lam)`` (Eq. 1), a scalar."""
+        return self.at(w, X, y, lam).loss()
+
+    def grad(self, w, X, y, lam=None):
+        """``grad_w L``, shape ``(P,)``."""
+        return self.at(w, X, y, lam).grad()
+
+    def hvp(self, w, X, y, lam, v):
+        """``H v`` with ``H = grad_w^2 L`` (R-operator, no dense Hessian), shape ``(P,)``."""
+        return self.at(w, X, y, lam).hvp(_checks.vector_like("v", v, w))
+
+    def hvp_xw(self, w, X, y, lam, v, rows=None):
+        """``grad_X (v^T grad_w L)``, shape ``(n, d)``; ``(len(rows), d)`` with ``rows``."""
+        point = self.at(w, X, y, lam)
+        rows = _checks.rows("rows", rows, X.shape[0], point.xp)
+        return point.hvp_xw(_checks.vector_like("v", v, w), rows)
+
+    def hvp_lw(self, w, X, y, lam, v):
+        """``grad_lam (v^T grad_w L)`` in the shape of ``lam``; ``None`` when ``lam`` is None."""
+        return self.at(w, X, y, lam).hvp_lw(_checks.vector_like("v", v, w))
+
+    def val_loss(self, w, X, y):
+        """Plain mean cross-entropy ``l(w; D)`` with no penalty (the outer loss)."""
+        y = self._checked(w, X, y)
+        return mean_ce(get_array_module(w), self.model.forward(w, X).z, y)
+
+    def val_grad(self, w, X, y):
+        """``grad_w l(w; D)`` with no penalty, shape ``(P,)``."""
+        y = self._checked(w, X, y)
+        return self._point(w, X, y, None, None).grad()

@@ -1,0 +1,64 @@
+"""L2 and L1 penalties with log-scale strengths, ``sum_k exp(lam_k) Omega(w_k)`` (Eq. 1).
+
+``w_k`` is the group of parameters governed by ``lam_k``: all weights of the model (one
+scalar ``lam``), or the weights of layer ``k`` (``per_layer``).  **Biases are never
+penalised** (the paper does not say; penalising a bias shifts the decision threshold,
+which is not what weight decay is meant to do).
+
+=====  ======================  ====================  ================  ============================
+kind   ``Omega(w_k)``          gradient              ``H v``           ``d/d lam_k (v^T grad)``
+=====  ======================  ====================  ================  ============================
+l2     ``1/2 ||w_k||^2``       ``e_k w_k``           ``e_k v_k``       ``e_k w_k^T v_k``
+l1     ``||w_k||_1``           ``e_k sign(w_k)``     ``0``             ``e_k sign(w_k)^T v_k``
+=====  ======================  ====================  ================  ============================
+
+with ``e_k = exp(lam_k)``; ``sign(0) = 0`` is the subgradient used at the kink.
+"""
+from __future__ import annotations
+
+KINDS = ("l2", "l1")
+
+
+class Penalty:
+    """A penalty of ``kind`` over the weight groups ``groups`` (a list of slices of ``w``).
+
+    All methods take ``e = exp(lam)`` as a 1-D array with one entry per group, so that
+    the exponential is computed once per point.
+    """
+
+    def __init__(self, kind: str, groups):
+        if kind not in KINDS:
+            raise ValueError(f"penalty: expected one of {KINDS} or None, got {kind!r}")
+        self.kind = kind
+        self.groups = list(groups)
+
+    def __repr__(self):
+        return f"Penalty({self.kind!r}, groups={len(self.groups)})"
+
+    def _omega_grad(self, xp, wk):
+        return wk if self.kind == "l2" else xp.sign(wk)
+
+    def value(self, xp, w, e):
+        """``sum_k e_k Omega(w_k)``."""
+        total = 0.0
+        for k, g in enumerate(self.groups):
+            wk = w[g]
+            omega = 0.5 * (wk @ wk) if self.kind == "l2" else xp.abs(wk).sum()
+            total = total + e[k] * omega
+        return total
+
+    def add_grad(self, xp, w, e, out):
+        """``out += grad_w penalty``."""
+        for k, g in enumerate(self.groups):
+            out[g] += e[k] * self._omega_grad(xp, w[g])
+
+    def add_hvp(self, xp, w, e, v, out):
+        """``out += H_penalty v`` (zero for L1: the penalty is piecewise linear)."""
+        if self.kind == "l2":
+            for k, g in enumerate(self.groups):
+                out[g] += e[k] * v[g]
+
+    def mixed_lam(self, xp, w, e, v):
+        """``grad_lam (v^T grad_w penalty)``: one entry per group, shape ``(G,)``."""
+        return xp.stack([e[k] * (self._omega_grad(xp, w[g]) @ v[g])
+                         for k, g in enumerate(self.groups)])
