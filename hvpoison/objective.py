@@ -50,11 +50,13 @@ class Point:
         if self._g is not None and out is None:
             return self._g
         xp = self.xp
+        keep = out is None               # a caller's buffer may be reused: cache only ours
         out = xp.empty_like(self.w) if out is None else out
         self._bwd = self.obj.model.backward(self.w, self.tape, self.residual, out)
         if self.e is not None:
             self.obj.penalty.add_grad(xp, self.w, self.e, out)
-        self._g = out
+        if keep:
+            self._g = out
         return out
 
     def _backward(self):

@@ -58,6 +58,13 @@ class Penalty:
             for k, g in enumerate(self.groups):
                 out[g] += e[k] * v[g]
 
+    def dgrad_dlam(self, xp, w, e):
+        """``M_lam = grad_lam grad_w penalty`` as a ``(P, G)`` matrix (column k lives on group k)."""
+        M = xp.zeros((w.shape[0], len(self.groups)), dtype=w.dtype)
+        for k, g in enumerate(self.groups):
+            M[g, k] = e[k] * self._omega_grad(xp, w[g])
+        return M
+
     def mixed_lam(self, xp, w, e, v):
         """``grad_lam (v^T grad_w penalty)``: one entry per group, shape ``(G,)``."""
         return xp.stack([e[k] * (self._omega_grad(xp, w[g]) @ v[g])

@@ -14,8 +14,12 @@ def softplus(xp, z):
 
 
 def sigmoid(xp, z):
-    """``1 / (1 + exp(-z))`` without overflow: ``exp(-softplus(-z))``."""
-    return xp.exp(-softplus(xp, -z))
+    """``1 / (1 + exp(-z))`` without overflow (SciPy's / cupyx's ``expit`` ufunc)."""
+    if xp.__name__ == "numpy":
+        from scipy.special import expit
+    else:  # pragma: no cover - GPU only
+        from cupyx.scipy.special import expit
+    return expit(z)
 
 
 def mean_ce(xp, z, y):

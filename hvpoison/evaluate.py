@@ -1,0 +1,87 @@
+"""Evaluation helpers (Sect. V): train with test-time settings, test error, ``||w||^2/P``,
+Kuncheva's consistency index, and ``lam_CV`` by K-fold cross-validation."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks
+from .backend import get_array_module, to_numpy
+from .hypergrad.rmd import unroll
+
+
+def train(obj, X, y, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
+    """Full-batch gradient descent (Eq. 6) for ``T`` steps; ``w0`` defaults to
+    ``model.init(seed)`` (zeros for LR, a Xavier draw for the MLP).  Returns ``w_T``."""
+    w0 = obj.model.init(seed, dtype=X.dtype) if w0 is None else w0
+    return unroll(obj, w0, X, y, lam, T, eta)
+
+
+def error(model, w, X, y):
+    """Classification error ``mean(predict(X) != y)``."""
+    xp = get_array_module(w)
+    return float((model.predict(w, X) != xp.asarray(y)).mean())
+
+
+def weight_norms(model, w):
+    """``||W_k||^2 / P_k`` per layer (weights only, as the penalty sees them), shape ``(L,)``."""
+    return np.array([float((W * W).sum()) / W.size for W, _ in model.unpack(w)])
+
+
+def kuncheva(a, b, k):
+    """Kuncheva's consistency index of the top-``k`` features of ``a`` and ``b`` (by ``|.|``).
+
+    ``I_C = (r n - k^2) / (k (n - k))`` with ``r`` the size of the intersection and ``n``
+    the number of features; 1 for identical subsets, about 0 for independent ones.
+    """
+    a, b = np.abs(to_numpy(a)).ravel(), np.abs(to_numpy(b)).ravel()
+    n = a.shape[0]
+    if b.shape[0] != n:
+        _checks.fail("b", f"{n} feature weights like a", f"{b.shape[0]}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 < k < n:
+        _checks.fail("k", f"an integer in (0, {n})", repr(k))
+    A, B = set(np.argsort(-a, kind="stable")[:k]), set(np.argsort(-b, kind="stable")[:k])
+    r = len(A & B)
+    return (r * n - k * k) / (k * (n - k))
+
+
+def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=1000, eta=0.1, seed=0, w_clean=None,
+             k=None):
+    """Train on ``(Xtr, ytr)`` (possibly poisoned) and report what Sect. V plots.
+
+    Returns a dict with ``test_error``, ``w_norm2`` (``||W_k||^2/P_k`` per layer),
+    ``w`` and, when ``w_clean`` and ``k`` are given (LR), ``kuncheva`` between the top-``k``
+    input weights of ``w`` and ``w_clean``.
+    """
+    w = train(obj, Xtr, ytr, lam, T=T, eta=eta, seed=seed)
+    out = {"test_error": error(obj.model, w, Xte, yte),
+           "w_norm2": weight_norms(obj.model, w), "w": w}
+    if w_clean is not None and k is not None:
+        first = lambda v: obj.model.unpack(v)[0][0].sum(axis=1)  # noqa: E731 (LR: W[:, 0])
+        out["kuncheva"] = kuncheva(first(w), first(w_clean), k)
+    return out
+
+
+def lam_cv(obj, X, y, grid=None, *, K=5, T=1000, eta=0.1, seed=0):
+    """``lam_CV``: the grid value with the lowest mean K-fold validation cross-entropy.
+
+    ``grid`` defaults to ``linspace(-8, 2, 11)`` (log-scale ``lam``).  Folds are a seeded
+    permutation.  Returns ``(best_lam, mean_losses)``.
+    """
+    if obj.penalty is None:
+        _checks.fail("obj", "an Objective with a penalty", repr(obj))
+    grid = np.linspace(-8.0, 2.0, 11) if grid is None else np.asarray(grid, dtype=float)
+    K = _checks.positive_int("K", K)
+    n = X.shape[0]
+    if K < 2 or K > n:
+        _checks.fail("K", f"an integer in [2, {n}]", repr(K))
+    folds = np.array_split(np.random.default_rng(seed).permutation(n), K)
+    xp = get_array_module(X)
+    losses = np.zeros(len(grid))
+    for i, lam in enumerate(grid):
+        for f in folds:
+            mask = np.ones(n, bool)
+            mask[f] = False
+            tr, va = xp.asarray(np.flatnonzero(mask)), xp.asarray(f)
+            w = train(obj, X[tr], y[tr], float(lam), T=T, eta=eta, seed=seed)
+            losses[i] += float(obj.val_loss(w, X[va], y[va])) / K
+    return float(grid[int(np.argmin(losses))]), losses

@@ -1,0 +1,191 @@
+"""Reverse-mode differentiation through T steps of gradient descent (Alg. 1, Eq. 6-9).
+
+Inner problem, unrolled:   ``w_{t+1} = w_t - eta g(w_t)``, ``g = grad_w L(.; D_tr', lam)``.
+Outer value:               ``l(w_T; D_val)`` (any set: a validation or a target set).
+
+Alg. 1, with the line each piece of code implements::
+
+    forward:  for t = 0 .. T-1:  w_{t+1} = w_t - eta g(w_t)          [F]
+    init:     dw = grad_w l(w_T; D_val); dX_p = 0; dlam = 0             [I]
+    reverse:  for t = T-1 down to 0:
+                  dX_p -= eta M_X^T(w_t) dw                            [R1]
+                  dlam -= eta M_lam^T(w_t) dw                          [R2]
+                  dw   -= eta H(w_t) dw                                [R3]
+
+[R1]-[R3] come from one R pass on step t's kept forward tape (``Point.hvp_mixed``), and the
+mixed product is formed for the poisoning rows only.
+
+Memory strategies (``memory=``):
+
+``"store"``       keep every step's forward tape: exact, ``O(T (P + tape))`` memory, no
+                  recomputation.
+``"checkpoint"``  keep ``w_t`` every ``c ~ sqrt(T)`` steps; on the way back recompute one
+                  segment's tapes at a time: exact (same arithmetic), ``O(sqrt(T))`` states,
+                  about one extra forward pass.
+``"reverse"``     keep only ``w_T`` and rebuild ``w_t = w_{t+1} + eta g(w_{t+1})`` on the
+                  way back (the back-gradient of Muñoz-González et al., 2017): ``O(P)``
+                  memory, approximate, since ``g(w_{t+1}) != g(w_t)``;
+                  ``info["w0_error"]`` reports ``||w_0' - w_0|| / ||w_0||`` of the rebuilt
+                  start as a measure of its drift.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _checks
+from ..backend import get_array_module
+from .result import Hypergrad, warn
+
+MEMORY = ("store", "checkpoint", "reverse")
+
+
+def _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
+    """Validate once; return what the unchecked loops need."""
+    pt = obj.at(w0, Xtr, ytr, lam)
+    rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], pt.xp)
+    yval = obj._checked(w0, Xval, yval)
+    T = _checks.positive_int("T", T)
+    eta = _checks.positive_float("eta", eta)
+    return pt, rows, yval, T, eta
+
+
+def unroll(obj, w0, X, y, lam, T, eta, keep=None):
+    """``w_T`` after T steps of Eq. 6 from ``w0`` (Alg. 1 line [F]).
+
+    ``keep(t, point)`` is called with every step's :class:`~hvpoison.objective.Point`
+    (for Alg. 1 to store).  Returns ``w_T`` (a new array).
+    """
+    pt = obj.at(w0, X, y, lam)
+    return _forward(obj, w0.copy(), pt.X, pt.y, pt.e, pt.lam_shape, 0, T, eta, keep)
+
+
+def _forward(obj, w, X, y, e, shape, t0, t1, eta, keep=None, out=None):
+    """Steps ``t0 .. t1-1`` of [F] from ``w = w_{t0}``; tapes go to ``keep(t, point)``.
+
+    With ``out`` (a ``(t1 - t0, P)`` buffer) each ``w_t`` is written to ``out[t - t0]``
+    before its step, so the kept tapes refer to stable copies; otherwise ``w`` is updated
+    in place.  Returns ``w_{t1}``.
+    """
+    xp = get_array_module(w)
+    g = xp.empty_like(w)
+    for t in range(t0, t1):
+        if out is not None:
+            out[t - t0] = w
+            w_t = out[t - t0]
+        else:
+            w_t = w
+        point = obj._point(w_t, X, y, e, shape)
+        point.grad(out=g)
+        if keep is not None:
+            keep(t, point)
+        if out is not None:
+            w = w_t - eta * g                                   # [F]
+        else:
+            w -= eta * g                                         # [F], in place
+    return w
+
+
+def _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf):
+    """[R1]-[R3] at one step, from one R pass on the kept tape (updates in place)."""
+    Hv, MX, Ml = point.hvp_mixed(dw, rows=rows, out=hv_buf, with_x=rows is not None)
+    if dXp is not None:
+        MX *= eta                                                # in place: no n_p x d temporary
+        dXp -= MX                                                # [R1]
+    if dlam is not None:
+        dlam -= eta * Ml                                         # [R2]
+    Hv *= eta
+    dw -= Hv                                                     # [R3]
+
+
+def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
+    """Hypergradient of ``l(w_T; D_val)`` by reverse-mode differentiation (Alg. 1).
+
+    Parameters
+    ----------
+    obj : Objective  the inner training objective ``L(w; D_tr', lam)``
+    w0 : ``(P,)``  initial parameters (``initW`` of Alg. 2)
+    Xtr, ytr : ``(n, d)``, ``(n,)``  poisoned training set ``D_tr'``
+    poison_idx : ``(n_p,)`` ints or None  rows of ``Xtr`` holding ``X_p``
+    Xval, yval : ``(m, d)``, ``(m,)``  the set the outer loss is measured on
+    lam : None, scalar or ``(n_lam,)``;  T : int;  eta : float  (Eq. 6)
+    memory : "store" | "checkpoint" | "reverse"  (see the module docstring)
+
+    Returns
+    -------
+    Hypergrad: ``dXp`` ``(n_p, d)`` (None without ``poison_idx``), ``dlam`` in the shape
+    of ``lam`` (None without), ``value = l(w_T; D_val)``, and ``info`` with ``w_T``,
+    counts of gradients and HVPs, and the largest number of stored states.
+    """
+    if memory not in MEMORY:
+        _checks.fail("memory", f"one of {MEMORY}", repr(memory))
+    pt0, rows, yval, T, eta = _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
+    xp, X, y, e, shape = pt0.xp, pt0.X, pt0.y, pt0.e, pt0.lam_shape
+    P = w0.shape[0]
+    info = {"memory": memory, "T": T, "grads": 0, "hvps": T, "stored_states": 0}
+
+    def outer(w_T):                                              # [I]
+        val = obj._point(w_T, Xval, yval, None, None)
+        return float(val.loss()), val.grad().copy()
+
+    dXp = None if rows is None else xp.zeros((rows.shape[0], X.shape[1]), dtype=w0.dtype)
+    dlam = None if e is None else xp.zeros(shape, dtype=w0.dtype)
+    hv_buf = xp.empty_like(w0)
+
+    if memory == "store":
+        tapes = [None] * T
+        W = xp.empty((T, P), dtype=w0.dtype)
+
+        def keep(t, point):
+            tapes[t] = point
+
+        w_T = _forward(obj, w0, X, y, e, shape, 0, T, eta, keep, out=W)
+        value, dw = outer(w_T)
+        for t in range(T - 1, -1, -1):
+            _reverse_step(tapes[t], dw, rows, eta, dXp, dlam, hv_buf)
+            tapes[t] = None                                      # free as we go
+        info.update(grads=T, stored_states=T)
+
+    elif memory == "checkpoint":
+        c = max(1, math.isqrt(T - 1) + 1 if T > 1 else 1)        # segment length ~ sqrt(T)
+        starts = list(range(0, T, c))
+        ckpt = xp.empty((len(starts), P), dtype=w0.dtype)
+        w = w0.copy()
+        for i, s in enumerate(starts):                           # forward, keeping w_s only
+            ckpt[i] = w
+            w = _forward(obj, w, X, y, e, shape, s, min(s + c, T), eta)
+        value, dw = outer(w)
+        W = xp.empty((c, P), dtype=w0.dtype)
+        peak = 0
+        for i in range(len(starts) - 1, -1, -1):                 # reverse, one segment at a time
+            s, end = starts[i], min(starts[i] + c, T)
+            tapes = {}
+            _forward(obj, ckpt[i].copy(), X, y, e, shape, s, end, eta,
+                     lambda t, p: tapes.__setitem__(t, p), out=W)
+            peak = max(peak, len(starts) + len(tapes))
+            for t in range(end - 1, s - 1, -1):
+                _reverse_step(tapes.pop(t), dw, rows, eta, dXp, dlam, hv_buf)
+        info.update(grads=2 * T, stored_states=peak, segment=c, checkpoints=len(starts))
+
+    else:  # "reverse": back-gradient, O(P) memory
+        w = _forward(obj, w0.copy(), X, y, e, shape, 0, T, eta)
+        value, dw = outer(w)
+        w_T = w.copy()
+        g = xp.empty_like(w)
+        with np.errstate(over="ignore", invalid="ignore"):       # divergence is reported below
+            for t in range(T - 1, -1, -1):
+                obj._point(w, X, y, e, shape).grad(out=g)
+                w = w + eta * g                                  # w_t ~ w_{t+1} + eta g(w_{t+1})
+                _reverse_step(obj._point(w, X, y, e, shape), dw, rows, eta, dXp, dlam, hv_buf)
+        norm0 = float(xp.linalg.norm(w0))
+        drift = float(xp.linalg.norm(w - w0))
+        info.update(grads=3 * T, stored_states=1,
+                    w0_error=drift / norm0 if norm0 > 0 else drift)
+        if not math.isfinite(drift) or not bool(xp.isfinite(dw).all()):
+            warn("memory='reverse': rebuilding w_t backwards diverged (reversing gradient "
+                 "descent amplifies round-off and the one-step approximation); use "
+                 "'checkpoint' for an exact result in O(sqrt(T)) memory")
+
+    info["w_T"] = w_T if memory != "checkpoint" else w
+    return Hypergrad(dXp=dXp, dlam=dlam, value=value, info=info)

@@ -1,0 +1,122 @@
+"""Alg. 2 on small problems, and the Fig. 1 setting in 2-D."""
+import numpy as np
+import pytest
+
+import hvpoison as hv
+
+
+def blobs(n, d=2, seed=0, sep=1.0, spread=0.8):
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 2).astype(float)
+    X = rng.normal(size=(n, d)) * spread + np.where(y[:, None] > 0, sep, -sep)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = blobs(60, seed=0)
+    Xv, yv = blobs(20, seed=1)
+    return X, y, Xv, yv
+
+
+def run(data, **kw):
+    X, y, Xv, yv = data
+    obj = kw.pop("obj", hv.Objective(hv.LR(2), "l2"))
+    args = dict(n_poison=4, n_batches=2, iters=15, T=60, eta=0.5, alpha=0.3, lam=-1.0, seed=3)
+    args.update(kw)
+    return hv.attack(obj, X, y, Xv, yv, **args)
+
+
+def test_fixed_lam_attack_raises_validation_loss_and_respects_the_box(data):
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.LR(2), "l2")
+    box = (-1.5, 1.5)
+    batches = run(data, box=box)
+    assert [b.fraction for b in batches] == [0.0, 4 / 60, 8 / 60]
+    clean = obj.val_loss(hv.unroll(obj, np.zeros(3), X, y, -1.0, 60, 0.5), Xv, yv)
+    for prev, b in zip(batches, batches[1:]):
+        assert b.trace["final"] > prev.trace["final"]
+        # the ascent improved the batch (from iteration 1: the first projection onto the
+        # box may clip cloned validation rows that lie outside it, which lowers the loss)
+        assert b.trace["final"] > b.trace["outer"][1]
+        Xp = b.X[b.poison_idx]
+        assert Xp.min() >= box[0] and Xp.max() <= box[1]
+        assert b.lam == -1.0
+    assert batches[-1].trace["final"] > clean
+    # cumulative: batch 2 keeps batch 1's poisoned rows and adds 4 more
+    assert set(batches[1].poison_idx) < set(batches[2].poison_idx)
+    np.testing.assert_array_equal(batches[2].X[batches[1].poison_idx],
+                                  batches[1].X[batches[1].poison_idx])
+    # labels of poisoning points are flipped validation labels, rows outside I untouched
+    untouched = np.setdiff1d(np.arange(60), batches[2].poison_idx)
+    np.testing.assert_array_equal(batches[2].X[untouched], X[untouched])
+
+
+def test_learned_lam_stays_in_bounds_and_is_traced(data):
+    batches = run(data, learn_lam=True, lam=-2.0, lam_bounds=(-3.0, 0.5), alpha_lam=0.4)
+    for b in batches:
+        lams = np.array(b.trace["lam"], dtype=float)
+        assert lams.min() >= -3.0 and lams.max() <= 0.5 and len(lams) == 15
+        assert -3.0 <= b.lam <= 0.5
+
+
+def test_per_layer_lam_for_the_mlp(data):
+    obj = hv.Objective(hv.MLP((2, 4, 1), 0.1), "l2", per_layer=True)
+    batches = run(data, obj=obj, learn_lam=True, lam=np.array([-2.0, -2.0]), n_batches=1,
+                  iters=5)
+    assert batches[-1].lam.shape == (2,)
+    assert len(batches[-1].trace["outer"]) == 5
+
+
+def test_same_seed_same_run_different_seed_different_run(data):
+    a, b, c = run(data), run(data), run(data, seed=4)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.X, y.X)
+        assert x.trace == y.trace
+    assert not np.array_equal(a[-1].X, c[-1].X)
+
+
+def test_restarts_keep_the_best(data):
+    one = run(data, n_batches=1, restarts=1)
+    three = run(data, n_batches=1, restarts=3)
+    assert three[-1].trace["final"] >= one[-1].trace["final"] - 1e-12
+
+
+def test_targeted_attack_lowers_the_loss_on_the_attackers_labels(data):
+    X, y, Xv, yv = data
+    Xt, yt = blobs(6, seed=9)
+    obj = hv.Objective(hv.LR(2), "l2")
+    batches = run(data, target=(Xt, 1 - yt), targeted=True, n_batches=1)
+    trace = batches[-1].trace
+    assert -trace["final"] < -trace["outer"][0]   # trace holds sign * loss = -loss
+
+
+def test_fig1_one_point_hurts_unregularised_lr_more_than_l2():
+    """Fig. 1 setting: one optimised poisoning point, LR with and without L2."""
+    X, y = blobs(20, seed=0, sep=1.0, spread=0.7)
+    Xv, yv = blobs(200, seed=1, sep=1.0, spread=0.7)
+    rise = {}
+    for penalty, lam in ((None, None), ("l2", 0.0)):
+        obj = hv.Objective(hv.LR(2), penalty)
+        b = hv.attack(obj, X, y, Xv, yv, n_poison=1, n_batches=1, iters=60, T=200, eta=0.5,
+                      alpha=0.3, lam=lam, box=(-6.0, 6.0), seed=0)
+        err = [hv.error(obj.model, hv.train(obj, bb.X, bb.y, lam, T=200, eta=0.5), Xv, yv)
+               for bb in b]
+        rise[penalty] = err[1] - err[0]
+    assert rise[None] > rise["l2"] and rise[None] > 0
+
+
+@pytest.mark.parametrize("kw,exc,msg", [
+    (dict(n_poison=0), ValueError, "n_poison: expected a positive integer"),
+    (dict(n_poison=25), ValueError, "n_poison: expected at most the validation size 20"),
+    (dict(n_poison=20, n_batches=4), ValueError, r"n_poison \* n_batches: expected at most"),
+    (dict(lam=None, learn_lam=True), ValueError, "lam: expected an initial value"),
+    (dict(box=(1.0, 0.0)), ValueError, "box: expected"),
+    (dict(lam_bounds=(1.0, -1.0)), ValueError, "lam_bounds: expected"),
+    (dict(w_init="ones"), ValueError, "w_init: expected 'zeros' or 'random'"),
+    (dict(alpha=0.0), ValueError, "alpha: expected a positive finite number"),
+    (dict(n_batches=-1), ValueError, "n_batches: expected a non-negative integer"),
+])
+def test_attack_bad_input(data, kw, exc, msg):
+    with pytest.raises(exc, match=msg):
+        run(data, **kw)
