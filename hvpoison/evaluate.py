@@ -49,15 +49,18 @@ def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=1000, eta=0.1, seed=0, w_cl
     """Train on ``(Xtr, ytr)`` (possibly poisoned) and report what Sect. V plots.
 
     Returns a dict with ``test_error``, ``w_norm2`` (``||W_k||^2/P_k`` per layer),
-    ``w`` and, when ``w_clean`` and ``k`` are given (LR), ``kuncheva`` between the top-``k``
-    input weights of ``w`` and ``w_clean``.
+    ``w`` and, when ``w_clean`` and ``k`` are given, ``kuncheva`` between the top-``k``
+    input features of ``w`` and ``w_clean``, a feature's weight being ``sum_j |W_1[i, j]|``
+    (for LR simply ``|w_i|``).
     """
     w = train(obj, Xtr, ytr, lam, T=T, eta=eta, seed=seed)
     out = {"test_error": error(obj.model, w, Xte, yte),
            "w_norm2": weight_norms(obj.model, w), "w": w}
     if w_clean is not None and k is not None:
-        first = lambda v: obj.model.unpack(v)[0][0].sum(axis=1)  # noqa: E731 (LR: W[:, 0])
-        out["kuncheva"] = kuncheva(first(w), first(w_clean), k)
+        def feature_weights(v):
+            return abs(obj.model.unpack(v)[0][0]).sum(axis=1)
+
+        out["kuncheva"] = kuncheva(feature_weights(w), feature_weights(w_clean), k)
     return out
 
 

@@ -1,0 +1,106 @@
+"""One RMD hypergradient (Alg. 1): wall time, peak memory and cost in gradient-equivalents
+per memory strategy (issue #3), optionally against PyTorch autograd through the unrolled loop.
+
+Run:  python bench/bench_rmd.py [--quick] [--torch]
+
+Cost in gradient-equivalents per step = time / (T * time of one loss+gradient).
+Peak memory is the tracemalloc peak of numpy allocations during one call.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import hvpoison as hv  # noqa: E402
+from common import header, median_time  # noqa: E402
+
+
+def problem(kind, n=1000, m=100, d=784, seed=0):
+    rng = np.random.default_rng(seed)
+    model = hv.LR(d) if kind == "LR" else hv.MLP((d, 32, 16, 1))
+    obj = hv.Objective(model, "l2")
+    X, Xv = rng.random((n, d)), rng.random((m, d))
+    y, yv = (rng.random(n) < 0.5) * 1.0, (rng.random(m) < 0.5) * 1.0
+    return obj, X, y, Xv, yv, np.arange(40), model.init(0)
+
+
+def torch_rmd(kind, obj, X, y, Xv, yv, idx, w0, lam, T, eta):
+    import torch
+
+    tX, ty, tXv, tyv = map(torch.from_numpy, (X, y, Xv, yv))
+    sizes = (X.shape[1], 1) if kind == "LR" else obj.model.sizes
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    e = float(np.exp(lam))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def f(w, A):
+        h, i, pen = A, 0, 0.0
+        for k, (a, b) in enumerate(shapes):
+            W = w[i:i + a * b].reshape(a, b)
+            i += a * b
+            h = h @ W + w[i:i + b]
+            i += b
+            pen = pen + (W * W).sum()
+            if k < len(shapes) - 1:
+                h = torch.nn.functional.leaky_relu(h, 0.01)
+        return h[:, 0], pen
+
+    def hypergrad():
+        Xp = tX[idx].clone().requires_grad_(True)
+        rest = tX.clone()
+        A = torch.index_put(rest, (torch.from_numpy(idx),), Xp)
+        w = torch.from_numpy(w0.copy()).requires_grad_(True)
+        for _ in range(T):
+            z, pen = f(w, A)
+            L = bce(z, ty) + 0.5 * e * pen
+            (g,) = torch.autograd.grad(L, w, create_graph=True)
+            w = w - eta * g
+        zv, _ = f(w, tXv)
+        return torch.autograd.grad(bce(zv, tyv), Xp)[0]
+
+    return median_time(hypergrad, repeat=5, warmup=1, min_time=0)
+
+
+def run(quick=False, use_torch=False):
+    lam, eta = -2.0, 0.1
+    print("# RMD hypergradient benchmark (CPU, float64)\n")
+    print(header())
+    print("n = 1000, n_val = 100, n_p = 40 poisoning rows, L2, median wall time.\n")
+    cols = "| model | T | memory | time (ms) | grad-equiv. / step | peak MB | stored states |"
+    if use_torch:
+        cols += " torch autograd (ms) | torch / ours |"
+    print(cols)
+    print("|" + "---|" * (cols.count("|") - 1))
+    for kind in ("LR", "MLP"):
+        obj, X, y, Xv, yv, idx, w0 = problem(kind)
+        t_grad = median_time(lambda: obj.at(w0, X, y, lam).grad())
+        for T in ((100,) if quick else (100, 500)):
+            for memory in ("store", "checkpoint", "reverse"):
+                call = lambda: hv.rmd(obj, w0, X, y, idx, Xv, yv, lam, T, eta,  # noqa: E731
+                                      memory=memory)
+                t = median_time(call, repeat=7, warmup=1, min_time=0)
+                tracemalloc.start()
+                info = call().info
+                peak = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+                line = (f"| {kind} | {T} | {memory} | {1e3 * t:.1f} | {t / (T * t_grad):.2f} | "
+                        f"{peak:.1f} | {info['stored_states']} |")
+                if use_torch and memory == "store":
+                    tt = torch_rmd(kind, obj, X, y, Xv, yv, idx, w0, lam, T, eta)
+                    line += f" {1e3 * tt:.1f} | {tt / t:.2f} |"
+                elif use_torch:
+                    line += " | |"
+                print(line, flush=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="T = 100 only")
+    ap.add_argument("--torch", action="store_true", help="also time PyTorch autograd")
+    a = ap.parse_args()
+    run(a.quick, a.torch)
