@@ -90,10 +90,7 @@ class Point:
 
     def hvp_xw(self, v, rows=None):
         """``grad_X (v^T grad_w L)``, shape ``(n, d)`` or ``(len(rows), d)``."""
-        bwd = self._backward()
-        rbwd = self.obj.model.rop(self.w, self.tape, bwd, v, self.curv,
-                                  self.xp.empty_like(self.w))
-        return self.obj.model.mixed_x(self.w, bwd, rbwd, v, rows)
+        return self.hvp_mixed(v, rows=rows)[1]
 
     def hvp_lw(self, v):
         """``grad_lam (v^T grad_w L)`` in the shape of ``lam``; ``None`` without a penalty."""
