@@ -148,7 +148,7 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
         info.update(grads=T, stored_states=T)
 
     elif memory == "checkpoint":
-        c = max(1, math.isqrt(T - 1) + 1 if T > 1 else 1)        # segment length ~ sqrt(T)
+        c = math.isqrt(T - 1) + 1                                # ceil(sqrt(T)) steps per segment
         starts = list(range(0, T, c))
         ckpt = xp.empty((len(starts), P), dtype=w0.dtype)
         w = w0.copy()
