@@ -143,13 +143,15 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=1
     batches = []
     for b in range(n_batches + 1):
         rows = replace[(b - 1) * n_poison: b * n_poison] if b else np.array([], dtype=np.int64)
+        rows_x = xp.asarray(rows)
         best = None
         for r in range(restarts if b else 1):
             Xc, yc = X.copy(), y.copy()
             if b:                                                 # [A1], [A2]
                 src = rng.choice(Xval.shape[0], size=n_poison, replace=False)
-                Xc[xp.asarray(rows)] = Xval[xp.asarray(src)]
-                yc[xp.asarray(rows)] = 1 - yval[xp.asarray(src)]
+                src = xp.asarray(src)
+                Xc[rows_x] = Xval[src]
+                yc[rows_x] = 1 - yval[src]
             lam_k = None if lam0 is None else lam0.copy()          # [A3]
             trace = {"outer": [], "lam": []}
             for k in range(iters if (b or learn_lam) else 1):
@@ -162,8 +164,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=1
                     g = sign * hg.dXp
                     norm = float(xp.linalg.norm(g))
                     if norm > 0:                                  # [A6]
-                        Xp = xp.clip(Xc[xp.asarray(rows)] + (alpha / norm) * g, box[0], box[1])
-                        Xc[xp.asarray(rows)] = Xp
+                        Xc[rows_x] = xp.clip(Xc[rows_x] + (alpha / norm) * g, box[0], box[1])
                 if learn_lam:                                     # [A7]
                     dlam = hg.dlam
                     if target is not None:                        # defender: val loss

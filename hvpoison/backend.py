@@ -61,8 +61,3 @@ def to_numpy(a):
     if is_cupy_array(a):  # pragma: no cover - GPU only
         return a.get()
     return np.asarray(a)
-
-
-def to_device(a, xp, dtype=None):
-    """``a`` as an array of module ``xp`` (moves host data to the GPU when xp is cupy)."""
-    return xp.asarray(a, dtype=dtype)

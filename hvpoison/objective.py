@@ -190,8 +190,3 @@ class Objective:
         """Plain mean cross-entropy ``l(w; D)`` with no penalty (the outer loss)."""
         y = self._checked(w, X, y)
         return mean_ce(get_array_module(w), self.model.forward(w, X).z, y)
-
-    def val_grad(self, w, X, y):
-        """``grad_w l(w; D)`` with no penalty, shape ``(P,)``."""
-        y = self._checked(w, X, y)
-        return self._point(w, X, y, None, None).grad()

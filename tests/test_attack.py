@@ -83,9 +83,7 @@ def test_restarts_keep_the_best(data):
 
 
 def test_targeted_attack_lowers_the_loss_on_the_attackers_labels(data):
-    X, y, Xv, yv = data
     Xt, yt = blobs(6, seed=9)
-    obj = hv.Objective(hv.LR(2), "l2")
     batches = run(data, target=(Xt, 1 - yt), targeted=True, n_batches=1)
     trace = batches[-1].trace
     assert -trace["final"] < -trace["outer"][0]   # trace holds sign * loss = -loss

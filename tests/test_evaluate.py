@@ -42,3 +42,13 @@ def test_lam_cv_prefers_weak_regularisation_on_clean_separable_data():
     assert best in (-6.0, -2.0) and losses[2] > losses[0]
     with pytest.raises(ValueError, match="K: expected an integer in"):
         hv.lam_cv(obj, X, y, K=1)
+
+
+def test_evaluation_bad_input():
+    X, y = np.ones((6, 3)), np.array([0, 1, 0, 1, 0, 1.0])
+    with pytest.raises(ValueError, match="obj: expected an Objective with a penalty"):
+        hv.lam_cv(hv.Objective(hv.LR(3)), X, y)
+    with pytest.raises(ValueError, match="b: expected 6 feature weights like a"):
+        hv.kuncheva(np.ones(6), np.ones(5), 2)
+    with pytest.raises(ValueError, match=r"X: expected shape \(n, 3\)"):
+        hv.evaluate(hv.Objective(hv.LR(3), "l2"), X, y, np.ones((2, 4)), y[:2], 0.0, T=5)

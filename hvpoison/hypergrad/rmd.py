@@ -172,15 +172,15 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
         w = _forward(obj, w0.copy(), X, y, e, shape, 0, T, eta)
         value, dw = outer(w)
         w_T = w.copy()
-        g = xp.empty_like(w)
+        point = obj._point(w, X, y, e, shape)
         with np.errstate(over="ignore", invalid="ignore"):       # divergence is reported below
             for t in range(T - 1, -1, -1):
-                obj._point(w, X, y, e, shape).grad(out=g)
-                w = w + eta * g                                  # w_t ~ w_{t+1} + eta g(w_{t+1})
-                _reverse_step(obj._point(w, X, y, e, shape), dw, rows, eta, dXp, dlam, hv_buf)
+                w = w + eta * point.grad()                       # w_t ~ w_{t+1} + eta g(w_{t+1})
+                point = obj._point(w, X, y, e, shape)            # its grad is cached by the
+                _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf)  # R pass, reused above
         norm0 = float(xp.linalg.norm(w0))
         drift = float(xp.linalg.norm(w - w0))
-        info.update(grads=3 * T, stored_states=1,
+        info.update(grads=2 * T + 1, stored_states=1,
                     w0_error=drift / norm0 if norm0 > 0 else drift)
         if not math.isfinite(drift) or not bool(xp.isfinite(dw).all()):
             warn("memory='reverse': rebuilding w_t backwards diverged (reversing gradient "

@@ -7,6 +7,8 @@ respect to ``z``: ``dCE/dz = sigma(z) - y`` (the *residual*) and
 """
 from __future__ import annotations
 
+from scipy.special import expit as _expit
+
 
 def softplus(xp, z):
     """``log(1 + exp(z))`` without overflow."""
@@ -16,10 +18,10 @@ def softplus(xp, z):
 def sigmoid(xp, z):
     """``1 / (1 + exp(-z))`` without overflow (SciPy's / cupyx's ``expit`` ufunc)."""
     if xp.__name__ == "numpy":
-        from scipy.special import expit
-    else:  # pragma: no cover - GPU only
-        from cupyx.scipy.special import expit
-    return expit(z)
+        return _expit(z)
+    from cupyx.scipy.special import expit  # pragma: no cover - GPU only
+
+    return expit(z)  # pragma: no cover
 
 
 def mean_ce(xp, z, y):
