@@ -60,7 +60,7 @@ def _lam_bounds(bounds):
 def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=100,
            eta=0.1, alpha=0.05, alpha_lam=None, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
-           w_init=None, restarts=1, seed=0, memory="store", callback=None):
+           w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None):
     """Run Alg. 2 for ``n_batches`` cumulative batches of ``n_poison`` points.
 
     Parameters
@@ -81,6 +81,10 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=1
     restarts : independent initDp draws per batch; the best (highest objective) is kept
     seed : makes the run reproducible;  memory : passed to :func:`rmd`
     callback : called as ``callback(batch, k, outer_value, lam)`` after each hyperiteration
+    start : None, or ``(b0, X, y)``: the poisoned training set after batch ``b0`` of an
+        earlier run with the same arguments; the run goes on with batches ``b0+1 ..
+        n_batches`` (only those are returned) and gives what the full run gives (each
+        batch draws from its own seeded stream), so an interrupted experiment resumes
 
     Returns
     -------
@@ -122,8 +126,10 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=1
         Xt, yt = Xval, yval
     sign = -1.0 if targeted else 1.0        # the attacker ascends sign * loss(target)
 
-    rng = np.random.default_rng(seed)
-    replace = rng.permutation(n)[: n_poison * n_batches]          # the rows I, batch by batch
+    # the rows I, batch by batch: a permutation that does not depend on n_batches, so a
+    # run to 8 % is the first two batches of a run to 20 %
+    replace = np.random.default_rng(seed).permutation(n)[: n_poison * n_batches]
+    rng = None                                  # batch b draws from default_rng([seed, b])
     lam0 = None if lam is None else np.array(lam, dtype=float)
 
     def init_w():                                                 # [A4]
@@ -139,9 +145,19 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=1
         w_T = unroll(obj, w0, Xc, yc, as_lam(lam_), T, eta)
         return sign * float(obj.val_loss(w_T, Xt, yt))
 
-    X, y = Xtr.copy(), ytr.copy()
+    X, y, b0 = Xtr.copy(), ytr.copy(), -1
+    if start is not None:
+        b0, X, y = start
+        if isinstance(b0, bool) or not isinstance(b0, (int, np.integer)) or not 0 <= b0 <= n_batches:
+            _checks.fail("start[0]", f"a batch index in [0, {n_batches}]", repr(b0))
+        y = obj._checked(pt.w, X, y)
+        if X.shape != Xtr.shape:
+            _checks.fail("start[1]", f"the poisoned training set of shape {Xtr.shape}",
+                         _checks._describe(X))
+        X, y = X.copy(), y.copy()
     batches = []
-    for b in range(n_batches + 1):
+    for b in range(b0 + 1, n_batches + 1):
+        rng = np.random.default_rng([seed, b])
         rows = replace[(b - 1) * n_poison: b * n_poison] if b else np.array([], dtype=np.int64)
         rows_x = xp.asarray(rows)
         best = None

@@ -1,19 +1,32 @@
 """The ``hvpoison`` command line.
 
-``hvpoison check``   verifies the derivative engine on random problems against finite
-                     differences and prints a table (the engine's self-test a user can run
-                     on any machine in a few seconds).
+Every command prints errors as one line ``hvpoison COMMAND: error: ...`` and exits with 2
+(``--debug`` shows the traceback instead); Ctrl-C exits with 130 after keeping every
+finished record, so re-running the same command resumes.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
 
 import numpy as np
 
+EXAMPLES = """examples:
+  hvpoison demo                                  attack LR on the embedded MNIST subset
+  hvpoison attack --task mnist --lam learned --data-dir ../shared/datasets
+  hvpoison run experiment.toml --jobs 2          run / resume an experiment
+  hvpoison run experiment.toml --scheduler tcp://host:8786     on a Dask cluster
+  hvpoison plot results/lr-mnist-l2              test error, lam, ||w||^2/P, Kuncheva
+  hvpoison data fetch mnist                      download into ~/.cache/hvpoison
+  hvpoison bench --quick                         gradient, H v and RMD timings
+  hvpoison check                                 derivatives vs finite differences
+"""
 
+
+# -- check -----------------------------------------------------------------------------------
 def _fd(f, x, u, h=1e-5):
     return (f(x + h * u) - f(x - h * u)) / (2 * h)
 
@@ -67,15 +80,273 @@ def _cmd_check(args) -> int:
     return 0 if ok else 1
 
 
+# -- demo, attack, run, plot -----------------------------------------------------------------
+DEMO = {"name": "demo", "repetitions": 1, "seed": 0,
+        "data": {"task": "mnist-mini", "n_tr": 1000, "n_test": 2000},
+        "model": {"kind": "lr"},
+        "defense": {"penalty": "l2", "settings": ["none", "large", "learned"]},
+        "attack": {"n_poison": 40, "n_batches": 5, "iters": 30, "T": 200, "eta": 0.1,
+                   "alpha": 1.0, "alpha_lam": 0.2},
+        "test": {"T": 200, "eta": 0.1, "kuncheva_k": [50, 100, 200]}}
+
+
+def _run_and_report(exp, out, args, title):
+    from .experiments import format_table, run
+    from .plots import plot_summary
+
+    t0 = time.perf_counter()
+    print(f"{title}\nresults -> {out}/  (re-run the same command to resume)", file=sys.stderr)
+    summary = run(exp, out, n_jobs=args.jobs, scheduler=getattr(args, "scheduler", None),
+                  overwrite=args.overwrite, progress=not args.quiet,
+                  data_dir=getattr(args, "data_dir", None))
+    print(format_table(summary))
+    paths = plot_summary(summary, os.path.join(out, "summary"))
+    print(f"\nplot: {paths[0]} (and .pdf); tables: {out}/summary.csv, {out}/summary.json; "
+          f"{time.perf_counter() - t0:.0f} s")
+    return summary
+
+
+def _cmd_demo(args) -> int:
+    from .experiments import Experiment
+
+    cfg = {**DEMO, "seed": args.seed}
+    if args.quick:
+        cfg = {**cfg, "attack": {**DEMO["attack"], "n_batches": 2, "iters": 10},
+               "data": {**DEMO["data"], "n_tr": 500, "n_test": 1000}}
+        cfg["attack"]["n_poison"] = 25
+    exp = Experiment.from_dict(cfg)
+    summary = _run_and_report(
+        exp, args.out, args,
+        "hvpoison demo: the optimal attack (Alg. 2) against logistic regression on the "
+        "embedded MNIST 0-vs-8 subset, for lam = none / large constant / learned on the "
+        "trusted validation set")
+    st = summary["settings"]
+    none, learned = st["none"]["test_error"]["mean"], st["learned"]["test_error"]["mean"]
+    print(f"\nwithout regularisation the attack raises the test error from {none[0][0]:.3f} "
+          f"to {none[-1][0]:.3f} at {st['none']['fraction'][-1]:.0%} poisoning; "
+          f"learning lam on the trusted set keeps it at {learned[-1][0]:.3f}.")
+    return 0
+
+
+def _lam_setting(value):
+    if value in ("none", "large", "cv", "learned", "learned_per_layer"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected none, large, cv, learned, learned_per_layer or a number, "
+            f"got {value!r}") from None
+
+
+def _cmd_attack(args) -> int:
+    from .experiments import Experiment
+
+    setting = args.lam
+    defense = {"penalty": args.penalty}
+    if isinstance(setting, float):
+        defense.update(settings=["large"], lam_large=setting)
+    else:
+        defense["settings"] = [setting]
+    model = {"kind": args.model}
+    if args.hidden:
+        model["hidden"] = args.hidden
+    exp = Experiment.from_dict({
+        "name": f"attack-{args.task}-{args.model}-{args.penalty}-{args.lam}",
+        "repetitions": args.repetitions, "seed": args.seed,
+        "data": {"task": args.task, "n_tr": args.n_tr, "n_test": args.n_test},
+        "model": model, "defense": defense,
+        "attack": {"n_poison": args.n_poison, "n_batches": args.n_batches,
+                   "iters": args.iters, "T": args.T, "eta": args.eta, "alpha": args.alpha},
+        "test": {"T": args.T, "eta": args.eta}})
+    out = args.out or os.path.join("results", exp.name)
+    _run_and_report(exp, out, args, f"hvpoison attack: {exp.name}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .experiments import Experiment
+
+    exp = Experiment.from_toml(args.experiment)
+    out = args.out or os.path.join("results", exp.name)
+    _run_and_report(exp, out, args, f"hvpoison run: {exp.name} ({args.experiment})")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plots import load_summary, plot_summary
+
+    summary = load_summary(args.results)
+    base = args.out or os.path.join(args.results if os.path.isdir(args.results)
+                                    else os.path.dirname(args.results) or ".", "summary")
+    for p in plot_summary(summary, base):
+        print(p)
+    return 0
+
+
+# -- data, bench -----------------------------------------------------------------------------
+def _cmd_data(args) -> int:
+    from .data import cache_dir, check, fetch
+    from .data.sources import DATASETS, search_dirs
+
+    names = args.datasets or list(DATASETS)
+    for n in names:
+        if n not in DATASETS:
+            raise ValueError(f"DATASET: expected one of {sorted(DATASETS)}, got {n!r}")
+    if args.action == "info":
+        print("search order: " + " -> ".join(str(d) for d in search_dirs(args.data_dir))
+              + " -> download")
+        print(f"cache: {cache_dir()}")
+        from .data.tasks import TASKS
+        for t, (ds, classes, scale, ratio) in TASKS.items():
+            if not t.startswith("_"):
+                print(f"task {t:<11} dataset {ds:<13} classes {classes[0]} vs {classes[1]}, "
+                      f"pixels {'[0, 1]' if scale == 'unit' else '[-1, 1]'}, "
+                      f"n_val = n_tr * {ratio}")
+        print("task synthetic2d  two 2-D Gaussians (Fig. 1)")
+        return 0
+    if args.action == "fetch":
+        for n in names:
+            for k, p in fetch(n, force=args.force).items():
+                print(f"{n:<14} {k:<13} {p}")
+        return 0
+    bad = 0
+    for n in names:
+        for k, (p, status) in check(n, args.data_dir).items():
+            bad += status != "ok"
+            print(f"{n:<14} {k:<13} {status if status != 'ok' else 'ok (sha256 verified)':<24}"
+                  f" {p or ''}")
+    return 1 if bad else 0
+
+
+def _cmd_bench(args) -> int:
+    from .benchmarks import engine, header
+
+    print("# hvpoison engine benchmark (CPU, float64)\n")
+    print(header())
+    print(f"| model | quantity | ms (median, n = {args.n}) |\n|---|---|---|")
+    for model, q, ms in engine(n=args.n, quick=args.quick):
+        print(f"| {model} | {q} | {ms:.3f} |", flush=True)
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
+class _Fmt(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _run_options(p, default_out=None):
+    p.add_argument("--out", default=default_out, help="results folder (resumed if it exists)")
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="local worker processes (records run in parallel)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the records in --out instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no per-record progress lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="hvpoison", description=(
-        "Optimal poisoning attacks that anticipate hyperparameter learning."))
+    p = argparse.ArgumentParser(
+        prog="hvpoison", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Optimal poisoning attacks that anticipate hyperparameter learning, and "
+                    "how much L1/L2 regularisation learned on a trusted set protects.",
+        epilog=EXAMPLES)
     p.add_argument("--version", action="version", version=f"hvpoison {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    c = sub.add_parser("check", help="verify the derivative engine against finite differences")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random problems (default 0)")
+
+    c = sub.add_parser("demo", formatter_class=_Fmt, help="the main job on the embedded data",
+                       description="Attack LR on the embedded MNIST 0-vs-8 subset at 0-20 %% "
+                       "poisoning for lam none / large / learned; print the table, write a "
+                       "plot. Offline, about a minute on 2 cores.",
+                       epilog="example:\n  hvpoison demo --out demo-results --jobs 2")
+    _run_options(c, "hvpoison-demo")
+    c.add_argument("--seed", type=int, default=0, help="seed of the split and the attack")
+    c.add_argument("--quick", action="store_true", help="smaller and faster (for tests)")
+    c.set_defaults(func=_cmd_demo)
+
+    c = sub.add_parser("attack", formatter_class=_Fmt, help="attack one lam setting",
+                       description="Alg. 2 at cumulative poisoning fractions against one "
+                       "victim; records, table and plot go to --out.",
+                       epilog="examples:\n  hvpoison attack --task mnist-mini --lam none\n"
+                       "  hvpoison attack --task fmnist --model mlp --lam learned_per_layer "
+                       "--data-dir ../shared/datasets")
+    c.add_argument("--task", default="mnist-mini",
+                   help="mnist | fmnist | cifar10 | mnist-mini | synthetic2d")
+    c.add_argument("--model", default="lr", choices=["lr", "mlp"])
+    c.add_argument("--hidden", type=_positive_int, nargs="+", help="MLP hidden widths (32 16)")
+    c.add_argument("--penalty", default="l2", choices=["l2", "l1"])
+    c.add_argument("--lam", type=_lam_setting, default="learned",
+                   help="none | large | cv | learned | learned_per_layer | a fixed value")
+    c.add_argument("--n-tr", type=_positive_int, default=1000)
+    c.add_argument("--n-test", type=_positive_int, default=2000)
+    c.add_argument("--n-poison", type=_positive_int, default=40)
+    c.add_argument("--n-batches", type=int, default=5)
+    c.add_argument("--iters", type=_positive_int, default=30, help="hyperiterations per batch")
+    c.add_argument("-T", type=_positive_int, default=200, help="inner gradient steps")
+    c.add_argument("--eta", type=float, default=0.1, help="inner step")
+    c.add_argument("--alpha", type=float, default=1.0, help="outer step")
+    c.add_argument("--repetitions", type=_positive_int, default=1)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--data-dir", help="directory with the dataset files (else $HVPOISON_DATA, "
+                   "the cache, a download)")
+    _run_options(c)
+    c.set_defaults(func=_cmd_attack)
+
+    c = sub.add_parser("run", formatter_class=_Fmt, help="run or resume an experiment file",
+                       description="Run the experiment described by a TOML file (see "
+                       "hvpoison.experiments.config); resumes what is already in --out.",
+                       epilog="examples:\n  hvpoison run exp.toml --jobs 2\n"
+                       "  hvpoison run exp.toml --scheduler tcp://10.0.0.5:8786")
+    c.add_argument("experiment", metavar="EXPERIMENT", help="a .toml file")
+    c.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler")
+    c.add_argument("--data-dir", help="directory with the dataset files")
+    _run_options(c)
+    c.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser("plot", formatter_class=_Fmt, help="plot a results folder",
+                       description="Test error, learned lam, ||w||^2/P and Kuncheva's index "
+                       "vs the poisoning fraction, as PNG and PDF.",
+                       epilog="example:\n  hvpoison plot results/demo --out fig/demo")
+    c.add_argument("results", metavar="RESULTS", help="a results folder or its summary.json")
+    c.add_argument("--out", help="output path without suffix (default RESULTS/summary)")
+    c.set_defaults(func=_cmd_plot)
+
+    c = sub.add_parser("data", formatter_class=_Fmt, help="fetch, check or describe datasets",
+                       description="fetch: download into the cache (checksums verified); "
+                       "check: verify the files found; info: search order and tasks.",
+                       epilog="examples:\n  hvpoison data info\n"
+                       "  hvpoison data check --data-dir ../shared/datasets\n"
+                       "  hvpoison data fetch mnist fashion-mnist")
+    c.add_argument("action", choices=["fetch", "check", "info"])
+    c.add_argument("datasets", nargs="*", metavar="DATASET",
+                   help="mnist | fashion-mnist | cifar10 (default: all)")
+    c.add_argument("--data-dir", help="directory searched before the cache")
+    c.add_argument("--force", action="store_true", help="fetch: download again")
+    c.set_defaults(func=_cmd_data)
+
+    c = sub.add_parser("bench", formatter_class=_Fmt, help="time gradient, H v and RMD",
+                       description="Median times of loss+gradient, H v, the mixed products "
+                       "and one RMD hypergradient for LR and the MLP (see bench/ for peers).",
+                       epilog="example:\n  hvpoison bench --quick")
+    c.add_argument("-n", type=_positive_int, default=1000, help="training rows")
+    c.add_argument("--quick", action="store_true", help="fewer repetitions")
+    c.set_defaults(func=_cmd_bench)
+
+    c = sub.add_parser("check", formatter_class=_Fmt,
+                       help="verify the derivative engine against finite differences")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random problems")
     c.set_defaults(func=_cmd_check)
     return p
 
@@ -90,12 +361,18 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"hvpoison {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"hvpoison {args.command}: interrupted", file=sys.stderr)
+        print(f"\nhvpoison {args.command}: interrupted; finished records are kept, run the "
+              "same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user, traceback with --debug
+        if args.debug:
+            raise
+        msg = str(exc) or type(exc).__name__
+        if not isinstance(exc, (ValueError, TypeError, OSError)):
+            msg = f"{type(exc).__name__}: {msg} (run with --debug for the traceback)"
+        print(f"hvpoison {args.command}: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,11 +57,15 @@ def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=1000, eta=0.1, seed=0, w_cl
     out = {"test_error": error(obj.model, w, Xte, yte),
            "w_norm2": weight_norms(obj.model, w), "w": w}
     if w_clean is not None and k is not None:
-        def feature_weights(v):
-            return abs(obj.model.unpack(v)[0][0]).sum(axis=1)
-
-        out["kuncheva"] = kuncheva(feature_weights(w), feature_weights(w_clean), k)
+        out["kuncheva"] = kuncheva(feature_weights(obj.model, w),
+                                   feature_weights(obj.model, w_clean), k)
     return out
+
+
+def feature_weights(model, w):
+    """A feature's importance, ``sum_j |W_1[i, j]|`` over the first layer, shape ``(d,)``
+    (for LR simply ``|w_i|``); Kuncheva's index compares the top-``k`` of these."""
+    return abs(model.unpack(w)[0][0]).sum(axis=1)
 
 
 def lam_cv(obj, X, y, grid=None, *, K=5, T=1000, eta=0.1, seed=0):

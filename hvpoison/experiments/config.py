@@ -1,0 +1,220 @@
+"""The declarative description of an experiment (a TOML file or a Python dict).
+
+::
+
+    name = "lr-mnist-l2"
+    repetitions = 3              # fresh random splits
+    seed = 0                     # everything else is derived from it
+
+    [data]                       # hvpoison.data.load_task
+    task = "mnist"               # mnist | fmnist | cifar10 | mnist-mini | synthetic2d
+    n_tr = 1000                  # n_val: n_tr/10 (CIFAR-10: n_tr/5); n_test: 2000
+
+    [model]
+    kind = "lr"                  # lr | mlp (sizes = hidden layer widths, slope)
+
+    [defense]
+    penalty = "l2"               # l2 | l1
+    settings = ["none", "large", "cv", "learned"]     # and "learned_per_layer" for the MLP
+    lam_large = -1.0             # the "large constant" lam
+    lam_init = -4.0              # initL for learned lam
+
+    [attack]                     # hvpoison.attack
+    n_poison = 40
+    n_batches = 5
+    iters = 30
+
+    [test]                       # training after the attack, then the test error
+    T = 200
+    eta = 0.1
+    kuncheva_k = [50, 100, 200]
+
+Every key has a default (``Experiment()``); an unknown key or a value of the wrong type is
+an error naming it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SETTINGS = ("none", "large", "cv", "learned", "learned_per_layer")
+
+
+@dataclass
+class Data:
+    task: str = "mnist"
+    n_tr: int = 1000
+    n_val: int | None = None
+    n_test: int = 2000
+    data_dir: str | None = None
+
+
+@dataclass
+class Model:
+    kind: str = "lr"
+    hidden: list = field(default_factory=lambda: [32, 16])
+    slope: float = 0.01
+
+
+@dataclass
+class Defense:
+    penalty: str = "l2"
+    settings: list = field(default_factory=lambda: ["none", "large", "cv", "learned"])
+    lam_large: float = -1.0
+    lam_init: float = -4.0
+    cv_grid: list = field(default_factory=lambda: [-8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0,
+                                                   -1.0])
+    cv_folds: int = 5
+
+
+@dataclass
+class Attack:
+    n_poison: int = 40
+    n_batches: int = 5
+    iters: int = 30
+    T: int = 200
+    eta: float = 0.1
+    alpha: float = 1.0
+    alpha_lam: float = 0.2
+    lam_bounds: list = field(default_factory=lambda: [-10.0, 4.0])
+    restarts: int = 1
+    memory: str = "store"
+
+
+@dataclass
+class Test:
+    T: int = 200
+    eta: float = 0.1
+    kuncheva_k: list = field(default_factory=lambda: [50, 100, 200])
+
+
+@dataclass
+class Experiment:
+    name: str = "experiment"
+    repetitions: int = 1
+    seed: int = 0
+    data: Data = field(default_factory=Data)
+    model: Model = field(default_factory=Model)
+    defense: Defense = field(default_factory=Defense)
+    attack: Attack = field(default_factory=Attack)
+    test: Test = field(default_factory=Test)
+
+    # -- construction and checks ------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict, where="experiment") -> "Experiment":
+        return _build(cls, d, where)
+
+    @classmethod
+    def from_toml(cls, path) -> "Experiment":
+        import tomllib
+
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                d = tomllib.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"EXPERIMENT: expected a TOML file, got {str(path)!r} "
+                             "(no such file)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(d, where=str(path))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes the results (not of ``name``)."""
+        d = self.to_dict()
+        d.pop("name")
+        d["data"].pop("data_dir")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def validate(self) -> "Experiment":
+        from ..data.tasks import TASKS
+
+        def bad(key, expected, got):
+            raise ValueError(f"{key}: expected {expected}, got {got!r}")
+
+        tasks = sorted(TASKS) + ["synthetic2d"]
+        if self.data.task not in tasks or self.data.task.startswith("_"):
+            bad("data.task", f"one of {[t for t in tasks if not t.startswith('_')]}",
+                self.data.task)
+        if self.model.kind not in ("lr", "mlp"):
+            bad("model.kind", "'lr' or 'mlp'", self.model.kind)
+        if self.defense.penalty not in ("l2", "l1"):
+            bad("defense.penalty", "'l2' or 'l1'", self.defense.penalty)
+        if not self.defense.settings:
+            bad("defense.settings", f"a non-empty list from {list(SETTINGS)}", [])
+        for s in self.defense.settings:
+            if s not in SETTINGS:
+                bad("defense.settings", f"entries from {list(SETTINGS)}", s)
+        if len(set(self.defense.settings)) != len(self.defense.settings):
+            bad("defense.settings", "no duplicates", self.defense.settings)
+        if "learned_per_layer" in self.defense.settings and self.model.kind == "lr":
+            bad("defense.settings", "'learned_per_layer' only with model.kind = 'mlp'",
+                self.defense.settings)
+        for key, v in (("repetitions", self.repetitions), ("data.n_tr", self.data.n_tr),
+                       ("data.n_test", self.data.n_test),
+                       ("attack.n_poison", self.attack.n_poison),
+                       ("attack.iters", self.attack.iters), ("attack.T", self.attack.T),
+                       ("attack.restarts", self.attack.restarts), ("test.T", self.test.T),
+                       ("defense.cv_folds", self.defense.cv_folds)):
+            if v <= 0:
+                bad(key, "a positive integer", v)
+        if self.attack.n_batches < 0:
+            bad("attack.n_batches", "a non-negative integer", self.attack.n_batches)
+        for key, v in (("attack.eta", self.attack.eta), ("attack.alpha", self.attack.alpha),
+                       ("attack.alpha_lam", self.attack.alpha_lam),
+                       ("test.eta", self.test.eta)):
+            if not v > 0:
+                bad(key, "a positive number", v)
+        if self.attack.memory not in ("store", "checkpoint", "reverse"):
+            bad("attack.memory", "'store', 'checkpoint' or 'reverse'", self.attack.memory)
+        if self.attack.n_poison * self.attack.n_batches > self.data.n_tr:
+            bad("attack.n_poison * attack.n_batches", f"at most data.n_tr = {self.data.n_tr}",
+                self.attack.n_poison * self.attack.n_batches)
+        return self
+
+
+def _build(cls, d, where):
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a table of keys, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in d.items():
+        if key not in fields:
+            raise ValueError(f"{where}.{key}: unknown key; expected one of {sorted(fields)}")
+        f, name = fields[key], f"{where}.{key}"
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else f.default
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, name)
+        else:
+            kwargs[key] = _coerce(name, value, default, f.type)
+    return cls(**kwargs).validate() if cls is Experiment else cls(**kwargs)
+
+
+def _coerce(name, value, default, type_):
+    optional = "None" in str(type_)
+    if value is None and optional:
+        return None
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int) or "int" in str(type_):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str) or "str" in str(type_):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    else:  # pragma: no cover - every field has one of the types above
+        ok = True
+    if not ok:
+        kind = type(default).__name__ if default is not None else str(type_)
+        raise ValueError(f"{name}: expected {kind}, got {value!r}")
+    return value

@@ -1,0 +1,328 @@
+"""Run an :class:`~hvpoison.experiments.config.Experiment`: serially, on local cores, or on a
+Dask cluster, resumably.
+
+The work is split into *units*, one per (repetition, setting, batch ``b``); unit ``b`` needs
+the poisoning points of batches ``1..b-1`` (Alg. 2's cumulative fractions) and, for the
+``cv`` setting, the repetition's ``lam_CV``. The driver keeps every ready unit in flight,
+writes each result as one record the moment it arrives (:mod:`.store`), then submits the
+units it unblocks. Every unit draws its randomness from seeds derived from
+``(seed, repetition)`` only, so the results do not depend on the scheduler, the number of
+workers, the order of completion, or on how often the run was interrupted and resumed.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Experiment
+from .store import Store
+from .summary import summarize
+
+
+@dataclass(frozen=True)
+class Unit:
+    rep: int
+    setting: str          # a defense setting, or "cv" for the lam_CV search
+    b: int | None = None  # batch index (fraction b * n_poison / n_tr); None for "cv"
+
+
+def seeds(exp: Experiment, rep: int) -> dict:
+    """The seeds of repetition ``rep``: its split, the attack, the model initialisation."""
+    s = np.random.SeedSequence([exp.seed, rep]).generate_state(3)
+    return {"split": int(s[0]), "attack": int(s[1]), "init": int(s[2])}
+
+
+def load_split(exp: Experiment, rep: int, data_dir=None):
+    from ..data import load_task
+
+    d = exp.data
+    return load_task(d.task, d.n_tr, d.n_val, d.n_test, seed=seeds(exp, rep)["split"],
+                     data_dir=data_dir if data_dir is not None else d.data_dir)
+
+
+def victim(exp: Experiment, setting: str, d: int, lam_cv=None):
+    """``(Objective, lam, learn_lam)`` of a defense setting."""
+    from .. import LR, MLP, Objective
+
+    m = exp.model
+    model = LR(d) if m.kind == "lr" else MLP((d, *m.hidden, 1), slope=m.slope)
+    penalty = None if setting == "none" else exp.defense.penalty
+    obj = Objective(model, penalty, per_layer=(setting == "learned_per_layer"))
+    lam = {"none": None, "large": exp.defense.lam_large, "cv": lam_cv,
+           "learned": exp.defense.lam_init,
+           "learned_per_layer": [exp.defense.lam_init] * model.n_layers}[setting]
+    return obj, (np.array(lam, float) if isinstance(lam, list) else lam), \
+        setting.startswith("learned")
+
+
+def run_cv(exp_dict: dict, rep: int, split) -> dict:
+    """``lam_CV``: K-fold cross-validation on the clean training set of repetition ``rep``."""
+    from ..evaluate import lam_cv
+
+    exp = Experiment.from_dict(exp_dict)
+    obj, _, _ = victim(exp, "large", split.Xtr.shape[1])
+    t0 = time.perf_counter()
+    lam, losses = lam_cv(obj, split.Xtr, split.ytr, exp.defense.cv_grid,
+                         K=exp.defense.cv_folds, T=exp.test.T, eta=exp.test.eta,
+                         seed=seeds(exp, rep)["init"])
+    return {"rep": rep, "lam_cv": lam, "grid": list(exp.defense.cv_grid),
+            "cv_loss": losses.tolist(), "seconds": time.perf_counter() - t0}
+
+
+def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=None):
+    """One (repetition, setting, batch) unit: Alg. 2 for batch ``unit.b`` on top of the
+    frozen ``blocks`` ``[(rows, Xp, yp), ...]`` of batches ``1..b-1``, then the test.
+
+    Returns ``(record, arrays)``; ``lam0`` is the setting's lam at fraction 0 (the clean
+    model Kuncheva's index compares against; None for ``b = 0``)."""
+    from ..attack import attack
+    from ..evaluate import error, feature_weights, kuncheva, train, weight_norms
+
+    exp = Experiment.from_dict(exp_dict)
+    a, b, sd = exp.attack, unit.b, seeds(exp, unit.rep)
+    obj, lam, learn = victim(exp, unit.setting, split.Xtr.shape[1], lam_cv)
+    X, y = split.Xtr.copy(), split.ytr.copy()
+    for rows, Xp, yp in blocks:
+        X[rows], y[rows] = Xp, yp
+    t0 = time.perf_counter()
+    batch = attack(obj, split.Xtr, split.ytr, split.Xval, split.yval, n_poison=a.n_poison,
+                   n_batches=b, iters=a.iters, T=a.T, eta=a.eta, alpha=a.alpha,
+                   alpha_lam=a.alpha_lam, lam=lam, learn_lam=learn,
+                   lam_bounds=tuple(a.lam_bounds), box=split.box, restarts=a.restarts,
+                   seed=sd["attack"], memory=a.memory,
+                   start=None if b == 0 else (b - 1, X, y))[-1]
+    t1 = time.perf_counter()
+    tst = exp.test
+    w = train(obj, batch.X, batch.y, batch.lam, T=tst.T, eta=tst.eta, seed=sd["init"])
+    lam0 = batch.lam if b == 0 else lam0
+    w_clean = w if b == 0 else train(obj, split.Xtr, split.ytr, lam0, T=tst.T, eta=tst.eta,
+                                     seed=sd["init"])
+    d = split.Xtr.shape[1]
+    fw, fw_clean = feature_weights(obj.model, w), feature_weights(obj.model, w_clean)
+    old = np.concatenate([r for r, _, _ in blocks]) if blocks else np.array([], np.int64)
+    rows = np.setdiff1d(batch.poison_idx, old)
+    record = {
+        "rep": unit.rep, "setting": unit.setting, "b": b, "fraction": batch.fraction,
+        "test_error": error(obj.model, w, split.Xte, split.yte),
+        "train_error": error(obj.model, w, batch.X, batch.y),
+        "lam": _plain(batch.lam), "lam0": _plain(lam0),
+        "w_norm2": weight_norms(obj.model, w).tolist(),
+        "kuncheva": {str(k): kuncheva(fw, fw_clean, k) for k in exp.test.kuncheva_k if k < d},
+        "outer": batch.trace.get("outer", []), "outer_final": batch.trace.get("final"),
+        "lam_trace": batch.trace.get("lam", []), "seeds": sd,
+        "seconds": {"attack": t1 - t0, "test": time.perf_counter() - t1},
+    }
+    return record, {"rows": rows, "Xp": np.asarray(batch.X[rows]), "yp": np.asarray(batch.y[rows])}
+
+
+def _plain(lam):
+    if lam is None:
+        return None
+    a = np.asarray(lam, dtype=float)
+    return float(a) if a.ndim == 0 else a.tolist()
+
+
+# -- executors: one small interface over inline, process-pool and Dask execution ----------
+class _Inline:
+    capacity = 1                   # units in flight: one, so each record is written at once
+
+    def submit(self, fn, *args):
+        f = cf.Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by f.result()
+            f.set_exception(exc)
+        return f
+
+    def wait(self, futures):
+        return list(futures)
+
+    def scatter(self, obj):
+        return obj
+
+    def close(self):
+        pass
+
+
+class _Pool(_Inline):
+    def __init__(self, n_jobs):
+        self.capacity = n_jobs
+        self.ex = cf.ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn, *args):
+        return self.ex.submit(fn, *args)
+
+    def wait(self, futures):
+        return cf.wait(futures, return_when=cf.FIRST_COMPLETED).done
+
+    def close(self):
+        self.ex.shutdown(wait=True, cancel_futures=True)
+
+
+class _Dask(_Inline):
+    def __init__(self, client=None, address=None):
+        try:
+            import distributed
+        except ImportError:
+            raise ValueError("--scheduler: expected the 'distributed' package "
+                             "(pip install 'hvpoison[dask]'), got it missing") from None
+        self.distributed = distributed
+        self.own = client is None
+        self.client = client or distributed.Client(address, timeout="20s")
+        self.capacity = 2 * max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    def wait(self, futures):
+        return set(self.distributed.wait(list(futures), return_when="FIRST_COMPLETED").done)
+
+    def scatter(self, obj):
+        return self.client.scatter(obj, broadcast=False)
+
+    def close(self):
+        if self.own:
+            self.client.close()
+
+
+@contextmanager
+def _one_blas_thread_per_worker(n_jobs):
+    """Workers share the cores: one BLAS thread each (spawned children read the env)."""
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    old = {k: os.environ.get(k) for k in keys}
+    if n_jobs > 1:
+        for k in keys:
+            os.environ.setdefault(k, "1")
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _print_progress(done, total, key, rec, stream=None):
+    stream = stream or sys.stderr
+    if "lam_cv" in rec:
+        msg = f"lam_CV = {rec['lam_cv']:+.1f}"
+    else:
+        lam = rec["lam"]
+        lam_s = "" if lam is None else "  lam " + (f"{lam:+.2f}" if isinstance(lam, float)
+                                                  else " ".join(f"{v:+.2f}" for v in lam))
+        msg = f"{rec['fraction']:5.1%} poisoned  test error {rec['test_error']:.3f}{lam_s}"
+    secs = sum(rec["seconds"].values()) if isinstance(rec["seconds"], dict) else rec["seconds"]
+    stream.write(f"[{done:>{len(str(total))}}/{total}] {key:<24} {msg}  ({secs:.1f} s)\n")
+    stream.flush()
+
+
+def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, progress=True,
+        data_dir=None, max_records=None) -> dict:
+    """Run (or resume) ``exp`` into the folder ``out``; returns the summary.
+
+    ``n_jobs``: local worker processes (1 = in this process); ``scheduler`` (an address such
+    as ``"tcp://host:8786"``) or ``client`` (a ``distributed.Client``): run on Dask instead.
+    ``progress``: True prints one line per record to stderr, a callable receives
+    ``(done, total, key, record)``. ``max_records`` stops after that many new records (for
+    tests and for spreading a long run over sessions). Re-running resumes: finished records
+    are kept, and only the missing ones are computed.
+    """
+    if isinstance(exp, dict):
+        exp = Experiment.from_dict(exp)
+    elif not isinstance(exp, Experiment):
+        raise TypeError(f"exp: expected an Experiment or a dict, got {type(exp).__name__}")
+    exp.validate()
+    store = Store(out)
+    store.open(exp, overwrite=overwrite)
+    exp_dict = exp.to_dict()
+    reps, settings, nb = range(exp.repetitions), exp.defense.settings, exp.attack.n_batches
+    units = [Unit(r, "cv") for r in reps if "cv" in settings]
+    units += [Unit(r, s, b) for r in reps for s in settings for b in range(nb + 1)]
+
+    def key(u):
+        return store.key(u.rep, u.setting, u.b)
+
+    done = {u for u in units if store.has(key(u))}
+    total, n_done, n_new = len(units), len(done), 0
+    report = progress if callable(progress) else (_print_progress if progress else None)
+
+    if scheduler is not None or client is not None:
+        ex = _Dask(client, scheduler)
+    else:
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+            raise ValueError(f"n_jobs: expected a positive integer, got {n_jobs!r}")
+        ex = _Pool(n_jobs) if n_jobs > 1 else _Inline()
+    splits = {}
+
+    def split_of(rep):
+        if rep not in splits:
+            splits[rep] = ex.scatter(load_split(exp, rep, data_dir))
+        return splits[rep]
+
+    def ready(u):
+        if u in done:
+            return False
+        if u.b is None:                                   # the lam_CV search
+            return True
+        if u.b and Unit(u.rep, u.setting, u.b - 1) not in done:
+            return False
+        return u.setting != "cv" or Unit(u.rep, "cv") in done
+
+    def submit(u):
+        sp = split_of(u.rep)
+        if u.b is None:
+            return ex.submit(run_cv, exp_dict, u.rep, sp)
+        lam_cv = store.load(store.key(u.rep, "cv"))["lam_cv"] if u.setting == "cv" else None
+        blocks = []
+        for b in range(1, u.b):
+            z = store.load_arrays(store.key(u.rep, u.setting, b))
+            blocks.append((z["rows"], z["Xp"], z["yp"]))
+        lam0 = store.load(store.key(u.rep, u.setting, 0))["lam0"] if u.b else None
+        return ex.submit(run_unit, exp_dict, u, sp, blocks, lam_cv, lam0)
+
+    running = {}
+    with _one_blas_thread_per_worker(n_jobs if client is None and scheduler is None else 1):
+        try:
+            while True:
+                limit = ex.capacity if max_records is None else \
+                    min(ex.capacity, max_records - n_new)
+                for u in units:
+                    if len(running) >= limit:
+                        break
+                    if u not in running.values() and ready(u):
+                        running[submit(u)] = u
+                if not running:
+                    break
+                for f in ex.wait(list(running)):
+                    u = running.pop(f)
+                    try:
+                        result = f.result()
+                    except Exception as exc:
+                        raise RuntimeError(f"{key(u)} failed: {type(exc).__name__}: {exc}") \
+                            from exc
+                    if u.b is None:
+                        store.save(key(u), result)
+                        rec = result
+                    else:
+                        rec, arrays = result
+                        store.save(key(u), rec, arrays)
+                    done.add(u)
+                    n_done += 1
+                    n_new += 1
+                    if report:
+                        report(n_done, total, key(u), rec)
+        finally:
+            for f in running:
+                f.cancel()
+            ex.close()
+            if n_new:
+                summarize(exp, store)       # what is done so far, also when interrupted
+    return summarize(exp, store)

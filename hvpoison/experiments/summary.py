@@ -1,0 +1,99 @@
+"""Aggregates over repetitions: mean and std per (setting, fraction) of the test error, the
+learned ``lam`` (per component), ``||W_k||^2/P_k`` (per layer) and Kuncheva's index (per
+``k``); written as ``summary.json`` and a long-format ``summary.csv``."""
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+
+import numpy as np
+
+from .store import atomic_write, write_json
+
+
+def _stats(values):
+    a = np.array([np.atleast_1d(np.asarray(v, dtype=float)) for v in values])
+    return {"mean": a.mean(axis=0).tolist(), "std": a.std(axis=0).tolist(), "n": len(values)}
+
+
+def aggregate(records: list) -> dict:
+    """``{setting: {"fraction": [...], metric: {"mean": [[...]], "std": [[...]], "n": [...]}}}``;
+    each metric's mean/std is a list over fractions of lists over components."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["setting"], r["b"])].append(r)
+    out = {}
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        bs = sorted(b for s, b in groups if s == setting)
+        table = {"fraction": [groups[(setting, b)][0]["fraction"] for b in bs]}
+        metrics = defaultdict(lambda: {"mean": [], "std": [], "n": []})
+        for b in bs:
+            rs = groups[(setting, b)]
+            vals = {"test_error": [r["test_error"] for r in rs],
+                    "w_norm2": [r["w_norm2"] for r in rs]}
+            if rs[0]["lam"] is not None:
+                vals["lam"] = [r["lam"] for r in rs]
+            for k in rs[0]["kuncheva"]:
+                vals[f"kuncheva@{k}"] = [r["kuncheva"][k] for r in rs]
+            for m, v in vals.items():
+                st = _stats(v)
+                for f in ("mean", "std", "n"):
+                    metrics[m][f].append(st[f])
+        table.update(metrics)
+        out[setting] = table
+    return out
+
+
+def summarize(exp, store) -> dict:
+    """Aggregate the records in ``store``, write ``summary.json`` and ``summary.csv``."""
+    records = store.all_records()
+    rank = {s: i for i, s in enumerate(exp.defense.settings)}
+    records.sort(key=lambda r: (rank.get(r["setting"], 99), r["b"], r["rep"]))
+    expected = exp.repetitions * len(exp.defense.settings) * (exp.attack.n_batches + 1)
+    summary = {"name": exp.name, "fingerprint": exp.fingerprint(),
+               "complete": len(records) == expected, "records": len(records),
+               "expected_records": expected, "penalty": exp.defense.penalty,
+               "task": exp.data.task, "model": exp.model.kind,
+               "seconds": sum(sum(r["seconds"].values()) for r in records),
+               "settings": aggregate(records)}
+    write_json(store.out / "summary.json", summary)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["setting", "fraction", "metric", "component", "mean", "std", "n"])
+    for setting, table in summary["settings"].items():
+        for m, st in table.items():
+            if m == "fraction":
+                continue
+            for i, frac in enumerate(table["fraction"]):
+                for c, (mu, sd) in enumerate(zip(st["mean"][i], st["std"][i])):
+                    w.writerow([setting, f"{frac:.4f}", m, c, f"{mu:.6g}", f"{sd:.6g}",
+                                st["n"][i]])
+    atomic_write(store.out / "summary.csv", lambda f: f.write(buf.getvalue().encode()))
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """Test error (mean ± std) per fraction and setting, and the learned lam, as text."""
+    settings = summary["settings"]
+    if not settings:
+        return "(no records yet)"
+    fracs = max((t["fraction"] for t in settings.values()), key=len)
+    head = f"{'poisoned':>9} " + " ".join(f"{s:>17}" for s in settings)
+    lines = [f"test error, mean ± std over repetitions ({summary['task']}, "
+             f"{summary['model']}, {summary['penalty']})", head]
+    for i, f in enumerate(fracs):
+        cells = []
+        for t in settings.values():
+            if i < len(t["fraction"]):
+                mu, sd = t["test_error"]["mean"][i][0], t["test_error"]["std"][i][0]
+                cells.append(f"{mu:>9.3f} ± {sd:<5.3f}")
+            else:
+                cells.append(f"{'-':>17}")
+        lines.append(f"{f:>9.0%} " + " ".join(cells))
+    learned = {s: t for s, t in settings.items() if s.startswith("learned") and "lam" in t}
+    for s, t in learned.items():
+        vals = ", ".join(f"{f:.0%}: " + "/".join(f"{v:+.1f}" for v in m)
+                         for f, m in zip(t["fraction"], t["lam"]["mean"]))
+        lines.append(f"lam ({s}): {vals}")
+    return "\n".join(lines)
