@@ -57,8 +57,8 @@ def _lam_bounds(bounds):
     return float(lo), float(hi)
 
 
-def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=100,
-           eta=0.1, alpha=0.05, alpha_lam=None, lam=None, learn_lam=False,
+def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=30, T=200,
+           eta=0.1, alpha=1.0, alpha_lam=0.2, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
            w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None):
     """Run Alg. 2 for ``n_batches`` cumulative batches of ``n_poison`` points.
@@ -70,7 +70,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=50, T=1
     Xtr, ytr, Xval, yval : clean training set ``(n, d)`` and trusted validation set ``(m, d)``
     n_poison, n_batches : points per batch; fractions are ``b * n_poison / n``, b = 0..n_batches
     iters : hyperiterations K per batch;  T, eta : inner steps and step (Eq. 6)
-    alpha, alpha_lam : outer steps for ``X_p`` and ``lam`` (``alpha_lam`` defaults to alpha)
+    alpha, alpha_lam : outer steps for ``X_p`` (Frobenius length of the normalised step) and
+        ``lam`` (per component; None = alpha)
     lam : fixed ``lam``, or the initial value (initL) when ``learn_lam``; None = no penalty
     learn_lam : learn ``lam`` on the validation set (Eq. 3), else keep it fixed
     lam_bounds : box ``Lam`` for ``lam``;  box : ``(low, high)`` feature box ``Phi``

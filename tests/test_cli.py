@@ -1,3 +1,5 @@
+import json
+import os
 import subprocess
 import sys
 
@@ -23,3 +25,87 @@ def test_help_and_bad_arguments_are_one_line_errors():
     assert "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "hvpoison", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "check" in r.stdout
+
+
+COMMANDS = ["demo", "attack", "run", "plot", "data", "bench", "check"]
+
+
+def test_every_command_has_help_with_an_example():
+    for cmd in COMMANDS:
+        r = subprocess.run([sys.executable, "-m", "hvpoison", cmd, "--help"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert f"usage: hvpoison {cmd}" in r.stdout
+        assert cmd == "check" or "example" in r.stdout, cmd
+
+
+def _one_line_error(args, match, code=2):
+    r = subprocess.run([sys.executable, "-m", "hvpoison", *args], capture_output=True, text=True)
+    assert r.returncode == code, (args, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert match in lines[-1], (args, r.stderr)
+    assert sum("error" in ln for ln in lines) == 1, r.stderr
+    return r
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    _one_line_error(["run", str(tmp_path / "missing.toml")], "EXPERIMENT: expected a TOML file")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[attack]\niters = "many"\n')
+    _one_line_error(["run", str(bad)], "attack.iters: expected int, got 'many'")
+    _one_line_error(["attack", "--task", "mnist08"], "data.task: expected one of")
+    _one_line_error(["attack", "--lam", "big"], "expected none, large, cv, learned")
+    _one_line_error(["attack", "--n-poison", "0"], "expected a positive integer, got '0'")
+    _one_line_error(["plot", str(tmp_path)], "RESULTS: expected a results folder")
+    _one_line_error(["data", "check", "mnist8"], "DATASET: expected one of")
+    _one_line_error(["demo", "--jobs", "-1"], "expected a positive integer")
+    env = {**os.environ, "HVPOISON_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "hvpoison", "attack", "--task", "fmnist",
+                        "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env={**env, "no_proxy": "*",
+                                                             "https_proxy": "http://127.0.0.1:9",
+                                                             "http_proxy": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "fetch train-images-idx3-ubyte.gz" in r.stderr.splitlines()[-1]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hvpoison", "--debug", "run",
+                        str(tmp_path / "missing.toml")], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_demo_quick_prints_the_table_and_writes_the_plot(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "test error, mean ± std" in out and "learning lam on the trusted set" in out
+    assert (tmp_path / "d" / "summary.png").stat().st_size > 10_000
+    assert (tmp_path / "d" / "summary.pdf").is_file()
+
+
+def test_attack_run_and_plot_commands(tmp_path, capsys):
+    args = ["--n-tr", "100", "--n-test", "200", "--n-poison", "10", "--n-batches", "1",
+            "--iters", "2", "-T", "20", "--quiet"]
+    assert main(["attack", "--lam", "-2.5", "--out", str(tmp_path / "a"), *args]) == 0
+    rec = json.loads((tmp_path / "a" / "records" / "r000-large-b1.json").read_text())
+    assert rec["lam"] == -2.5 and rec["fraction"] == 0.1
+    cfg = tmp_path / "e.toml"
+    cfg.write_text('name = "e"\n[data]\ntask = "synthetic2d"\nn_tr = 40\nn_test = 200\n'
+                   '[defense]\nsettings = ["none", "learned"]\n'
+                   '[attack]\nn_poison = 4\nn_batches = 1\niters = 3\nT = 20\n'
+                   '[test]\nT = 20\nkuncheva_k = [1]\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet", "--jobs", "2"]) == 0
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["complete"]
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "r"), "--out", str(tmp_path / "p" / "fig")]) == 0
+    assert (tmp_path / "p" / "fig.png").is_file()
+
+
+def test_data_info_and_bench(capsys):
+    assert main(["data", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "search order" in out and "task mnist " in out
+    assert main(["bench", "--quick", "-n", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "RMD hypergradient" in out and "MLP 784-32-16-1" in out

@@ -92,6 +92,20 @@ def find(dataset: str, key: str, data_dir=None):
     return None
 
 
+def find_cifar_batches(data_dir=None):
+    """The original CIFAR-10 batches (``cifar-10-batches-bin/*.bin`` or the python
+    ``cifar-10-batches-py/``) in a search directory: ``(kind, train paths, test paths)``."""
+    names = {"bin": ([f"data_batch_{i}.bin" for i in range(1, 6)], ["test_batch.bin"]),
+             "py": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"])}
+    for directory in search_dirs(data_dir):
+        for base in (directory / "cifar10", directory):
+            for kind, (train, test) in names.items():
+                d = base / f"cifar-10-batches-{kind}"
+                if all((d / n).is_file() for n in train + test):
+                    return kind, [d / n for n in train], [d / n for n in test]
+    return None
+
+
 def locate(dataset: str, data_dir=None, download=True) -> dict:
     """``{key: path}`` for every file of ``dataset``, downloading into the cache when allowed."""
     if dataset not in DATASETS:

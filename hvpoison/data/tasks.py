@@ -24,8 +24,8 @@ from importlib import resources
 import numpy as np
 
 from .. import _checks
-from .formats import DataError, read_cifar_records, read_idx
-from .sources import DATASETS, locate
+from .formats import DataError, read_cifar_pickle, read_cifar_records, read_idx
+from .sources import DATASETS, find_cifar_batches, locate
 
 TASKS = {   # task -> (dataset, (class for label 0, class for label 1), scale, n_val / n_tr)
     "mnist": ("mnist", (0, 8), "unit", 0.1),
@@ -49,6 +49,7 @@ class Split:
     Xte: np.ndarray
     yte: np.ndarray
     meta: dict = field(default_factory=dict)
+    origin: dict = field(default_factory=dict)   # split -> row indices in train+test files
 
     @property
     def box(self):
@@ -71,17 +72,34 @@ def _pool(task, data_dir, download):
         with resources.files(__package__).joinpath(EMBEDDED).open("rb") as f:
             z = np.load(f)
             return z["images"], z["labels"].astype(np.int8), z["origin"]
-    paths = locate(dataset, data_dir, download)
     if dataset == "cifar10":
-        spec = DATASETS["cifar10"]["files"]
-        parts = [read_cifar_records(paths[k], spec[k].sha256) for k in ("train", "test")]
-        return _select(parts, classes)
+        return _cifar_pool(classes, data_dir, download)
+    paths = locate(dataset, data_dir, download)
     spec = DATASETS[dataset]["files"]
     parts = []
     for split in ("train", "test"):
         images = read_idx(paths[f"{split}_images"], 0x803, spec[f"{split}_images"].sha256)
         labels = read_idx(paths[f"{split}_labels"], 0x801, spec[f"{split}_labels"].sha256)
         parts.append((images.reshape(len(images), -1), labels))
+    return _select(parts, classes)
+
+
+def _cifar_pool(classes, data_dir, download):
+    """The airplane/frog subset files (checksummed) if present, else the original batches
+    (binary or python; structure-checked), else a download."""
+    spec = DATASETS["cifar10"]["files"]
+    try:
+        paths = locate("cifar10", data_dir, download=False)
+    except DataError:
+        batches = find_cifar_batches(data_dir)
+        if batches is None:
+            paths = locate("cifar10", data_dir, download)
+        else:
+            kind, train, test = batches
+            read = read_cifar_records if kind == "bin" else read_cifar_pickle
+            parts = [read(p) for p in train + test]
+            return _select(parts, classes)
+    parts = [read_cifar_records(paths[k], spec[k].sha256) for k in ("train", "test")]
     return _select(parts, classes)
 
 
@@ -119,16 +137,17 @@ def load_task(task, n_tr=1000, n_val=None, n_test=DEFAULT_N_TEST, *, seed=0, dat
         for s, k in enumerate(need):
             idx[s].append(members[start:start + k])
             start += k
-    out = []
-    for s in range(3):
+    out, where = [], {}
+    for s, name in enumerate(("train", "val", "test")):
         rows = rng.permutation(np.concatenate(idx[s]))
         X = images[rows].astype(dtype)
         X = X / 255.0 if scale == "unit" else X / 127.5 - 1.0
         out += [X.astype(dtype, copy=False), labels[rows].astype(dtype)]
+        where[name] = origin[rows]
     box = (0.0, 1.0) if scale == "unit" else (-1.0, 1.0)
     meta = {"task": task, "classes": list(classes), "n_tr": n_tr, "n_val": n_val,
             "n_test": n_test, "seed": seed, "d": int(images.shape[1]), "box": list(box)}
-    return Split(*out, meta=meta)
+    return Split(*out, meta=meta, origin=where)
 
 
 def synthetic2d(n_tr=32, n_val=None, n_test=1000, *, seed=0, mean=1.0, std=1.0,

@@ -95,6 +95,9 @@ class Store:
     def open(self, exp, overwrite=False):
         """Create the folder, or check that it holds the same experiment (then resume)."""
         meta_path = self.out / "experiment.json"
+        if self.records.is_dir():                  # a write cut short by a kill
+            for p in self.records.glob(".*.tmp"):
+                p.unlink()
         if meta_path.is_file() and not overwrite:
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") != exp.fingerprint():

@@ -1,0 +1,202 @@
+"""The experiment runner: configuration checks, records, resume after an interruption
+(in-process and by killing the process), local processes and a Dask LocalCluster giving the
+same results as the serial run, aggregates and plots."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from hvpoison.experiments import Experiment, Store, format_table, run
+
+SMALL = {"name": "small", "repetitions": 2, "seed": 5,
+         "data": {"task": "mnist-mini", "n_tr": 120, "n_test": 300},
+         "defense": {"settings": ["none", "cv", "learned"], "cv_grid": [-6.0, -2.0],
+                     "cv_folds": 2},
+         "attack": {"n_poison": 12, "n_batches": 2, "iters": 4, "T": 30},
+         "test": {"T": 30, "kuncheva_k": [20, 50]}}
+
+
+def table(summary):
+    """The numbers of a summary (without timings) for comparisons."""
+    return {s: {m: v for m, v in t.items()} for s, t in summary["settings"].items()}
+
+
+def assert_same(a, b):
+    ta, tb = table(a), table(b)
+    assert ta.keys() == tb.keys()
+    for s in ta:
+        assert ta[s].keys() == tb[s].keys()
+        for m in ta[s]:
+            if m == "fraction":
+                assert ta[s][m] == tb[s][m]
+            else:
+                np.testing.assert_allclose(ta[s][m]["mean"], tb[s][m]["mean"], rtol=1e-9,
+                                           atol=1e-12, err_msg=f"{s} {m}")
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    return out, run(SMALL, out, progress=False)
+
+
+def test_config_round_trip_and_errors(tmp_path):
+    exp = Experiment.from_dict(SMALL)
+    assert Experiment.from_dict(exp.to_dict()) == exp
+    p = tmp_path / "e.toml"
+    p.write_text(textwrap.dedent("""
+        name = "x"
+        repetitions = 2
+        [data]
+        task = "mnist-mini"
+        n_tr = 100
+        [attack]
+        eta = 1
+        n_poison = 10
+    """))
+    e = Experiment.from_toml(p)
+    assert e.data.n_tr == 100 and e.attack.eta == 1.0 and e.repetitions == 2
+    assert e.fingerprint() != Experiment().fingerprint()
+    for bad, msg in [({"atack": {}}, "experiment.atack: unknown key"),
+                     ({"attack": {"itres": 3}}, "experiment.attack.itres: unknown key"),
+                     ({"attack": {"iters": "3"}}, "experiment.attack.iters: expected int"),
+                     ({"data": {"task": "mnist08"}}, "data.task: expected one of"),
+                     ({"defense": {"settings": ["learned_per_layer"]}},
+                      "'learned_per_layer' only with model.kind = 'mlp'"),
+                     ({"defense": {"settings": ["huge"]}}, "defense.settings: expected entries"),
+                     ({"attack": {"n_poison": 400, "n_batches": 5}},
+                      "attack.n_poison \\* attack.n_batches: expected at most data.n_tr"),
+                     ({"attack": {"eta": -1}}, "attack.eta: expected a positive number")]:
+        with pytest.raises(ValueError, match=msg):
+            Experiment.from_dict(bad)
+    p.write_text("name = ")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        Experiment.from_toml(p)
+    with pytest.raises(ValueError, match="EXPERIMENT: expected a TOML file"):
+        Experiment.from_toml(tmp_path / "missing.toml")
+
+
+def test_serial_run_writes_records_summary_and_metadata(serial):
+    out, summary = serial
+    assert summary["complete"] and summary["records"] == 2 * 3 * 3
+    meta = json.loads((out / "experiment.json").read_text())
+    assert meta["config"]["seed"] == 5 and "numpy" in meta["versions"]
+    recs = Store(out).all_records()
+    assert len(recs) == 18
+    r = next(r for r in recs if r["setting"] == "learned" and r["b"] == 2)
+    assert r["fraction"] == pytest.approx(0.2) and isinstance(r["lam"], float)
+    assert set(r["seconds"]) == {"attack", "test"} and set(r["kuncheva"]) == {"20", "50"}
+    z = Store(out).load_arrays("r000-learned-b2")
+    assert z["Xp"].shape == (12, 784) and z["rows"].shape == (12,)
+    assert 0 <= z["Xp"].min() and z["Xp"].max() <= 1                 # the feature box
+    cv = Store(out).load("r000-cv")
+    assert cv["lam_cv"] in (-6.0, -2.0)
+    assert all(r["lam"] == cv["lam_cv"] for r in recs if r["setting"] == "cv" and r["rep"] == 0)
+    st = summary["settings"]
+    assert list(st) == ["none", "cv", "learned"]
+    assert st["none"]["fraction"] == pytest.approx([0, 0.1, 0.2])
+    assert st["none"]["test_error"]["n"] == [2, 2, 2]
+    assert st["none"]["kuncheva@20"]["mean"][0] == [1.0]           # fraction 0 is the reference
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert csv_lines[0] == "setting,fraction,metric,component,mean,std,n"
+    assert any(ln.startswith("learned,0.2000,lam,0,") for ln in csv_lines)
+    assert "test error, mean ± std" in format_table(summary)
+
+
+def test_rerun_resumes_and_computes_nothing(serial):
+    out, summary = serial
+    seen = []
+    again = run(SMALL, out, progress=lambda *a: seen.append(a))
+    assert seen == [] and again["settings"] == summary["settings"]
+
+
+def test_interrupted_run_resumes_to_the_same_table(serial, tmp_path):
+    """Ctrl-C after 5 records (in the progress callback) keeps them; the re-run computes
+    only the rest and ends with the uninterrupted table."""
+    calls = []
+
+    def interrupt(done, total, key, rec):
+        calls.append(key)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(SMALL, tmp_path, progress=interrupt)
+    assert len(list((tmp_path / "records").glob("*.json"))) == 5
+    partial = json.loads((tmp_path / "summary.json").read_text())
+    assert not partial["complete"]
+    rest = []
+    final = run(SMALL, tmp_path, progress=lambda *a: rest.append(a[2]))
+    assert len(rest) == 2 * 3 * 3 + 2 - 5 and not set(rest) & set(calls)
+    assert_same(final, serial[1])
+
+
+def test_killed_process_resumes_to_the_same_table(serial, tmp_path):
+    """SIGKILL in the middle of `hvpoison run`: only whole records remain, and resuming gives
+    the uninterrupted table."""
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(_toml(SMALL))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "hvpoison", "run", str(cfg), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "records").glob("*.json"))
+                                         if (out / "records").is_dir() else []) < 6:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = len(list((out / "records").glob("*.json")))
+    assert 6 <= kept < 20, f"the run was not killed in the middle ({kept} of 20 records)"
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not list((out / "records").glob(".*.tmp"))      # a half-written file is removed
+    assert_same(json.loads((out / "summary.json").read_text()), serial[1])
+
+
+def test_parallel_processes_equal_the_serial_run(serial, tmp_path):
+    assert_same(run(SMALL, tmp_path, n_jobs=2, progress=False), serial[1])
+
+
+def test_dask_local_cluster_equals_the_serial_run(serial, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        summary = run(SMALL, tmp_path, client=client, progress=False)
+    assert_same(summary, serial[1])
+
+
+def test_a_different_experiment_in_the_same_folder_is_refused(serial):
+    out, _ = serial
+    with pytest.raises(ValueError, match="holds results of a different experiment"):
+        run({**SMALL, "seed": 6}, out, progress=False)
+
+
+def test_plot_writes_png_and_pdf(serial, tmp_path):
+    pytest.importorskip("matplotlib")
+    from hvpoison.plots import plot_summary
+
+    paths = plot_summary(serial[0], tmp_path / "fig")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+    with pytest.raises(ValueError, match="RESULTS: expected a results folder"):
+        plot_summary(tmp_path / "nothing", tmp_path / "fig")
+
+
+def _toml(d, prefix=""):
+    lines, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    for k, v in tables:
+        lines.append(f"\n[{k}]")
+        lines.extend(f"{kk} = {json.dumps(vv)}" for kk, vv in v.items())
+    return "\n".join(lines) + "\n"
