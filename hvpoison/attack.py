@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks
-from .backend import get_array_module, to_numpy
+from .backend import to_numpy
 from .hypergrad.rmd import rmd, unroll
 from .models.lr import LR
 

@@ -2,7 +2,6 @@
 (in-process and by killing the process), local processes and a Dask LocalCluster giving the
 same results as the serial run, aggregates and plots."""
 import json
-import os
 import signal
 import subprocess
 import sys
