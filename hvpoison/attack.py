@@ -50,6 +50,14 @@ class Batch:
     trace: dict = field(default_factory=dict)
 
 
+def _init_dp_rows(rng, m, n_poison):
+    """initDp's validation rows: without duplicates while ``n_poison <= m``; a smaller
+    validation set (Fig. 4/9) is cycled through in fresh permutations."""
+    reps = -(-n_poison // m)
+    return np.concatenate([rng.permutation(m) for _ in range(reps)])[:n_poison] if reps > 1 \
+        else rng.choice(m, size=n_poison, replace=False)
+
+
 def _lam_bounds(bounds):
     lo, hi = bounds
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
@@ -102,9 +110,6 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=30, T=2
     if n_poison * n_batches > n:
         _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
                      f"{n_poison} * {n_batches}")
-    if n_poison > Xval.shape[0]:
-        _checks.fail("n_poison", f"at most the validation size {Xval.shape[0]} "
-                     "(initDp clones validation rows without duplicates)", n_poison)
     iters = _checks.positive_int("iters", iters)
     alpha = _checks.positive_float("alpha", alpha)
     alpha_lam = alpha if alpha_lam is None else _checks.positive_float("alpha_lam", alpha_lam)
@@ -165,7 +170,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=30, T=2
         for r in range(restarts if b else 1):
             Xc, yc = X.copy(), y.copy()
             if b:                                                 # [A1], [A2]
-                src = rng.choice(Xval.shape[0], size=n_poison, replace=False)
+                src = _init_dp_rows(rng, Xval.shape[0], n_poison)
                 src = xp.asarray(src)
                 Xc[rows_x] = Xval[src]
                 yc[rows_x] = 1 - yval[src]

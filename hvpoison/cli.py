@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   hvpoison run experiment.toml --scheduler tcp://host:8786     on a Dask cluster
   hvpoison plot results/lr-mnist-l2              test error, lam, ||w||^2/P, Kuncheva
   hvpoison data fetch mnist                      download into ~/.cache/hvpoison
+  hvpoison reproduce fig2 --quick               a figure of the paper, small settings
   hvpoison bench --quick                         gradient, H v and RMD timings
   hvpoison check                                 derivatives vs finite differences
 """
@@ -128,6 +129,11 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+# stable gradient-descent steps per task, about 1.4 / L (hvpoison/figures/lr.py, README)
+TASK_ETA = {"mnist": 0.1, "mnist-mini": 0.1, "fmnist": 0.04, "cifar10": 0.02,
+            "synthetic2d": 0.5}
+
+
 def _lam_setting(value):
     if value in ("none", "large", "cv", "learned", "learned_per_layer"):
         return value
@@ -148,6 +154,7 @@ def _cmd_attack(args) -> int:
         defense.update(settings=["large"], lam_large=setting)
     else:
         defense["settings"] = [setting]
+    eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
     model = {"kind": args.model}
     if args.hidden:
         model["hidden"] = args.hidden
@@ -157,10 +164,10 @@ def _cmd_attack(args) -> int:
         "data": {"task": args.task, "n_tr": args.n_tr, "n_test": args.n_test},
         "model": model, "defense": defense,
         "attack": {"n_poison": args.n_poison, "n_batches": args.n_batches,
-                   "iters": args.iters, "T": args.T, "eta": args.eta, "alpha": args.alpha},
-        "test": {"T": args.T, "eta": args.eta}})
+                   "iters": args.iters, "T": args.T, "eta": eta, "alpha": args.alpha},
+        "test": {"T": args.T, "eta": eta}})
     out = args.out or os.path.join("results", exp.name)
-    _run_and_report(exp, out, args, f"hvpoison attack: {exp.name}")
+    _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (eta = {eta})")
     return 0
 
 
@@ -181,6 +188,21 @@ def _cmd_plot(args) -> int:
                                     else os.path.dirname(args.results) or ".", "summary")
     for p in plot_summary(summary, base):
         print(p)
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from .figures import FIGURES, reproduce
+
+    names = list(FIGURES) if args.figures == ["all"] else args.figures
+    for n in names:
+        if n not in FIGURES:
+            raise ValueError(f"FIGURE: expected one of {list(FIGURES) + ['all']}, got {n!r}")
+    for n in names:
+        print(f"{n}: {FIGURES[n]} ({'quick' if args.quick else 'full'} mode)", file=sys.stderr)
+        paths, secs = reproduce(n, quick=args.quick, out=args.out, n_jobs=args.jobs,
+                                data_dir=args.data_dir, progress=not args.quiet)
+        print(f"{n}: {', '.join(map(str, paths))} ({secs:.0f} s)")
     return 0
 
 
@@ -295,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-batches", type=int, default=5)
     c.add_argument("--iters", type=_positive_int, default=30, help="hyperiterations per batch")
     c.add_argument("-T", type=_positive_int, default=200, help="inner gradient steps")
-    c.add_argument("--eta", type=float, default=0.1, help="inner step")
+    c.add_argument("--eta", type=float, default=None,
+                   help="inner step (default per task: about 1.4/L, see README)")
     c.add_argument("--alpha", type=float, default=1.0, help="outer step")
     c.add_argument("--repetitions", type=_positive_int, default=1)
     c.add_argument("--seed", type=int, default=0)
@@ -322,6 +345,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("results", metavar="RESULTS", help="a results folder or its summary.json")
     c.add_argument("--out", help="output path without suffix (default RESULTS/summary)")
     c.set_defaults(func=_cmd_plot)
+
+    c = sub.add_parser("reproduce", formatter_class=_Fmt, help="regenerate a figure of the paper",
+                       description="Run (or resume) the experiments behind a figure and "
+                       "write its data (JSON) and plot (PNG, PDF). --quick takes minutes; "
+                       "the full protocol is in reproduce/README.md.",
+                       epilog="examples:\n  hvpoison reproduce fig1\n"
+                       "  hvpoison reproduce fig2 fig5 --quick --data-dir ../shared/datasets\n"
+                       "  hvpoison reproduce all --jobs 2")
+    c.add_argument("figures", nargs="+", metavar="FIGURE",
+                   help="fig1 fig2 fig3 fig4 fig5 fig8 fig9 fig10, or all")
+    c.add_argument("--quick", action="store_true", help="small settings (minutes)")
+    c.add_argument("--out", default=os.path.join("reproduce", "out"), help="output folder")
+    c.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes")
+    c.add_argument("--data-dir", help="directory with the dataset files")
+    c.add_argument("--quiet", action="store_true", help="no per-record progress lines")
+    c.set_defaults(func=_cmd_reproduce)
 
     c = sub.add_parser("data", formatter_class=_Fmt, help="fetch, check or describe datasets",
                        description="fetch: download into the cache (checksums verified); "

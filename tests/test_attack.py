@@ -106,7 +106,6 @@ def test_fig1_one_point_hurts_unregularised_lr_more_than_l2():
 
 @pytest.mark.parametrize("kw,exc,msg", [
     (dict(n_poison=0), ValueError, "n_poison: expected a positive integer"),
-    (dict(n_poison=25), ValueError, "n_poison: expected at most the validation size 20"),
     (dict(n_poison=20, n_batches=4), ValueError, r"n_poison \* n_batches: expected at most"),
     (dict(lam=None, learn_lam=True), ValueError, "lam: expected an initial value"),
     (dict(box=(1.0, 0.0)), ValueError, "box: expected"),
@@ -118,3 +117,11 @@ def test_fig1_one_point_hurts_unregularised_lr_more_than_l2():
 def test_attack_bad_input(data, kw, exc, msg):
     with pytest.raises(exc, match=msg):
         run(data, **kw)
+
+
+def test_init_dp_cycles_a_validation_set_smaller_than_the_batch():
+    from hvpoison.attack import _init_dp_rows
+
+    rows = _init_dp_rows(np.random.default_rng(0), 7, 20)
+    assert rows.shape == (20,) and set(rows[:7]) == set(range(7)) == set(rows[7:14])
+    assert len(set(_init_dp_rows(np.random.default_rng(0), 30, 20))) == 20

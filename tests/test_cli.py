@@ -27,7 +27,7 @@ def test_help_and_bad_arguments_are_one_line_errors():
     assert r.returncode == 0 and "check" in r.stdout
 
 
-COMMANDS = ["demo", "attack", "run", "plot", "data", "bench", "check"]
+COMMANDS = ["demo", "attack", "run", "plot", "reproduce", "data", "bench", "check"]
 
 
 def test_every_command_has_help_with_an_example():

@@ -1,0 +1,93 @@
+"""The paper's figures: each one runs (or resumes) the experiments it needs, writes their
+results, the plotted numbers (``figN.json``) and the plot (``figN.png`` / ``.pdf``).
+
+``reproduce(name, quick=False, out="reproduce/out", ...)`` is what ``reproduce/figN.py`` and
+``hvpoison reproduce figN`` call; ``--quick`` shrinks every experiment to minutes on 2 cores
+(the CI runs it), the full mode is the documented protocol.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import fig1, lr
+
+FIGURES = {
+    "fig1": "synthetic 2-D: decision boundaries, validation-error maps, best-lam map",
+    "fig2": "LR, L2: test error vs poisoning fraction (none / large / cv / learned), 3 tasks",
+    "fig3": "LR: learned lam and ||w||^2/P vs fraction, L2 and L1, 3 tasks",
+    "fig4": "LR, L2, MNIST: sensitivity to the validation size, relative error decrease",
+    "fig5": "LR, L2: Kuncheva's index of the top-k features vs fraction, 3 tasks",
+    "fig8": "LR, L1: test error vs poisoning fraction, 3 tasks",
+    "fig9": "LR, L1, MNIST: sensitivity to the validation size",
+    "fig10": "LR, L1: Kuncheva's index vs fraction, 3 tasks",
+}
+
+
+def _run_all(configs, out, n_jobs, data_dir, progress):
+    from ..experiments import Experiment, run
+
+    summaries = []
+    for cfg in configs:
+        exp = Experiment.from_dict(cfg)
+        s = run(exp, Path(out) / exp.name, n_jobs=n_jobs, data_dir=data_dir,
+                progress=progress)
+        s["n_val"] = exp.data.n_val
+        summaries.append(s)
+    return summaries
+
+
+def _dump(path, obj):
+    def default(o):
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, np.generic):
+            return o.item()
+        raise TypeError(type(o).__name__)
+
+    Path(path).write_text(json.dumps(obj, indent=1, default=default))
+
+
+def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
+              progress=True):
+    """Run figure ``name`` (a key of ``FIGURES``); returns ``(written files, seconds)``."""
+    if name not in FIGURES:
+        raise ValueError(f"FIGURE: expected one of {list(FIGURES)}, got {name!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / (name + ("-quick" if quick else ""))
+    t0 = time.perf_counter()
+    if name == "fig1":
+        res = fig1.compute(quick)
+        _dump(f"{base}.json", {k: v for k, v in res.items()})
+        paths = fig1.plot(res, base)
+    else:
+        penalty = "l1" if name in ("fig8", "fig9", "fig10") else "l2"
+        if name in ("fig4", "fig9"):
+            sums = _run_all(lr.valsize_experiments(quick, penalty=penalty), out, n_jobs,
+                            data_dir, progress)
+            paths = lr.plot_valsize(sums, base, f"{penalty.upper()}: validation size")
+            extra = {"relative_decrease": {s["n_val"]: lr.relative_decrease(s) for s in sums}}
+        elif name == "fig3":
+            sums = _run_all(lr.experiments(quick), out, n_jobs, data_dir, progress)
+            paths = []
+            for pen in ("l2", "l1"):
+                sel = [s for s in sums if s["penalty"] == pen]
+                paths += lr.plot_lam_norm(sel, f"{base}-{pen}",
+                                          f"LR, {pen.upper()}: learned λ and ||w||²/P")
+            extra = {}
+        else:
+            sums = _run_all(lr.experiments(quick, penalties=(penalty,)), out, n_jobs,
+                            data_dir, progress)
+            if name in ("fig2", "fig8"):
+                paths = lr.plot_error(sums, base, f"LR, {penalty.upper()}: test error "
+                                      "under the optimal attack")
+            else:
+                paths = lr.plot_kuncheva(sums, base, f"LR, {penalty.upper()}: stability of "
+                                         "the top-k features")
+            extra = {}
+        _dump(f"{base}.json", {"figure": name, "quick": quick, "summaries": sums, **extra})
+    return [f"{base}.json", *map(str, paths)], time.perf_counter() - t0

@@ -1,0 +1,180 @@
+"""Figs. 2, 3, 5, 8, 10 (LR on MNIST, Fashion-MNIST and CIFAR-10) and Fig. 4/9 (the size
+of the trusted validation set), as experiments of :mod:`hvpoison.experiments` plus plots.
+
+* Fig. 2 (L2) / Fig. 8 (L1): test error vs poisoning fraction for lam none / large /
+  lam_CV / learned, one panel per task.
+* Fig. 3: the learned lam and ``||w||^2/P`` vs fraction (L2 and L1).
+* Fig. 5 (L2) / Fig. 10 (L1): Kuncheva's index of the top-k features, three k per task.
+* Fig. 4/9: test error with lam none and learned for several validation sizes, and the
+  relative decrease ``(E_none - E_learned) / E_none``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TASKS = ("mnist", "fmnist", "cifar10")
+TITLES = {"mnist": "MNIST 0 vs 8", "fmnist": "Fashion-MNIST trouser vs pullover",
+          "cifar10": "CIFAR-10 airplane vs frog"}
+# Inner step: about 1.4 / L with L = lambda_max(X^T X / n) / 4 of the task (58, 132, 295),
+# so gradient descent is stable on every task (README, Defaults).
+ETA = {"mnist": 0.1, "fmnist": 0.04, "cifar10": 0.02}
+# "Large" constant lam: costs clean accuracy, still trains (measured, README).
+LAM_LARGE = {("mnist", "l2"): -1.0, ("fmnist", "l2"): 0.0, ("cifar10", "l2"): 0.0,
+             ("mnist", "l1"): -3.0, ("fmnist", "l1"): -3.0, ("cifar10", "l1"): -4.0}
+KUNCHEVA_K = {"mnist": [50, 100, 200], "fmnist": [50, 100, 200], "cifar10": [100, 300, 1000]}
+VAL_FRACTIONS = (0.025, 0.05, 0.1, 0.2, 0.4)       # n_val / n_tr for Fig. 4/9
+
+
+def config(task, penalty, quick=False, settings=("none", "large", "cv", "learned"),
+           n_val=None, name=None) -> dict:
+    """The experiment behind one panel (documented protocol; ``quick`` shrinks it)."""
+    cfg = {"name": name or f"lr-{task}-{penalty}" + ("-quick" if quick else ""),
+           "repetitions": 5, "seed": 0,
+           "data": {"task": task, "n_tr": 1000, "n_val": n_val, "n_test": 2000},
+           "model": {"kind": "lr"},
+           "defense": {"penalty": penalty, "settings": list(settings),
+                       "lam_large": LAM_LARGE[(task, penalty)], "lam_init": -4.0},
+           "attack": {"n_poison": 40, "n_batches": 5, "iters": 30, "T": 200, "eta": ETA[task],
+                      "alpha": 1.0, "alpha_lam": 0.2},
+           "test": {"T": 200, "eta": ETA[task], "kuncheva_k": KUNCHEVA_K[task]}}
+    if quick:
+        cfg["repetitions"] = 1
+        cfg["data"].update(n_tr=200, n_test=1000,
+                           n_val=None if n_val is None else max(4, n_val // 5))
+        cfg["defense"].update(cv_grid=[-6.0, -3.0, 0.0], cv_folds=3)
+        cfg["attack"].update(n_poison=10, n_batches=2, iters=5, T=60)
+        cfg["test"].update(T=60, kuncheva_k=[k // 4 for k in KUNCHEVA_K[task]])
+    return cfg
+
+
+def experiments(quick=False, tasks=TASKS, penalties=("l2", "l1")) -> list:
+    return [config(t, p, quick) for p in penalties for t in tasks]
+
+
+def valsize_experiments(quick=False, task="mnist", penalty="l2") -> list:
+    return [config(task, penalty, quick, settings=("none", "learned"), n_val=int(f * 1000),
+                   name=f"lr-{task}-{penalty}-val{int(f * 1000)}" + ("-quick" if quick else ""))
+            for f in VAL_FRACTIONS]
+
+
+# -- plots ---------------------------------------------------------------------------------
+def _panel(ax, table, metric, comp=0, **kw):
+    x = np.array(table["fraction"])
+    mu = np.array([m[comp] for m in table[metric]["mean"]])
+    sd = np.array([s[comp] for s in table[metric]["std"]])
+    ax.errorbar(x, mu, yerr=sd, capsize=3, marker="o", ms=4, lw=1.6, **kw)
+    ax.set_xticks(x)
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+
+
+def _save(fig, path, formats):
+    paths = []
+    for fmt in formats:
+        p = f"{path}.{fmt}"
+        fig.savefig(p, dpi=120)
+        paths.append(p)
+    return paths
+
+
+def plot_error(summaries, path, title, formats=("png", "pdf")):
+    """Fig. 2 / Fig. 8: one panel per task, test error vs fraction for each setting."""
+    from ..plots import COLORS, LABELS, _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(summaries), figsize=(5 * len(summaries), 4),
+                             constrained_layout=True, squeeze=False)
+    for ax, s in zip(axes[0], summaries):
+        for setting, t in s["settings"].items():
+            _panel(ax, t, "test_error", color=COLORS.get(setting), label=LABELS.get(setting))
+        ax.set_title(TITLES.get(s["task"], s["task"]))
+        ax.set_xlabel("fraction of poisoning points")
+        ax.set_ylabel("test error")
+    axes[0][0].legend()
+    fig.suptitle(title)
+    paths = _save(fig, path, formats)
+    plt.close(fig)
+    return paths
+
+
+def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
+    """Fig. 3: learned lam (top) and ``||w||^2/P`` (bottom, log scale) per task."""
+    from ..plots import COLORS, LABELS, _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(summaries), figsize=(5 * len(summaries), 7),
+                             constrained_layout=True, squeeze=False)
+    for j, s in enumerate(summaries):
+        for setting, t in s["settings"].items():
+            if setting == "learned":
+                _panel(axes[0][j], t, "lam", color=COLORS[setting], label=LABELS[setting])
+            _panel(axes[1][j], t, "w_norm2", color=COLORS.get(setting), label=LABELS.get(setting))
+        axes[0][j].set_title(TITLES.get(s["task"], s["task"]))
+        axes[0][j].set_ylabel("learned λ")
+        axes[1][j].set_ylabel("||w||² / P")
+        axes[1][j].set_yscale("log")
+        axes[1][j].set_xlabel("fraction of poisoning points")
+    axes[1][0].legend()
+    fig.suptitle(title)
+    paths = _save(fig, path, formats)
+    plt.close(fig)
+    return paths
+
+
+def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
+    """Fig. 5 / Fig. 10: Kuncheva's index vs fraction; rows = k, columns = tasks."""
+    from ..plots import COLORS, LABELS, _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(3, len(summaries), figsize=(5 * len(summaries), 9.5),
+                             constrained_layout=True, squeeze=False)
+    for j, s in enumerate(summaries):
+        ks = sorted({m.split("@")[1] for t in s["settings"].values() for m in t
+                     if m.startswith("kuncheva@")}, key=int)
+        for i, k in enumerate(ks[:3]):
+            ax = axes[i][j]
+            for setting, t in s["settings"].items():
+                _panel(ax, t, f"kuncheva@{k}", color=COLORS.get(setting),
+                       label=LABELS.get(setting))
+            ax.set_title(f"{TITLES.get(s['task'], s['task'])}, top {k}", fontsize=10)
+            ax.set_ylabel("Kuncheva's index")
+        axes[-1][j].set_xlabel("fraction of poisoning points")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    paths = _save(fig, path, formats)
+    plt.close(fig)
+    return paths
+
+
+def relative_decrease(summary) -> list:
+    """``(E_none - E_learned) / E_none`` per fraction (the paper's Fig. 4/9 measure)."""
+    e0 = np.array([m[0] for m in summary["settings"]["none"]["test_error"]["mean"]])
+    e1 = np.array([m[0] for m in summary["settings"]["learned"]["test_error"]["mean"]])
+    return ((e0 - e1) / np.maximum(e0, 1e-12)).tolist()
+
+
+def plot_valsize(summaries, path, title, formats=("png", "pdf")):
+    """Fig. 4/9: test error (none: dashed, learned: solid) per validation size, and the
+    relative decrease of the test error."""
+    from ..plots import _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    cmap = plt.get_cmap("viridis")
+    for i, s in enumerate(summaries):
+        c = cmap(i / max(1, len(summaries) - 1))
+        n_val = s["n_val"]
+        _panel(axes[0], s["settings"]["none"], "test_error", color=c, ls="--")
+        _panel(axes[0], s["settings"]["learned"], "test_error", color=c,
+               label=f"n_val = {n_val}")
+        x = s["settings"]["none"]["fraction"]
+        axes[1].plot(x, relative_decrease(s), marker="o", color=c, label=f"n_val = {n_val}")
+    axes[0].set_ylabel("test error (dashed: λ = −∞, solid: learned λ)")
+    axes[1].set_ylabel("(E_none − E_learned) / E_none")
+    for a in axes:
+        a.set_xlabel("fraction of poisoning points")
+        a.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    paths = _save(fig, path, formats)
+    plt.close(fig)
+    return paths

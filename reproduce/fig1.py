@@ -1,0 +1,10 @@
+"""Fig. 1 of the paper; same as `hvpoison reproduce fig1` (see reproduce/README.md).
+
+Usage: python reproduce/fig1.py [--quick] [--jobs N] [--data-dir DIR] [--out reproduce/out]
+"""
+import sys
+
+from hvpoison.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["reproduce", "fig1", *sys.argv[1:]]))

@@ -1,0 +1,10 @@
+"""Fig. 9 of the paper; same as `hvpoison reproduce fig9` (see reproduce/README.md).
+
+Usage: python reproduce/fig9.py [--quick] [--jobs N] [--data-dir DIR] [--out reproduce/out]
+"""
+import sys
+
+from hvpoison.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["reproduce", "fig9", *sys.argv[1:]]))

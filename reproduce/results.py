@@ -1,0 +1,239 @@
+"""Write reproduce/RESULTS.md from the full-mode outputs in reproduce/out/ (never by hand).
+
+Usage: python reproduce/results.py [--out reproduce/out] [--write reproduce/RESULTS.md]
+
+For every figure whose full-mode data exist it prints the settings, the measured numbers
+(mean ± std over repetitions), the run time and machine, and one line per claim of the paper
+with the numbers that confirm or contradict it. Figures not yet run are listed as such.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _mean(t, metric, comp=0):
+    return np.array([m[comp] for m in t[metric]["mean"]])
+
+
+def _std(t, metric, comp=0):
+    return np.array([m[comp] for m in t[metric]["std"]])
+
+
+def _verdict(ok):
+    return "**confirmed**" if ok else "**not confirmed**"
+
+
+def error_table(s):
+    st = s["settings"]
+    fr = next(iter(st.values()))["fraction"]
+    lines = ["| poisoned | " + " | ".join(st) + " |", "|---" * (len(st) + 1) + "|"]
+    for i, f in enumerate(fr):
+        cells = [f"{_mean(t, 'test_error')[i]:.3f} ± {_std(t, 'test_error')[i]:.3f}"
+                 for t in st.values()]
+        lines.append(f"| {f:.0%} | " + " | ".join(cells) + " |")
+    if "learned" in st:
+        lam = _mean(st["learned"], "lam")
+        lines.append("\nlearned λ: " + ", ".join(f"{f:.0%}: {v:+.2f} ± {d:.2f}" for f, v, d in
+                                                zip(fr, lam, _std(st["learned"], "lam"))))
+    return "\n".join(lines)
+
+
+def lr_claims(s):
+    """The claims of Sect. V-A/B for one task and penalty, checked on the numbers."""
+    st, out = s["settings"], []
+    none, large, learned = (_mean(st[k], "test_error") for k in ("none", "large", "learned"))
+    sd_learned = _std(st["learned"], "test_error")
+    out.append(f"- the attack against λ = −∞ raises the test error well above the clean error "
+               f"(at least doubles it at the largest fraction): {none[0]:.3f} → {none[-1]:.3f}: "
+               f"{_verdict(none[-1] >= 2 * none[0])}")
+    out.append(f"- the large constant λ costs accuracy on clean data: {large[0]:.3f} vs "
+               f"{none[0]:.3f} (none) and {learned[0]:.3f} (learned): "
+               f"{_verdict(large[0] > min(none[0], learned[0]))}")
+    best = np.minimum(none, large)
+    gap = learned - best
+    ok = bool(np.all(gap <= np.maximum(0.01, 2 * sd_learned)))
+    out.append("- learned λ stays close to the best of none and large at every fraction "
+               "(within max(0.01, 2 std)): gaps " + ", ".join(f"{g:+.3f}" for g in gap)
+               + f": {_verdict(ok)}")
+    lam = _mean(st["learned"], "lam")
+    rises = lam[-1] > lam[0]
+    early, late = lam[2] - lam[0], lam[-1] - lam[-3]
+    out.append(f"- learned λ increases with the fraction ({lam[0]:+.2f} → {lam[-1]:+.2f}) and "
+               f"then levels off (rise over the first two steps {early:+.2f}, over the last "
+               f"two {late:+.2f}): {_verdict(rises and late < early)}")
+    if "cv" in st:
+        cv = _mean(st["cv"], "test_error")
+        lam_cv = _mean(st["cv"], "lam")[0]
+        out.append(f"- λ_CV (tuned on clean data, λ_CV = {lam_cv:+.1f}) does not protect: "
+                   f"at {st['cv']['fraction'][-1]:.0%} {cv[-1]:.3f} vs {none[-1]:.3f} (none) and "
+                   f"{learned[-1]:.3f} "
+                   f"(learned): {_verdict(cv[-1] > learned[-1] + 0.5 * (none[-1] - learned[-1]))}")
+    ks = [m for m in st["none"] if m.startswith("kuncheva@")]
+    if ks:
+        k = ks[len(ks) // 2]
+        kn, kl = _mean(st["none"], k), _mean(st["large"], k)
+        out.append(f"- Kuncheva's index ({k.replace('kuncheva@', 'top ')}) falls with the "
+                   f"fraction (from the first poisoned fraction on), and regularisation keeps the "
+                   f"features more stable: none "
+                   f"{kn[1]:.2f} → {kn[-1]:.2f}, large {kl[1]:.2f} → {kl[-1]:.2f}: "
+                   f"{_verdict(kn[-1] < kn[1] and kl[-1] > kn[-1])}")
+    return out
+
+
+def section_lr(fig, data, title):
+    lines = [f"## {fig}: {title}", ""]
+    for s in data["summaries"]:
+        meta = _meta(s)
+        lines += [f"### {s['task']}, {s['penalty'].upper()}",
+                  f"settings: {meta['settings']}; run time {s['seconds'] / 60:.1f} min of "
+                  f"compute on {meta['machine']}", "", error_table(s), ""]
+        if {"none", "large", "learned"} <= set(s["settings"]):
+            lines += lr_claims(s) + [""]
+    return lines
+
+
+def section_valsize(fig, data):
+    lines = [f"## {fig}: sensitivity to the validation size", "",
+             "| n_val | " + " | ".join(f"{f:.0%}" for f in data["summaries"][0]["settings"]
+                                      ["none"]["fraction"]) + " |",
+             "|---" * (len(data["summaries"][0]["settings"]["none"]["fraction"]) + 1) + "|"]
+    rel = {}
+    for s in data["summaries"]:
+        r = np.array(data["relative_decrease"][str(s["n_val"])]
+                     if str(s["n_val"]) in data["relative_decrease"]
+                     else data["relative_decrease"][s["n_val"]])
+        rel[s["n_val"]] = r
+        lines.append(f"| {s['n_val']} | " + " | ".join(f"{v:+.2f}" for v in r) + " |")
+    lines.append("\n(relative decrease of the test error `(E_none − E_learned) / E_none`)\n")
+    pos = {n: float(np.mean(r[1:])) for n, r in rel.items()}
+    lines.append(f"- learning λ on the trusted set reduces the error under attack for every "
+                 f"validation size (mean relative decrease over the poisoned fractions: "
+                 + ", ".join(f"{n}: {v:+.2f}" for n, v in pos.items()) + f"): "
+                 f"{_verdict(all(v > 0 for v in pos.values()))}")
+    sizes = sorted(pos)
+    mono = all(pos[a] <= pos[b] for a, b in zip(sizes, sizes[1:]))
+    lines.append(f"- a larger trusted set is not necessarily better (the decrease is "
+                 f"{'monotone' if mono else 'not monotone'} in n_val): "
+                 f"{_verdict(not mono)}")
+    s = data["summaries"][0]
+    meta = _meta(s)
+    lines.append(f"\nsettings: {meta['settings']}\n")
+    return lines
+
+
+def section_fig1(data):
+    n, l2 = data["none"], data["l2"]
+    lam_map = np.array(data["lam_map"])
+    emap = np.array(n["error_map"])
+    hurt = emap > np.quantile(emap, 0.9)
+    lines = ["## fig1: one poisoning point on two 2-D Gaussians", "",
+             f"settings: {json.dumps(data['config'])}; {data['seconds']:.0f} s", "",
+             f"| | clean val. error | with the optimised point | max of the map |",
+             "|---|---|---|---|",
+             f"| no regularisation | {n['val_error']['clean']:.3f} | "
+             f"{n['val_error']['poisoned']:.3f} | {emap.max():.3f} |",
+             f"| L2, λ = {l2['lam']} | {l2['val_error']['clean']:.3f} | "
+             f"{l2['val_error']['poisoned']:.3f} | {np.max(l2['error_map']):.3f} |", "",
+             f"- one point moves the unregularised boundary far more than the regularised one "
+             f"(validation error rise {n['val_error']['poisoned'] - n['val_error']['clean']:+.3f}"
+             f" vs {l2['val_error']['poisoned'] - l2['val_error']['clean']:+.3f}): "
+             f"{_verdict(n['val_error']['poisoned'] - n['val_error']['clean'] > l2['val_error']['poisoned'] - l2['val_error']['clean'])}",
+             f"- the regularised error map is flatter (max {np.max(l2['error_map']):.3f} vs "
+             f"{emap.max():.3f}): {_verdict(np.max(l2['error_map']) < emap.max())}",
+             f"- the best λ is larger where the point hurts most (mean best λ over the 10 % "
+             f"most harmful locations {lam_map[hurt].mean():+.2f} vs elsewhere "
+             f"{lam_map[~hurt].mean():+.2f}): {_verdict(lam_map[hurt].mean() > lam_map[~hurt].mean())}",
+             ""]
+    return lines
+
+
+def _meta(s):
+    name = s["name"]
+    p = OUT / name / "experiment.json"
+    if not p.is_file():
+        return {"settings": "(experiment.json missing)", "machine": "?"}
+    m = json.loads(p.read_text())
+    c, v = m["config"], m["versions"]
+    settings = (f"n_tr {c['data']['n_tr']}, n_val {c['data']['n_val'] or 'default'}, "
+                f"n_test {c['data']['n_test']}, {c['repetitions']} repetitions, "
+                f"attack iters {c['attack']['iters']}, T {c['attack']['T']}, "
+                f"eta {c['attack']['eta']}, alpha {c['attack']['alpha']}, alpha_lam "
+                f"{c['attack']['alpha_lam']}, lam_large {c['defense']['lam_large']}, "
+                f"lam_init {c['defense']['lam_init']}")
+    machine = (f"{v['machine']} ({v['cpus']} cores, {v['platform']}), numpy {v['numpy']}, "
+               f"scipy {v['scipy']}, hvpoison {v['hvpoison']}, {m['created'][:10]}")
+    return {"settings": settings, "machine": machine}
+
+
+TITLES = {"fig2": "LR with L2, test error under attack",
+          "fig8": "LR with L1, test error under attack"}
+
+
+def _summary(name):
+    p = OUT / name / "summary.json"
+    if not p.is_file():
+        return None
+    s = json.loads(p.read_text())
+    return s if s["complete"] else None
+
+
+def main(argv=None):
+    global OUT
+    from hvpoison.figures import lr
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--write", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--quick", action="store_true", help="read the quick-mode runs (tests)")
+    a = ap.parse_args(argv)
+    OUT = Path(a.out)
+    lines = ["# Reproduction results", "",
+             "Generated by `python reproduce/results.py` from the full-mode runs in "
+             "`reproduce/out/` (not edited by hand). Each claim line is computed from the "
+             "numbers above it. An experiment appears once all its records are done.", ""]
+    missing = []
+    fig1 = OUT / ("fig1-quick.json" if a.quick else "fig1.json")
+    if fig1.is_file():
+        lines += section_fig1(json.loads(fig1.read_text()))
+    else:
+        missing.append("fig1")
+    for fig, pen in (("fig2", "l2"), ("fig8", "l1")):
+        sums = []
+        for cfg in lr.experiments(a.quick, penalties=(pen,)):
+            s = _summary(cfg["name"])
+            if s is None:
+                missing.append(cfg["name"])
+            else:
+                sums.append(s)
+        if sums:
+            lines += section_lr(fig, {"summaries": sums}, TITLES[fig])
+    for fig, pen in (("fig4", "l2"), ("fig9", "l1")):
+        sums = []
+        for cfg in lr.valsize_experiments(a.quick, penalty=pen):
+            s = _summary(cfg["name"])
+            if s is None:
+                missing.append(cfg["name"])
+            else:
+                s["n_val"] = cfg["data"]["n_val"]
+                sums.append(s)
+        if sums:
+            lines += section_valsize(fig, {"summaries": sums, "relative_decrease": {
+                s["n_val"]: lr.relative_decrease(s) for s in sums}})
+    lines += ["## Not run yet in full mode", "",
+              ", ".join(missing) if missing else "(all of figs. 1, 2, 4, 8, 9 are done)", "",
+              "Figs. 3, 5 and 10 are drawn from the fig2/fig8 experiments (no extra runs). "
+              "The MLP figures (6, 7, 11–14) are not implemented yet (issue #6).", ""]
+    Path(a.write).write_text("\n".join(lines))
+    print(a.write)
+
+
+OUT = HERE / "out"
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The figure scripts: Fig. 1's batched trainer against hv.train, and every figure's quick
+mode end to end (files written, the Fig. 1 effect visible)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hvpoison as hv
+from hvpoison.data import synthetic2d
+from hvpoison.figures import FIGURES, fig1
+
+from test_data import SHARED, needs_shared
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("lam", [None, -1.0])
+def test_fig1_grid_trainer_equals_hv_train(lam):
+    s = synthetic2d(16, 16, 10, seed=0)
+    P = np.array([[0.3, -1.2], [2.0, 1.0], [-3.0, 2.5]])
+    W, b = fig1.train_grid(s.Xtr, s.ytr, P, 1.0, lam, 40, 0.5)
+    obj = hv.Objective(hv.LR(2), None if lam is None else "l2")
+    for g in range(3):
+        w = hv.train(obj, np.vstack([s.Xtr, P[g]]), np.append(s.ytr, 1.0), lam, T=40, eta=0.5)
+        np.testing.assert_allclose(np.append(W[g], b[g]), w, rtol=1e-12, atol=1e-14)
+
+
+def test_fig1_quick_shows_regularisation_limiting_one_point(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "reproduce" / "fig1.py"), "--quick",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "fig1-quick.json").read_text())
+    none, l2 = res["none"]["val_error"], res["l2"]["val_error"]
+    assert none["poisoned"] - none["clean"] > l2["poisoned"] - l2["clean"]
+    assert np.array(res["none"]["error_map"]).max() > np.array(res["l2"]["error_map"]).max()
+    assert (tmp_path / "fig1-quick.png").stat().st_size > 20_000
+
+
+@needs_shared
+def test_every_figure_runs_in_quick_mode(tmp_path):
+    from hvpoison.cli import main
+
+    figs = [f for f in FIGURES if f != "fig1"]
+    assert main(["reproduce", *figs, "--quick", "--quiet", "--out", str(tmp_path),
+                 "--data-dir", str(SHARED)]) == 0
+    for f in figs:
+        data = json.loads((tmp_path / f"{f}-quick.json").read_text())
+        assert data["figure"] == f and all(s["complete"] for s in data["summaries"])
+        pngs = list(tmp_path.glob(f"{f}-quick*.png"))
+        assert pngs and all(p.stat().st_size > 20_000 for p in pngs)
+    tasks = {s["task"] for s in json.loads((tmp_path / "fig2-quick.json").read_text())["summaries"]}
+    assert tasks == {"mnist", "fmnist", "cifar10"}
+    # RESULTS.md is generated from the experiments' summaries (here: the quick ones)
+    sys.path.insert(0, str(ROOT / "reproduce"))
+    import results
+
+    results.main(["--out", str(tmp_path), "--write", str(tmp_path / "RESULTS.md"),
+                  "--quick"])
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.count("### ") == 6 and "sensitivity to the validation size" in text
+    assert "confirmed**" in text and "fig1" in text.split("Not run yet")[1]
+
+
+def test_unknown_figure_is_a_one_line_error():
+    r = subprocess.run([sys.executable, "-m", "hvpoison", "reproduce", "fig99"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "FIGURE: expected one of" in r.stderr and "Traceback" not in r.stderr
