@@ -201,7 +201,8 @@ def _cmd_reproduce(args) -> int:
     for n in names:
         print(f"{n}: {FIGURES[n]} ({'quick' if args.quick else 'full'} mode)", file=sys.stderr)
         paths, secs = reproduce(n, quick=args.quick, out=args.out, n_jobs=args.jobs,
-                                data_dir=args.data_dir, progress=not args.quiet)
+                                data_dir=args.data_dir, progress=not args.quiet,
+                                tasks=args.tasks)
         print(f"{n}: {', '.join(map(str, paths))} ({secs:.0f} s)")
     return 0
 
@@ -354,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "  hvpoison reproduce fig2 fig5 --quick --data-dir ../shared/datasets\n"
                        "  hvpoison reproduce all --jobs 2")
     c.add_argument("figures", nargs="+", metavar="FIGURE",
-                   help="fig1 fig2 fig3 fig4 fig5 fig8 fig9 fig10, or all")
+                   help="fig1 .. fig14 (see reproduce/README.md), or all")
+    c.add_argument("--tasks", nargs="+", metavar="TASK",
+                   help="restrict figs. 2-14 to these tasks (mnist fmnist cifar10)")
     c.add_argument("--quick", action="store_true", help="small settings (minutes)")
     c.add_argument("--out", default=os.path.join("reproduce", "out"), help="output folder")
     c.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes")

@@ -86,15 +86,30 @@ def lr_claims(s):
     return out
 
 
+def layer_claims(s):
+    """Fig. 7/12: the per-layer lam, and whether the later layers' lam rises faster."""
+    t = s["settings"].get("learned_per_layer")
+    if t is None:
+        return []
+    lam = np.array(t["lam"]["mean"])                       # (fractions, layers)
+    rows = ", ".join(f"{f:.0%}: " + "/".join(f"{v:+.1f}" for v in r)
+                     for f, r in zip(t["fraction"], lam))
+    rise = lam[-1] - lam[0]
+    return [f"- learned λ per layer (hidden 1 / hidden 2 / output): {rows}",
+            f"- the later layers' λ rises faster than the first layer's (rise 0 → "
+            f"{t['fraction'][-1]:.0%}: " + " / ".join(f"{r:+.2f}" for r in rise) + "): "
+            + _verdict(bool(rise[1:].max() > rise[0]))]
+
+
 def section_lr(fig, data, title):
     lines = [f"## {fig}: {title}", ""]
     for s in data["summaries"]:
         meta = _meta(s)
-        lines += [f"### {s['task']}, {s['penalty'].upper()}",
+        lines += [f"### {s['model'].upper()}, {s['task']}, {s['penalty'].upper()}",
                   f"settings: {meta['settings']}; run time {s['seconds'] / 60:.1f} min of "
                   f"compute on {meta['machine']}", "", error_table(s), ""]
         if {"none", "large", "learned"} <= set(s["settings"]):
-            lines += lr_claims(s) + [""]
+            lines += lr_claims(s) + layer_claims(s) + [""]
     return lines
 
 
@@ -172,7 +187,9 @@ def _meta(s):
 
 
 TITLES = {"fig2": "LR with L2, test error under attack",
-          "fig8": "LR with L1, test error under attack"}
+          "fig8": "LR with L1, test error under attack",
+          "fig6": "MLP with L2, test error and per-layer λ under attack (figs. 6, 7, 13)",
+          "fig11": "MLP with L1, test error and per-layer λ under attack (figs. 11, 12, 14)"}
 
 
 def _summary(name):
@@ -185,7 +202,7 @@ def _summary(name):
 
 def main(argv=None):
     global OUT
-    from hvpoison.figures import lr
+    from hvpoison.figures import lr, mlp
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(HERE / "out"))
@@ -203,9 +220,10 @@ def main(argv=None):
         lines += section_fig1(json.loads(fig1.read_text()))
     else:
         missing.append("fig1")
-    for fig, pen in (("fig2", "l2"), ("fig8", "l1")):
+    for fig, pen, module in (("fig2", "l2", lr), ("fig8", "l1", lr), ("fig6", "l2", mlp),
+                             ("fig11", "l1", mlp)):
         sums = []
-        for cfg in lr.experiments(a.quick, penalties=(pen,)):
+        for cfg in module.experiments(a.quick, penalties=(pen,)):
             s = _summary(cfg["name"])
             if s is None:
                 missing.append(cfg["name"])
@@ -226,9 +244,9 @@ def main(argv=None):
             lines += section_valsize(fig, {"summaries": sums, "relative_decrease": {
                 s["n_val"]: lr.relative_decrease(s) for s in sums}})
     lines += ["## Not run yet in full mode", "",
-              ", ".join(missing) if missing else "(all of figs. 1, 2, 4, 8, 9 are done)", "",
-              "Figs. 3, 5 and 10 are drawn from the fig2/fig8 experiments (no extra runs). "
-              "The MLP figures (6, 7, 11–14) are not implemented yet (issue #6).", ""]
+              ", ".join(missing) if missing else "(every experiment is done)", "",
+              "Figs. 3, 5 and 10 are drawn from the fig2/fig8 experiments, figs. 7 and 13 "
+              "from fig6's, figs. 12 and 14 from fig11's (no extra runs).", ""]
     Path(a.write).write_text("\n".join(lines))
     print(a.write)
 

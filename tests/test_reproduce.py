@@ -60,7 +60,8 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     results.main(["--out", str(tmp_path), "--write", str(tmp_path / "RESULTS.md"),
                   "--quick"])
     text = (tmp_path / "RESULTS.md").read_text()
-    assert text.count("### ") == 6 and "sensitivity to the validation size" in text
+    assert text.count("### ") == 12 and "sensitivity to the validation size" in text
+    assert "learned λ per layer (hidden 1 / hidden 2 / output)" in text
     assert "confirmed**" in text and "fig1" in text.split("Not run yet")[1]
 
 

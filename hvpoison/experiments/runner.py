@@ -101,7 +101,7 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
     t1 = time.perf_counter()
     tst = exp.test
     w = train(obj, batch.X, batch.y, batch.lam, T=tst.T, eta=tst.eta, seed=sd["init"])
-    lam0 = batch.lam if b == 0 else lam0
+    lam0 = batch.lam if b == 0 else (np.array(lam0) if isinstance(lam0, list) else lam0)
     w_clean = w if b == 0 else train(obj, split.Xtr, split.ytr, lam0, T=tst.T, eta=tst.eta,
                                      seed=sd["init"])
     d = split.Xtr.shape[1]

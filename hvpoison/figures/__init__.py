@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fig1, lr
+from . import fig1, lr, mlp
 
 FIGURES = {
     "fig1": "synthetic 2-D: decision boundaries, validation-error maps, best-lam map",
@@ -24,7 +24,15 @@ FIGURES = {
     "fig8": "LR, L1: test error vs poisoning fraction, 3 tasks",
     "fig9": "LR, L1, MNIST: sensitivity to the validation size",
     "fig10": "LR, L1: Kuncheva's index vs fraction, 3 tasks",
+    "fig6": "MLP, L2: test error vs fraction (none / large / learned / learned per layer)",
+    "fig7": "MLP, L2: learned lam per layer vs fraction",
+    "fig11": "MLP, L1: test error vs fraction",
+    "fig12": "MLP, L1: learned lam per layer vs fraction",
+    "fig13": "MLP, L2: ||W_k||^2/P_k per layer vs fraction",
+    "fig14": "MLP, L1: ||W_k||^2/P_k per layer vs fraction",
 }
+MLP_FIGURES = {"fig6": ("l2", "error"), "fig7": ("l2", "lam"), "fig13": ("l2", "norm"),
+               "fig11": ("l1", "error"), "fig12": ("l1", "lam"), "fig14": ("l1", "norm")}
 
 
 def _run_all(configs, out, n_jobs, data_dir, progress):
@@ -52,10 +60,15 @@ def _dump(path, obj):
 
 
 def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
-              progress=True):
-    """Run figure ``name`` (a key of ``FIGURES``); returns ``(written files, seconds)``."""
+              progress=True, tasks=None):
+    """Run figure ``name`` (a key of ``FIGURES``) on ``tasks`` (default: all three);
+    returns ``(written files, seconds)``."""
     if name not in FIGURES:
         raise ValueError(f"FIGURE: expected one of {list(FIGURES)}, got {name!r}")
+    tasks = tuple(tasks or lr.TASKS)
+    for t in tasks:
+        if t not in lr.TASKS:
+            raise ValueError(f"--tasks: expected entries from {list(lr.TASKS)}, got {t!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = out / (name + ("-quick" if quick else ""))
@@ -64,6 +77,18 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
         res = fig1.compute(quick)
         _dump(f"{base}.json", {k: v for k, v in res.items()})
         paths = fig1.plot(res, base)
+    elif name in MLP_FIGURES:
+        penalty, kind = MLP_FIGURES[name]
+        sums = _run_all(mlp.experiments(quick, tasks, (penalty,)), out, n_jobs, data_dir,
+                        progress)
+        title = f"MLP {'-'.join(map(str, mlp.HIDDEN))}, {penalty.upper()}: "
+        if kind == "error":
+            paths = lr.plot_error(sums, base, title + "test error under the optimal attack")
+        elif kind == "lam":
+            paths = mlp.plot_lam_layers(sums, base, title + "learned λ per layer")
+        else:
+            paths = mlp.plot_norm_layers(sums, base, title + "||W_k||²/P_k per layer")
+        _dump(f"{base}.json", {"figure": name, "quick": quick, "summaries": sums})
     else:
         penalty = "l1" if name in ("fig8", "fig9", "fig10") else "l2"
         if name in ("fig4", "fig9"):
@@ -72,7 +97,7 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
             paths = lr.plot_valsize(sums, base, f"{penalty.upper()}: validation size")
             extra = {"relative_decrease": {s["n_val"]: lr.relative_decrease(s) for s in sums}}
         elif name == "fig3":
-            sums = _run_all(lr.experiments(quick), out, n_jobs, data_dir, progress)
+            sums = _run_all(lr.experiments(quick, tasks), out, n_jobs, data_dir, progress)
             paths = []
             for pen in ("l2", "l1"):
                 sel = [s for s in sums if s["penalty"] == pen]
@@ -80,7 +105,7 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
                                           f"LR, {pen.upper()}: learned λ and ||w||²/P")
             extra = {}
         else:
-            sums = _run_all(lr.experiments(quick, penalties=(penalty,)), out, n_jobs,
+            sums = _run_all(lr.experiments(quick, tasks, (penalty,)), out, n_jobs,
                             data_dir, progress)
             if name in ("fig2", "fig8"):
                 paths = lr.plot_error(sums, base, f"LR, {penalty.upper()}: test error "
