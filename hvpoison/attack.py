@@ -34,7 +34,7 @@ from .models.lr import LR
 
 @dataclass
 class Batch:
-    """The attack after one cumulative poisoning fraction.
+    """Alg. 2's result after one cumulative poisoning fraction (shapes below).
 
     ``X, y``: the poisoned training set ``D_tr'`` (``n x d``, ``n``); ``poison_idx``: all
     its poisoned rows so far; ``lam``: the final ``lam`` (None without a penalty);

@@ -30,7 +30,8 @@ def is_cupy_array(a) -> bool:
 
 
 def get_array_module(*arrays, device: str | None = None):
-    """Return ``numpy`` or ``cupy``.
+    """Return ``numpy`` or ``cupy``: the array module every equation (Eq. 1-9, Alg. 1-2) is
+    written against; ``arrays`` of any shape.
 
     ``device`` ('cpu' | 'gpu') wins when given; otherwise cupy is chosen if any of
     ``arrays`` is a cupy array, numpy otherwise.

@@ -10,25 +10,29 @@ from .hypergrad.rmd import unroll
 
 
 def train(obj, X, y, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
-    """Full-batch gradient descent (Eq. 6) for ``T`` steps; ``w0`` defaults to
-    ``model.init(seed)`` (zeros for LR, a Xavier draw for the MLP).  Returns ``w_T``."""
+    """Full-batch gradient descent (Eq. 6) for ``T`` steps on ``X`` ``(n, d)``, ``y``
+    ``(n,)``; ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a Xavier draw for the
+    MLP).  Returns ``w_T`` ``(P,)``."""
     w0 = obj.model.init(seed, dtype=X.dtype) if w0 is None else w0
     return unroll(obj, w0, X, y, lam, T, eta)
 
 
 def error(model, w, X, y):
-    """Classification error ``mean(predict(X) != y)``."""
+    """Classification error ``mean(predict(X) != y)`` (Sect. V's test error) for ``w``
+    ``(P,)``, ``X`` ``(n, d)``, ``y`` ``(n,)``; a float."""
     xp = get_array_module(w)
     return float((model.predict(w, X) != xp.asarray(y)).mean())
 
 
 def weight_norms(model, w):
-    """``||W_k||^2 / P_k`` per layer (weights only, as the penalty sees them), shape ``(L,)``."""
+    """``||W_k||^2 / P_k`` per layer (Sect. V, Figs. 3 and 13; weights only, as the penalty
+    sees them) for ``w`` ``(P,)``, shape ``(L,)``."""
     return np.array([float((W * W).sum()) / W.size for W, _ in model.unpack(w)])
 
 
 def kuncheva(a, b, k):
-    """Kuncheva's consistency index of the top-``k`` features of ``a`` and ``b`` (by ``|.|``).
+    """Kuncheva's consistency index (Sect. V-B, Fig. 5) of the top-``k`` features of ``a``
+    and ``b`` (both ``(n,)``, ranked by ``|.|``); a float.
 
     ``I_C = (r n - k^2) / (k (n - k))`` with ``r`` the size of the intersection and ``n``
     the number of features; 1 for identical subsets, about 0 for independent ones.
@@ -46,7 +50,8 @@ def kuncheva(a, b, k):
 
 def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=1000, eta=0.1, seed=0, w_clean=None,
              k=None):
-    """Train on ``(Xtr, ytr)`` (possibly poisoned) and report what Sect. V plots.
+    """Train on ``(Xtr, ytr)`` (``(n, d)``, ``(n,)``, possibly poisoned) and report what
+    Sect. V plots for the test set ``(Xte, yte)``.
 
     Returns a dict with ``test_error``, ``w_norm2`` (``||W_k||^2/P_k`` per layer),
     ``w`` and, when ``w_clean`` and ``k`` are given, ``kuncheva`` between the top-``k``
@@ -63,13 +68,15 @@ def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=1000, eta=0.1, seed=0, w_cl
 
 
 def feature_weights(model, w):
-    """A feature's importance, ``sum_j |W_1[i, j]|`` over the first layer, shape ``(d,)``
+    """A feature's importance for Kuncheva's index (Sect. V-B), ``sum_j |W_1[i, j]|`` over
+    the first layer, shape ``(d,)``
     (for LR simply ``|w_i|``); Kuncheva's index compares the top-``k`` of these."""
     return abs(model.unpack(w)[0][0]).sum(axis=1)
 
 
 def lam_cv(obj, X, y, grid=None, *, K=5, T=1000, eta=0.1, seed=0):
-    """``lam_CV``: the grid value with the lowest mean K-fold validation cross-entropy.
+    """``lam_CV`` (Sect. V): the grid value with the lowest mean K-fold validation
+    cross-entropy on ``X`` ``(n, d)``, ``y`` ``(n,)``.
 
     ``grid`` defaults to ``linspace(-8, 2, 11)`` (log-scale ``lam``).  Folds are a seeded
     permutation.  Returns ``(best_lam, mean_losses)``.

@@ -19,7 +19,8 @@ from .penalties import Penalty
 
 
 class Point:
-    """``L`` at one ``(w, X, y, lam)``: one forward pass, reused by every product.
+    """``L`` of Eq. 1 at one ``(w (P,), X (n, d), y (n,), lam)``: one forward pass, reused
+    by every product of Eq. 4 and Alg. 1.
 
     Do not build directly; use :meth:`Objective.at` (checked) or ``Objective._point``
     (unchecked, for inner loops whose inputs were validated once).
@@ -39,14 +40,14 @@ class Point:
 
     # -- values and first order -------------------------------------------------------
     def loss(self):
-        """``L(w; D, lam)``."""
+        """``L(w; D, lam)`` of Eq. 1, a scalar."""
         value = mean_ce(self.xp, self.tape.z, self.y)
         if self.e is not None:
             value = value + self.obj.penalty.value(self.xp, self.w, self.e)
         return value
 
     def grad(self, out=None):
-        """``grad_w L`` (``P``), written into ``out`` when given."""
+        """``grad_w L`` of Eq. 1, shape ``(P,)``, written into ``out`` when given."""
         if self._g is not None and out is None:
             return self._g
         xp = self.xp
@@ -66,7 +67,8 @@ class Point:
 
     # -- second order -----------------------------------------------------------------
     def hvp(self, v, out=None):
-        """``H v = grad_w^2 L v`` by the R-operator (one R-forward and one R-backward)."""
+        """``H v = grad_w^2 L v`` (Eq. 4, Alg. 1 [R3]) by the R-operator (one R-forward and
+        one R-backward) for ``v`` ``(P,)``; shape ``(P,)``."""
         return self.hvp_mixed(v, rows=None, out=out, with_x=False)[0]
 
     def hvp_mixed(self, v, rows=None, out=None, with_x=True):
@@ -89,11 +91,13 @@ class Point:
         return out, mx, ml
 
     def hvp_xw(self, v, rows=None):
-        """``grad_X (v^T grad_w L)``, shape ``(n, d)`` or ``(len(rows), d)``."""
+        """``M_X^T v = grad_X (v^T grad_w L)`` (Eq. 4, Alg. 1 [R1]), shape ``(n, d)`` or
+        ``(len(rows), d)``."""
         return self.hvp_mixed(v, rows=rows)[1]
 
     def hvp_lw(self, v):
-        """``grad_lam (v^T grad_w L)`` in the shape of ``lam``; ``None`` without a penalty."""
+        """``M_lam^T v = grad_lam (v^T grad_w L)`` (Eq. 4, Alg. 1 [R2]) in the shape of
+        ``lam``; ``None`` without a penalty."""
         if self.e is None:
             return None
         return self.obj._reduce_lam(
@@ -101,7 +105,8 @@ class Point:
 
 
 class Objective:
-    """Training objective = model + optional L2/L1 penalty with log-scale strength ``lam``.
+    """Training objective of Eq. 1 = model + optional L2/L1 penalty with log-scale strength
+    ``lam`` (scalar, or ``(n_lam,)`` one per layer); ``w`` is ``(P,)``, ``X`` ``(n, d)``.
 
     Parameters
     ----------
@@ -155,7 +160,8 @@ class Objective:
         return _checks.labels("y", y, X.shape[0], w.dtype)
 
     def at(self, w, X, y, lam=None):
-        """Validate once and return the :class:`Point` sharing one forward pass."""
+        """Validate once and return the :class:`Point` (Eq. 1 at ``w`` ``(P,)``, ``X``
+        ``(n, d)``, ``y`` ``(n,)``) sharing one forward pass."""
         y = self._checked(w, X, y)
         e, shape = self._lam(lam, get_array_module(w), w.dtype)
         return Point(self, w, X, y, e, shape)
@@ -169,24 +175,28 @@ class Objective:
         return self.at(w, X, y, lam).loss()
 
     def grad(self, w, X, y, lam=None):
-        """``grad_w L``, shape ``(P,)``."""
+        """``grad_w L`` of Eq. 1 (``g`` of Eq. 6), shape ``(P,)``."""
         return self.at(w, X, y, lam).grad()
 
     def hvp(self, w, X, y, lam, v):
-        """``H v`` with ``H = grad_w^2 L`` (R-operator, no dense Hessian), shape ``(P,)``."""
+        """``H v`` with ``H = grad_w^2 L`` (Eq. 4, Alg. 1 [R3]; R-operator, no dense
+        Hessian) for ``v`` ``(P,)``, shape ``(P,)``."""
         return self.at(w, X, y, lam).hvp(_checks.vector_like("v", v, w))
 
     def hvp_xw(self, w, X, y, lam, v, rows=None):
-        """``grad_X (v^T grad_w L)``, shape ``(n, d)``; ``(len(rows), d)`` with ``rows``."""
+        """``M_X^T v = grad_X (v^T grad_w L)`` (Eq. 4, Alg. 1 [R1]) for ``v`` ``(P,)``,
+        shape ``(n, d)``; ``(len(rows), d)`` with ``rows``."""
         point = self.at(w, X, y, lam)
         rows = _checks.rows("rows", rows, X.shape[0], point.xp)
         return point.hvp_xw(_checks.vector_like("v", v, w), rows)
 
     def hvp_lw(self, w, X, y, lam, v):
-        """``grad_lam (v^T grad_w L)`` in the shape of ``lam``; ``None`` when ``lam`` is None."""
+        """``M_lam^T v = grad_lam (v^T grad_w L)`` (Eq. 4, Alg. 1 [R2]) for ``v`` ``(P,)``,
+        in the shape of ``lam``; ``None`` when ``lam`` is None."""
         return self.at(w, X, y, lam).hvp_lw(_checks.vector_like("v", v, w))
 
     def val_loss(self, w, X, y):
-        """Plain mean cross-entropy ``l(w; D)`` with no penalty (the outer loss)."""
+        """Plain mean cross-entropy ``l(w; D)`` with no penalty (the outer loss of Eq. 1
+        and Eq. 3) for ``X`` ``(m, d)``, ``y`` ``(m,)``; a scalar."""
         y = self._checked(w, X, y)
         return mean_ce(get_array_module(w), self.model.forward(w, X).z, y)

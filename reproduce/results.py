@@ -127,8 +127,8 @@ def section_valsize(fig, data):
         lines.append(f"| {s['n_val']} | " + " | ".join(f"{v:+.2f}" for v in r) + " |")
     lines.append("\n(relative decrease of the test error `(E_none − E_learned) / E_none`)\n")
     pos = {n: float(np.mean(r[1:])) for n, r in rel.items()}
-    lines.append(f"- learning λ on the trusted set reduces the error under attack for every "
-                 f"validation size (mean relative decrease over the poisoned fractions: "
+    lines.append("- learning λ on the trusted set reduces the error under attack for every "
+                 "validation size (mean relative decrease over the poisoned fractions: "
                  + ", ".join(f"{n}: {v:+.2f}" for n, v in pos.items()) + f"): "
                  f"{_verdict(all(v > 0 for v in pos.values()))}")
     sizes = sorted(pos)
@@ -149,7 +149,7 @@ def section_fig1(data):
     hurt = emap > np.quantile(emap, 0.9)
     lines = ["## fig1: one poisoning point on two 2-D Gaussians", "",
              f"settings: {json.dumps(data['config'])}; {data['seconds']:.0f} s", "",
-             f"| | clean val. error | with the optimised point | max of the map |",
+             "| | clean val. error | with the optimised point | max of the map |",
              "|---|---|---|---|",
              f"| no regularisation | {n['val_error']['clean']:.3f} | "
              f"{n['val_error']['poisoned']:.3f} | {emap.max():.3f} |",

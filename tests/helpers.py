@@ -52,8 +52,13 @@ def assert_matches_fd(analytic, fd, rtol=1e-6):
 
 
 def fd_direction(f, x, u, h=H):
-    """Central difference of ``f`` (scalar or array) along ``u``."""
-    return (np.asarray(f(x + h * u)) - np.asarray(f(x - h * u))) / (2 * h)
+    """Central difference of ``f`` (scalar or array) along ``u``, carrying its round-off
+    bound ``noise = 100 eps max(|f(x +- h u)|) / h`` (for :func:`assert_matches_fd`): when
+    the sigmoid saturates, ``H v`` can be 1e-4 of the gradient it is differenced from."""
+    fp, fm = np.asarray(f(x + h * u)), np.asarray(f(x - h * u))
+    out = np.asarray((fp - fm) / (2 * h), dtype=np.float64).view(FD)
+    out.noise = 100 * np.finfo(np.float64).eps * max(np.linalg.norm(fp), np.linalg.norm(fm)) / h
+    return out
 
 
 @dataclass

@@ -16,7 +16,8 @@ from .rmd import _setup
 
 
 def fmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
-    """``d l(w_T; D_val) / d lam`` by forward accumulation; same arguments as :func:`rmd`.
+    """``d l(w_T; D_val) / d lam`` by forward accumulation through Eq. 6 (the forward-mode
+    counterpart of Alg. 1 [R2]); same arguments and shapes as :func:`rmd`.
 
     Returns Hypergrad with ``dXp=None`` (forward mode over ``n_p d`` inputs would cost
     ``n_p d`` HVPs per step), ``dlam`` in the shape of ``lam`` (None without a penalty),

@@ -48,7 +48,8 @@ def _newton_polish(point, w, tol, steps):
 
 def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
                      method="trust-ncg", polish=3):
-    """``w* = argmin_w L(w; D, lam)`` by a SciPy second-order method using our ``H v``.
+    """``w* = argmin_w L(w; D, lam)`` (the inner problem of Eq. 1, as Eq. 4 needs it) by a
+    SciPy second-order method using our ``H v``; ``X`` ``(n, d)``, ``w*`` ``(P,)``.
 
     Runs SciPy on the host in float64 (its optimisers are host-only), then takes up to
     ``polish`` Newton steps to bring ``|grad L|`` down to round-off; returns ``w*`` in
@@ -91,7 +92,8 @@ def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
 
 
 def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000):
-    """Solve ``H u = b`` given only ``hvp(v) = H v`` (``H`` symmetric).
+    """Solve ``H u = b`` (the linear system of Eq. 4) given only ``hvp(v) = H v`` (``H``
+    symmetric ``P x P``, never formed; ``b`` and ``u`` of shape ``(P,)``).
 
     ``solver='cg'``: conjugate gradients over a ``LinearOperator`` (``O(sqrt(kappa))``
     products); ``'dense'``: build ``H`` column by column from ``P`` products and solve;

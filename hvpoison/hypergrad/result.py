@@ -7,7 +7,8 @@ from typing import Any
 
 
 class ConvergenceWarning(UserWarning):
-    """A solver stopped before its tolerance: the hypergradient may be inaccurate."""
+    """A solver stopped before its tolerance (training for Eq. 4, or its linear solve): the
+    hypergradient may be inaccurate; carries no array (shape: none)."""
 
 
 def warn(msg):
@@ -16,7 +17,8 @@ def warn(msg):
 
 @dataclass
 class Hypergrad:
-    """Derivatives of the outer loss ``l(w(X_p, lam); D_val)``.
+    """Derivatives of the outer loss ``l(w(X_p, lam); D_val)`` (Eq. 4 or Alg. 1): ``dXp``
+    ``(n_p, d)``, ``dlam`` in the shape of ``lam``, ``value`` a scalar.
 
     Attributes
     ----------

@@ -52,7 +52,8 @@ def _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
 
 
 def unroll(obj, w0, X, y, lam, T, eta, keep=None):
-    """``w_T`` after T steps of Eq. 6 from ``w0`` (Alg. 1 line [F]).
+    """``w_T`` ``(P,)`` after T steps of Eq. 6 from ``w0`` ``(P,)`` on ``X`` ``(n, d)``
+    (Alg. 1 line [F]).
 
     ``keep(t, point)`` is called with every step's :class:`~hvpoison.objective.Point`
     (for Alg. 1 to store).  Returns ``w_T`` (a new array).

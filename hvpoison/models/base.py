@@ -56,7 +56,8 @@ class Model:
         return [slice(a, b) for a, b, _ in self._offsets]
 
     def unpack(self, w):
-        """``[(W_1, b_1), ..., (W_L, b_L)]`` as views into ``w``; ``W_k`` is ``(fan_in, fan_out)``."""
+        """``[(W_1, b_1), ..., (W_L, b_L)]`` as views into ``w`` ``(P,)``; ``W_k`` is
+        ``(fan_in, fan_out)``, ``b_k`` ``(fan_out,)``; the groups ``w_k`` of Eq. 1."""
         return [
             (w[a:b].reshape(fi, fo), w[b:c])
             for (a, b, c), (fi, fo) in zip(self._offsets, self.shapes)
@@ -68,19 +69,44 @@ class Model:
         _checks.features("X", X, self.n_features, w.dtype)
 
     def decision_function(self, w, X):
-        """Logits ``f(X; w)``, shape ``(n,)``."""
+        """Logits ``f(X; w)`` of Sect. V's models for ``X`` ``(n, d)``, shape ``(n,)``."""
         self._check_wX(w, X)
         return self.forward(w, X).z
 
     def predict_proba(self, w, X):
-        """``sigma(f(X; w))``, the probability of class 1, shape ``(n,)``."""
+        """``sigma(f(X; w))``, the probability of class 1 (Sect. III's ``CE(y, sigma(f))``),
+        shape ``(n,)``."""
         from ._logistic import sigmoid
 
         return sigmoid(get_array_module(w), self.decision_function(w, X))
 
     def predict(self, w, X):
-        """Hard labels in {0, 1} (``f > 0``), shape ``(n,)``, integer dtype."""
+        """Hard labels in {0, 1} (``f > 0``), shape ``(n,)``, integer dtype (Sect. V's
+        test error compares them with ``y``)."""
         return (self.decision_function(w, X) > 0).astype(np.int64)
+
+    # -- the derivative contract (Sect. IV; derivations in each model's module) ------
+    def forward(self, w, X):
+        """Forward pass ``f(X; w)`` (Sect. III) for ``w`` ``(P,)`` and ``X`` ``(n, d)``;
+        returns the tape with the logit ``tape.z`` ``(n,)``, kept by Alg. 1's forward loop."""
+        raise NotImplementedError
+
+    def backward(self, w, tape, dz, out):
+        """Backward pass (derivation line 1): ``grad_w sum_i dz_i z_i`` into ``out``
+        ``(P,)`` for the seed ``dz`` ``(n,)`` (the gradient ``g`` of Eq. 6); returns the
+        per-layer state."""
+        raise NotImplementedError
+
+    def rop(self, w, tape, bwd, v, curv, out):
+        """R-operator (lines 2-3): ``R_v{grad_w}`` into ``out`` ``(P,)`` for ``v`` ``(P,)``
+        with ``R_v{dz} = curv * R_v{z}``, ``curv`` ``(n,)``; the model part of ``H v``
+        (Eq. 4, Alg. 1 [R3])."""
+        raise NotImplementedError
+
+    def mixed_x(self, w, bwd, rbwd, v, rows):
+        """Mixed product (line 4) ``grad_X (v^T grad_w)`` for ``rows``, shape
+        ``(len(rows), d)`` (``(n, d)`` for None): ``M_X^T v`` of Eq. 4 / Alg. 1 [R1]."""
+        raise NotImplementedError
 
     def _check_dtype(self, dtype):
         return _checks.floating_dtype("dtype", dtype)

@@ -35,7 +35,8 @@ class LR(Model):
         return f"LR(n_features={self.n_features})"
 
     def init(self, seed=None, dtype=np.float64, device=None):
-        """Zeros of length ``P`` (``seed`` is accepted for a uniform contract and unused)."""
+        """``initW`` of Alg. 2 for LR: zeros of shape ``(P,)`` (``seed`` is accepted for a
+        uniform contract and unused)."""
         xp = get_array_module(device=device)
         return xp.zeros(self.n_params, dtype=self._check_dtype(dtype))
 

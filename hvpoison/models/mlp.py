@@ -29,7 +29,8 @@ from .base import Model
 
 
 class MLP(Model):
-    """Fully connected net ``sizes = (d, h_1, ..., h_{L-1}, 1)`` with Leaky ReLU.
+    """Fully connected net ``sizes = (d, h_1, ..., h_{L-1}, 1)`` with Leaky ReLU (Sect. V-C);
+    ``P = sum_k (fan_in_k + 1) fan_out_k`` parameters.
 
     Weights are Xavier-uniform, ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``;
     biases are zero.  ``sizes`` must start with the input dimension and end with 1.
@@ -55,7 +56,8 @@ class MLP(Model):
         return f"MLP(sizes={self.sizes}, slope={self.slope})"
 
     def init(self, seed=None, dtype=np.float64, device=None):
-        """Xavier-uniform weights, zero biases; the draw is made on the host from ``seed``."""
+        """``initW`` of Alg. 2 for the MLP: Xavier-uniform weights, zero biases, shape
+        ``(P,)``; the draw is made on the host from ``seed``."""
         dtype = self._check_dtype(dtype)
         rng = np.random.default_rng(seed)
         w = np.zeros(self.n_params, dtype=np.float64)
