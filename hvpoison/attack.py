@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checks
+from . import _checks, ops
 from .backend import to_numpy
 from .hypergrad.rmd import rmd, unroll
 from .models.lr import LR
@@ -186,7 +186,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=30, T=2
                     g = sign * hg.dXp
                     norm = float(xp.linalg.norm(g))
                     if norm > 0:                                  # [A6]
-                        Xc[rows_x] = xp.clip(Xc[rows_x] + (alpha / norm) * g, box[0], box[1])
+                        Xc[rows_x] = ops.impl("ascent_project", xp)(
+                            xp, Xc[rows_x], g, alpha / norm, box[0], box[1])
                 if learn_lam:                                     # [A7]
                     dlam = hg.dlam
                     if target is not None:                        # defender: val loss

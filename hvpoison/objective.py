@@ -11,9 +11,9 @@ layers when ``per_layer`` and 1 otherwise.
 """
 from __future__ import annotations
 
-from . import _checks
+from . import _checks, ops
 from .backend import get_array_module
-from .models._logistic import mean_ce, sigmoid
+from .models._logistic import mean_ce
 from .models.base import Model
 from .penalties import Penalty
 
@@ -31,17 +31,15 @@ class Point:
         self.e, self.lam_shape = e, lam_shape
         xp = self.xp = get_array_module(w)
         self.tape = obj.model.forward(w, X)
-        p = sigmoid(xp, self.tape.z)
-        n = X.shape[0]
-        self.residual = (p - y) / n           # dl/dz for the mean cross-entropy
-        self.curv = p * (1 - p) / n           # d2l/dz2
+        # the mean cross-entropy, its residual dl/dz and curvature d2l/dz2 in one pass
+        self._ce, self.residual, self.curv = ops.impl("sigmoid_ce", xp)(xp, self.tape.z, y)
         self._bwd = None
         self._g = None
 
     # -- values and first order -------------------------------------------------------
     def loss(self):
         """``L(w; D, lam)`` of Eq. 1, a scalar."""
-        value = mean_ce(self.xp, self.tape.z, self.y)
+        value = self._ce
         if self.e is not None:
             value = value + self.obj.penalty.value(self.xp, self.w, self.e)
         return value

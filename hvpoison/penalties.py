@@ -35,6 +35,24 @@ class Penalty:
     def __repr__(self):
         return f"Penalty({self.kind!r}, groups={len(self.groups)})"
 
+    def _kernel(self, xp, w):
+        """``(kernels, group)`` when the CUDA kernels apply (cupy arrays, kernels enabled),
+        else None; ``group`` ``(P,)`` int32 maps each parameter to its group (-1: a bias)."""
+        if xp.__name__ == "numpy":
+            return None
+        from . import kernels  # pragma: no cover - GPU only
+        if not kernels.enabled() or len(self.groups) > 32:  # pragma: no cover - GPU only
+            return None
+        key = (w.shape[0], id(xp))  # pragma: no cover - GPU only
+        if getattr(self, "_group_key", None) != key:  # pragma: no cover - GPU only
+            import numpy as np
+
+            group = np.full(w.shape[0], -1, dtype=np.int32)
+            for k, g in enumerate(self.groups):
+                group[g] = k
+            self._group, self._group_key = xp.asarray(group), key
+        return kernels, self._group  # pragma: no cover - GPU only
+
     def _omega_grad(self, xp, wk):
         return wk if self.kind == "l2" else xp.sign(wk)
 
@@ -49,12 +67,16 @@ class Penalty:
 
     def add_grad(self, xp, w, e, out):
         """``out += grad_w penalty``."""
+        if (kern := self._kernel(xp, w)) is not None:  # pragma: no cover - GPU only
+            return kern[0].penalty_add(xp, w, None, e, kern[1], out, self.kind == "l1")
         for k, g in enumerate(self.groups):
             out[g] += e[k] * self._omega_grad(xp, w[g])
 
     def add_hvp(self, xp, w, e, v, out):
         """``out += H_penalty v`` (zero for L1: the penalty is piecewise linear)."""
         if self.kind == "l2":
+            if (kern := self._kernel(xp, w)) is not None:  # pragma: no cover - GPU only
+                return kern[0].penalty_add(xp, w, v, e, kern[1], out, 2)
             for k, g in enumerate(self.groups):
                 out[g] += e[k] * v[g]
 
@@ -67,5 +89,7 @@ class Penalty:
 
     def mixed_lam(self, xp, w, e, v):
         """``grad_lam (v^T grad_w penalty)``: one entry per group, shape ``(G,)``."""
+        if (kern := self._kernel(xp, w)) is not None:  # pragma: no cover - GPU only
+            return kern[0].penalty_mixed_lam(xp, w, v, e, kern[1], self.kind == "l1")
         return xp.stack([e[k] * (self._omega_grad(xp, w[g]) @ v[g])
                          for k, g in enumerate(self.groups)])

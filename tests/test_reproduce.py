@@ -57,8 +57,9 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     sys.path.insert(0, str(ROOT / "reproduce"))
     import results
 
-    results.main(["--out", str(tmp_path), "--write", str(tmp_path / "RESULTS.md"),
-                  "--quick"])
+    results.main(["--out", str(tmp_path), "--runs", str(tmp_path / "runs"),
+                  "--write", str(tmp_path / "RESULTS.md"), "--quick"])
+    assert (tmp_path / "runs" / "lr-mnist-l2-quick" / "summary.json").is_file()
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.count("### ") == 12 and "sensitivity to the validation size" in text
     assert "learned λ per layer (hidden 1 / hidden 2 / output)" in text

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import _checks
+from .. import ops
 from ..backend import get_array_module
 from .base import Model
 
@@ -73,12 +74,13 @@ class MLP(Model):
         a, D = [X], []
         for k, (W, b) in enumerate(layers):
             Z = a[-1] @ W
-            Z += b
             if k == len(layers) - 1:
+                Z += b
                 return SimpleNamespace(a=a, D=D, z=Z[:, 0])
-            Dk = xp.where(Z > 0, 1.0, self.slope).astype(Z.dtype)
+            # Z += b; D = phi'(Z); a = phi(Z) = Z * D   (one fused pass: hvpoison/ops.py)
+            Dk, Ak = ops.impl("bias_leaky_relu", xp)(xp, Z, b, self.slope)
             D.append(Dk)
-            a.append(Z * Dk)                              # phi(Z) = Z * phi'(Z)
+            a.append(Ak)
 
     def backward(self, w, tape, dz, out):
         layers, grads = self.unpack(w), self.unpack(out)

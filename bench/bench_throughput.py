@@ -1,0 +1,177 @@
+"""HVP throughput and one RMD hypergradient, CPU and GPU, with autodiff peers (issue #5).
+
+Run:  python bench/bench_throughput.py [--quick] [--peers] [--gpu] > bench/out/throughput.md
+
+Rows: LR 784 and MLP 784-32-16-1 at n = 1000, 10^4, 10^5, float32 and float64, on
+- ``numpy``: the CPU reference (this machine's BLAS threads);
+- ``cupy ref`` / ``cupy kernels``: the GPU with the CUDA kernels off / on (``--gpu``);
+- peers with ``--peers`` when installed: ``torch.func`` forward-over-reverse HVP and
+  ``jax.jvp(jax.grad)`` on the same device and dtype.
+Columns: median ms per HVP on a fresh point (forward + R pass), HVPs/s, and for LR the
+achieved GB/s (an HVP must read X twice: ``2 n d`` elements) and GFLOP/s (``8 n d``), plus
+one RMD hypergradient (T = 100, 40 poisoning rows, ``n = 1000``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import hvpoison as hv  # noqa: E402
+from common import header, median_time  # noqa: E402
+
+
+def problem(kind, n, dtype, xp, seed=0):
+    rng = np.random.default_rng(seed)
+    model = hv.LR(784) if kind == "LR" else hv.MLP((784, 32, 16, 1))
+    X = rng.random((n, 784)).astype(dtype)
+    y = (rng.random(n) < 0.5).astype(dtype)
+    w = (0.05 * rng.normal(size=model.n_params)).astype(dtype)
+    v = rng.normal(size=model.n_params).astype(dtype)
+    return model, hv.Objective(model, "l2"), *(xp.asarray(a) for a in (X, y, w, v))
+
+
+def sync(xp):
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
+
+
+def kernel_switch(on):
+    """``use_kernels(on)`` on the GPU; nothing to switch on the CPU (``on`` is None)."""
+    if on is None:
+        return contextlib.nullcontext()
+    import hvpoison.kernels as K
+
+    return K.use_kernels(on)
+
+
+def time_ours(kind, n, dtype, xp, on=None):
+    model, obj, X, y, w, v = problem(kind, n, dtype, xp)
+
+    def once():
+        obj.hvp(w, X, y, -2.0, v)
+        sync(xp)
+
+    with kernel_switch(on):
+        return median_time(once, repeat=10, min_time=0.3)
+
+
+def time_torch(kind, n, dtype, device):
+    import torch
+    from torch.func import grad, jvp
+
+    model, _, X, y, w, v = problem(kind, n, dtype, np)
+    t = {k: torch.as_tensor(a, device=device) for k, a in dict(X=X, y=y, w=w, v=v).items()}
+    shapes = model.shapes
+
+    def loss(w_):
+        h, i, pen = t["X"], 0, 0.0
+        for k, (a, b) in enumerate(shapes):
+            W = w_[i:i + a * b].reshape(a, b)
+            i += a * b
+            z = h @ W + w_[i:i + b]
+            i += b
+            pen = pen + (W * W).sum()
+            h = torch.nn.functional.leaky_relu(z, 0.01) if k < len(shapes) - 1 else z
+        return (torch.nn.functional.binary_cross_entropy_with_logits(h[:, 0], t["y"])
+                + 0.5 * np.exp(-2.0) * pen)
+
+    def once():
+        jvp(grad(loss), (t["w"],), (t["v"],))
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    return median_time(once, repeat=10, min_time=0.3)
+
+
+def time_jax(kind, n, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", dtype == np.float64)
+    model, _, X, y, w, v = problem(kind, n, dtype, np)
+    shapes = model.shapes
+
+    def loss(w_):
+        h, i, pen = X, 0, 0.0
+        for k, (a, b) in enumerate(shapes):
+            W = w_[i:i + a * b].reshape(a, b)
+            i += a * b
+            z = h @ W + w_[i:i + b]
+            i += b
+            pen = pen + (W * W).sum()
+            h = jnp.where(z > 0, z, 0.01 * z) if k < len(shapes) - 1 else z
+        z = h[:, 0]
+        return jnp.mean(jnp.logaddexp(0, z) - y * z) + 0.5 * np.exp(-2.0) * pen
+
+    hvp = jax.jit(lambda w_, v_: jax.jvp(jax.grad(loss), (w_,), (v_,))[1])
+    wj, vj = jnp.asarray(w), jnp.asarray(v)
+    return median_time(lambda: hvp(wj, vj).block_until_ready(), repeat=10, min_time=0.3)
+
+
+def rmd_time(xp, dtype):
+    model, obj, X, y, w, v = problem("LR", 1000, dtype, xp)
+    rows = xp.arange(40)
+
+    def once():
+        hv.rmd(obj, xp.zeros(model.n_params, dtype=dtype), X, y, rows, X[:100], y[:100], -2.0,
+               100, 0.1)
+        sync(xp)
+
+    return median_time(once, repeat=5, min_time=0.5)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="n = 1000 and 10^4 only")
+    ap.add_argument("--peers", action="store_true", help="also torch.func and jax")
+    ap.add_argument("--gpu", action="store_true", help="also cupy (reference and kernels)")
+    a = ap.parse_args()
+    backends = [("numpy", np, None)]
+    if a.gpu:
+        import cupy
+
+        backends += [("cupy ref", cupy, False), ("cupy kernels", cupy, True)]
+    print("# HVP throughput and RMD (issue #5)\n")
+    print(header())
+    if a.gpu:
+        import cupy
+
+        p = cupy.cuda.runtime.getDeviceProperties(0)
+        print(f"- GPU: {p['name'].decode()}, driver {cupy.cuda.runtime.driverGetVersion()}, "
+              f"cupy {cupy.__version__}\n")
+    print("| model | n | dtype | backend | ms / HVP | HVPs/s | GB/s | GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in ("LR", "MLP"):
+        for n in ((1000, 10_000) if a.quick else (1000, 10_000, 100_000)):
+            for dtype in (np.float64, np.float32):
+                rows = []
+                for name, xp, on in backends:
+                    rows.append((name, time_ours(kind, n, dtype, xp, on)))
+                if a.peers:
+                    for name, fn in (("torch.func cpu", lambda: time_torch(kind, n, dtype, "cpu")),
+                                     ("jax", lambda: time_jax(kind, n, dtype))):
+                        try:
+                            rows.append((name, fn()))
+                        except ImportError:
+                            pass
+                    if a.gpu:
+                        rows.append(("torch.func cuda", time_torch(kind, n, dtype, "cuda")))
+                item = np.dtype(dtype).itemsize
+                for name, t in rows:
+                    gb = f"{2 * n * 784 * item / t / 1e9:.1f}" if kind == "LR" else ""
+                    gf = f"{8 * n * 784 / t / 1e9:.1f}" if kind == "LR" else ""
+                    print(f"| {kind} | {n} | {np.dtype(dtype).name} | {name} | {1e3 * t:.3f} | "
+                          f"{1 / t:.0f} | {gb} | {gf} |", flush=True)
+    print("\n| RMD hypergradient, LR 1000x784, T = 100 | ms |\n|---|---|")
+    for name, xp, on in backends:
+        with kernel_switch(on):
+            print(f"| {name} float64 | {1e3 * rmd_time(xp, np.float64):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

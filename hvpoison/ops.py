@@ -1,0 +1,55 @@
+"""The fused element-wise and reduction steps of the engine, as readable array-module code,
+and the dispatch that may replace each by a CUDA kernel of the same signature.
+
+Every function here is the *reference*: plain ``xp`` code (numpy or cupy) that the tests
+hold the kernels in ``kernels/*.cu`` to. :func:`impl` returns the kernel
+(:mod:`hvpoison.kernels`) only for cupy arrays and while kernels are enabled
+(``HVPOISON_KERNELS=0`` or ``with hvpoison.kernels.use_kernels(False)`` switches them off),
+the reference otherwise; the CPU always runs the reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .models._logistic import sigmoid, softplus
+
+
+def sigmoid_ce(xp, z, y):
+    """Mean cross-entropy of the logits ``z`` ``(n,)`` against ``y`` ``(n,)`` and its first
+    two derivatives in ``z`` (Sect. III's loss; the residual and curvature of Eq. 4 / Alg. 1).
+
+    Returns ``(loss, residual, curv)``: ``loss = mean(softplus(z) - y z)`` (a 0-d array),
+    ``residual = (sigma(z) - y) / n`` and ``curv = sigma(z) (1 - sigma(z)) / n``, both ``(n,)``.
+    """
+    n = z.shape[0]
+    p = sigmoid(xp, z)
+    return (softplus(xp, z) - y * z).mean(), (p - y) / n, p * (1 - p) / n
+
+
+def bias_leaky_relu(xp, Z, b, slope):
+    """MLP line M1 for one hidden layer: ``Z += b`` in place (``Z`` ``(n, m)``, ``b``
+    ``(m,)``), ``D = phi'(Z)`` (1 or ``slope``) and ``A = Z * D``; returns ``(D, A)``."""
+    Z += b
+    D = xp.where(Z > 0, 1.0, slope).astype(Z.dtype)
+    return D, Z * D
+
+
+def ascent_project(xp, Xp, g, scale, lo, hi):
+    """Alg. 2 line [A6]: ``Xp = clip(Xp + scale g, lo, hi)`` in place (``(n_p, d)`` each,
+    ``scale = alpha / ||g||``); returns ``Xp``."""
+    Xp += scale * g
+    return xp.clip(Xp, lo, hi, out=Xp)
+
+
+REFERENCE = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
+             "ascent_project": ascent_project}
+
+
+def impl(name, xp):
+    """The function to run for ``name`` on arrays of module ``xp``: a kernel on the GPU
+    when enabled, the reference above otherwise."""
+    if xp is not np:
+        from . import kernels as _k  # pragma: no cover - GPU only
+        if _k.enabled():  # pragma: no cover - GPU only
+            return getattr(_k, name)
+    return REFERENCE[name]

@@ -1,0 +1,130 @@
+"""CUDA kernels for the hot element-wise and reduction steps (installed as
+``hvpoison.kernels``; the ``.cu`` sources sit beside this file).
+
+Each kernel is one C++ template for ``float`` and ``double``, compiled with NVRTC through
+``cupy.RawModule`` the first time it is used on a device and cached per device. Each
+wrapper below has the signature of its reference in :mod:`hvpoison.ops` (or
+:mod:`hvpoison.penalties`) and is chosen by :func:`hvpoison.ops.impl` only for cupy arrays
+while :func:`enabled`; ``tests/test_kernels.py`` checks every kernel against its reference
+(float32 and float64, sizes 1, odd, and not multiples of the block) before
+``bench/`` times it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCES = {   # kernel -> .cu file
+    "sigmoid_ce": "sigmoid_ce.cu", "bias_leaky_relu": "leaky_relu.cu",
+    "penalty_add": "penalty.cu",
+    "penalty_mixed_lam": "penalty.cu", "ascent_project": "attack_step.cu"}
+BLOCK = 256
+_override = None
+
+
+def enabled() -> bool:
+    """Kernels on unless ``HVPOISON_KERNELS`` is 0/false/off or :func:`use_kernels` says so."""
+    if _override is not None:
+        return _override
+    return os.environ.get("HVPOISON_KERNELS", "1").lower() not in ("0", "false", "off", "no")
+
+
+@contextlib.contextmanager
+def use_kernels(flag: bool):
+    """``with use_kernels(False):`` runs the reference code on the GPU too."""
+    global _override
+    old, _override = _override, bool(flag)
+    try:
+        yield
+    finally:
+        _override = old
+
+
+def source(cu: str) -> str:
+    return (HERE / cu).read_text()
+
+
+@functools.lru_cache(maxsize=None)
+def _module(cu: str, device: int):  # pragma: no cover - GPU only
+    import cupy
+
+    names = [k for k, f in SOURCES.items() if f == cu]
+    exprs = [f"{k}<{t}>" for k in names for t in ("float", "double")]
+    with cupy.cuda.Device(device):
+        return cupy.RawModule(code=source(cu), options=("-std=c++14",), name_expressions=exprs)
+
+
+def function(name: str, dtype):  # pragma: no cover - GPU only
+    """The compiled kernel ``name<float|double>`` for ``dtype`` on the current device."""
+    import cupy
+    import numpy as np
+
+    ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[np.dtype(dtype)]
+    return _module(SOURCES[name], cupy.cuda.runtime.getDevice()).get_function(
+        f"{name}<{ctype}>")
+
+
+def _grid(size):
+    return (max(1, min(1024, -(-int(size) // BLOCK))),)
+
+
+def _i64(x):     # a ``long long`` argument (CuPy passes scalars by their numpy dtype)
+    import numpy as np
+
+    return np.int64(x)
+
+
+def _i32(x):     # an ``int`` argument
+    import numpy as np
+
+    return np.int32(x)
+
+
+# -- wrappers with the references' signatures (GPU only) ----------------------------------
+def sigmoid_ce(xp, z, y):  # pragma: no cover - GPU only
+    n = z.shape[0]
+    z, y = xp.ascontiguousarray(z), xp.ascontiguousarray(y, dtype=z.dtype)
+    residual, curv = xp.empty_like(z), xp.empty_like(z)
+    loss = xp.zeros((), dtype=z.dtype)
+    function("sigmoid_ce", z.dtype)(_grid(n), (BLOCK,), (z, y, z.dtype.type(1.0 / n),
+                                                           residual, curv, loss, _i64(n)),
+                                    shared_mem=BLOCK * z.dtype.itemsize)
+    return loss, residual, curv
+
+
+def bias_leaky_relu(xp, Z, b, slope):  # pragma: no cover - GPU only
+    assert Z.flags.c_contiguous
+    D, A = xp.empty_like(Z), xp.empty_like(Z)
+    function("bias_leaky_relu", Z.dtype)(_grid(Z.size), (BLOCK,),
+                                         (Z, xp.ascontiguousarray(b), D, A,
+                                          Z.dtype.type(slope), _i64(Z.size), _i64(Z.shape[1])))
+    return D, A
+
+
+def ascent_project(xp, Xp, g, scale, lo, hi):  # pragma: no cover - GPU only
+    assert Xp.flags.c_contiguous
+    t = Xp.dtype.type
+    function("ascent_project", Xp.dtype)(_grid(Xp.size), (BLOCK,),
+                                         (Xp, xp.ascontiguousarray(g), t(scale), t(lo), t(hi),
+                                          _i64(Xp.size)))
+    return Xp
+
+
+def penalty_add(xp, w, v, e, group, out, mode):  # pragma: no cover - GPU only
+    """``out += e_g * (w | sign(w) | v)`` on the weights (``mode`` 0 / 1 / 2)."""
+    function("penalty_add", w.dtype)(_grid(w.size), (BLOCK,),
+                                     (w, w if v is None else v, e, group, out, _i64(w.size),
+                                      _i32(mode)))
+    return out
+
+
+def penalty_mixed_lam(xp, w, v, e, group, l1):  # pragma: no cover - GPU only
+    """``(e_g Omega'(w_g)^T v_g)_g``, shape ``(G,)``."""
+    out = xp.zeros(e.shape[0], dtype=w.dtype)
+    function("penalty_mixed_lam", w.dtype)(_grid(w.size), (BLOCK,),
+                                           (w, v, e, group, out, _i64(w.size), _i32(e.shape[0]),
+                                            _i32(l1)))
+    return out

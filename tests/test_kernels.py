@@ -1,0 +1,176 @@
+"""CUDA kernels (issue #5): every .cu compiles with nvcc (when nvcc is on PATH), every kernel
+has a reference of the same signature, the dispatch picks the reference on the CPU and can be
+switched off; on a GPU (marked ``gpu``) every kernel matches its reference and the engine's
+derivatives match the CPU's."""
+import importlib
+import importlib.util
+import inspect
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hvpoison as hv
+from hvpoison import ops
+
+ROOT = Path(__file__).resolve().parents[1]
+CU = sorted((ROOT / "kernels").glob("*.cu"))
+
+
+def _kernels():
+    """``hvpoison.kernels`` (installed), else the source folder (a plain checkout)."""
+    try:
+        return importlib.import_module("hvpoison.kernels")
+    except ImportError:
+        spec = importlib.util.spec_from_file_location("hvpoison_kernels_src",
+                                                      ROOT / "kernels" / "__init__.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+
+K = _kernels()
+
+
+def _gpu():
+    try:
+        cupy = importlib.import_module("cupy")
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # noqa: BLE001 - no cupy, no driver, no device
+        return None
+
+
+CUPY = _gpu()
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+@pytest.mark.parametrize("cu", CU, ids=lambda p: p.name)
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+def test_every_cu_file_compiles_with_nvcc(cu, arch, tmp_path):
+    r = subprocess.run(["nvcc", "-std=c++14", "-DHVPOISON_INSTANTIATE", f"-arch={arch}", "-ptx",
+                        str(cu), "-o", str(tmp_path / "k.ptx")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ptx = (tmp_path / "k.ptx").read_text()
+    for name, f in K.SOURCES.items():                 # both instantiations are in the PTX
+        if f == cu.name:
+            assert ptx.count(f"{len(name)}{name}I") >= 2, (name, "float and double")
+
+
+def test_every_kernel_has_a_source_and_a_reference_with_its_signature():
+    assert {p.name for p in CU} == set(K.SOURCES.values())
+    for name, f in K.SOURCES.items():
+        assert f"void {name}(" in (ROOT / "kernels" / f).read_text(), name
+        ref = ops.REFERENCE.get(name)
+        if ref is not None:
+            assert inspect.signature(getattr(K, name)) == inspect.signature(ref), name
+
+
+def test_dispatch_runs_the_reference_on_the_cpu_and_can_be_switched_off(monkeypatch):
+    for name, ref in ops.REFERENCE.items():
+        assert ops.impl(name, np) is ref
+    monkeypatch.delenv("HVPOISON_KERNELS", raising=False)
+    assert K.enabled()
+    monkeypatch.setenv("HVPOISON_KERNELS", "0")
+    assert not K.enabled()
+    with K.use_kernels(True):
+        assert K.enabled()
+    assert not K.enabled()
+
+
+def test_references_compute_what_the_engine_used_to():
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=101) * 30, (rng.random(101) < 0.5).astype(float)
+    loss, r, c = ops.sigmoid_ce(np, z, y)
+    p = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(r, (p - y) / 101, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(c, p * (1 - p) / 101, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(loss, np.mean(np.logaddexp(0, z) - y * z), rtol=1e-13)
+    Z, b = rng.normal(size=(7, 5)), rng.normal(size=5)
+    D, A = ops.bias_leaky_relu(np, Z.copy(), b, 0.1)
+    np.testing.assert_array_equal(A, np.where(Z + b > 0, Z + b, 0.1 * (Z + b)))
+    Xp, g = rng.random((3, 4)), rng.normal(size=(3, 4))
+    out = ops.ascent_project(np, Xp.copy(), g, 0.5, 0.0, 1.0)
+    np.testing.assert_array_equal(out, np.clip(Xp + 0.5 * g, 0, 1))
+
+
+# -- on a GPU ---------------------------------------------------------------------------------
+SIZES = [1, 7, 255, 257, 1000, 100_003]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(CUPY is None, reason="needs cupy and an NVIDIA GPU")
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("n", SIZES)
+def test_sigmoid_ce_kernel_matches_reference(n, dtype, rtol):
+    rng = np.random.default_rng(n)
+    z = CUPY.asarray((rng.normal(size=n) * 20).astype(dtype))
+    y = CUPY.asarray((rng.random(n) < 0.5).astype(dtype))
+    for got, want in zip(K.sigmoid_ce(CUPY, z, y), ops.sigmoid_ce(CUPY, z, y)):
+        np.testing.assert_allclose(CUPY.asnumpy(got), CUPY.asnumpy(want), rtol=rtol,
+                                   atol=10 * np.finfo(dtype).tiny)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(CUPY is None, reason="needs cupy and an NVIDIA GPU")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 33), (1000, 100)])
+def test_layer_and_step_kernels_match_reference(shape, dtype):
+    rng = np.random.default_rng(shape[0])
+    Z = CUPY.asarray(rng.normal(size=shape).astype(dtype))
+    b = CUPY.asarray(rng.normal(size=shape[1]).astype(dtype))
+    Z1, Z2 = Z.copy(), Z.copy()
+    for got, want in zip(K.bias_leaky_relu(CUPY, Z1, b, 0.01), ops.bias_leaky_relu(CUPY, Z2, b, 0.01)):
+        np.testing.assert_array_equal(CUPY.asnumpy(got), CUPY.asnumpy(want))
+    np.testing.assert_array_equal(CUPY.asnumpy(Z1), CUPY.asnumpy(Z2))
+    g = CUPY.asarray(rng.normal(size=shape).astype(dtype))
+    a = K.ascent_project(CUPY, Z.copy(), g, 0.3, -0.5, 0.5)
+    r = ops.ascent_project(CUPY, Z.copy(), g, 0.3, -0.5, 0.5)
+    np.testing.assert_allclose(CUPY.asnumpy(a), CUPY.asnumpy(r), rtol=np.finfo(dtype).eps * 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(CUPY is None, reason="needs cupy and an NVIDIA GPU")
+@pytest.mark.parametrize("penalty", ["l2", "l1"])
+@pytest.mark.parametrize("per_layer", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_on_the_gpu_matches_the_cpu_with_and_without_kernels(penalty, per_layer, dtype):
+    """The derivative contract on cupy arrays (kernels on and off) equals numpy's."""
+    rng = np.random.default_rng(1)
+    model = hv.MLP((13, 9, 5, 1), slope=0.1)
+    obj = hv.Objective(model, penalty, per_layer=per_layer)
+    X = rng.normal(size=(257, 13)).astype(dtype)
+    y = (rng.random(257) < 0.5).astype(dtype)
+    w, v = (rng.normal(size=(2, model.n_params)) * 0.5).astype(dtype)
+    lam = np.full(3, -1.0, dtype) if per_layer else -1.0
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    want = obj.at(w, X, y, lam)
+    want = (want.loss(), want.grad(), *want.hvp_mixed(v, rows=np.arange(0, 257, 5)))
+    for on in (True, False):
+        with K.use_kernels(on):
+            lam_g = CUPY.asarray(lam) if per_layer else lam
+            pt = obj.at(CUPY.asarray(w), CUPY.asarray(X), CUPY.asarray(y), lam_g)
+            got = (pt.loss(), pt.grad(), *pt.hvp_mixed(CUPY.asarray(v),
+                                                        rows=CUPY.arange(0, 257, 5)))
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(CUPY.asnumpy(a), b, rtol=rtol, atol=rtol * 1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(CUPY is None, reason="needs cupy and an NVIDIA GPU")
+def test_rmd_and_attack_on_the_gpu_match_the_cpu():
+    rng = np.random.default_rng(2)
+    X, y = rng.random((200, 30)), (rng.random(200) < 0.5).astype(float)
+    Xv, yv = rng.random((40, 30)), (rng.random(40) < 0.5).astype(float)
+    obj, rows = hv.Objective(hv.LR(30), "l2"), np.arange(8)
+    want = hv.rmd(obj, np.zeros(31), X, y, rows, Xv, yv, -2.0, 50, 0.5)
+    c = CUPY.asarray
+    got = hv.rmd(obj, CUPY.zeros(31), c(X), c(y), c(rows), c(Xv), c(yv), -2.0, 50, 0.5)
+    np.testing.assert_allclose(CUPY.asnumpy(got.dXp), want.dXp, rtol=1e-9)
+    np.testing.assert_allclose(float(got.dlam), float(want.dlam), rtol=1e-9)
+    a = hv.attack(obj, X, y, Xv, yv, n_poison=8, n_batches=1, iters=3, T=30, lam=-2.0,
+                  learn_lam=True, seed=0)
+    b = hv.attack(obj, c(X), c(y), c(Xv), c(yv), n_poison=8, n_batches=1, iters=3, T=30,
+                  lam=-2.0, learn_lam=True, seed=0)
+    np.testing.assert_allclose(CUPY.asnumpy(b[-1].X), a[-1].X, rtol=1e-8)
