@@ -28,6 +28,18 @@ def _pyplot():
     return plt
 
 
+def save(fig, path, formats=("png", "pdf"), dpi=130) -> list:
+    """Write ``fig`` to ``path`` + ``.png``/``.pdf`` (creating the folder); returns paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        p = path.with_name(f"{path.name}.{fmt}")
+        fig.savefig(p, dpi=dpi)
+        paths.append(p)
+    return paths
+
+
 def load_summary(path) -> dict:
     """A ``summary.json``, or the one inside a results folder."""
     p = Path(path)
@@ -112,12 +124,6 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
         a.set_xticks(fracs)
     fig.suptitle(f"{summary.get('name', '')}: {summary['model'].upper()} on {summary['task']}, "
                  f"{summary['penalty'].upper()} penalty", fontsize=13)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        p = out.with_suffix("." + fmt)
-        fig.savefig(p, dpi=130)
-        paths.append(p)
+    paths = save(fig, out, formats)
     plt.close(fig)
     return paths

@@ -75,7 +75,7 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
     t0 = time.perf_counter()
     if name == "fig1":
         res = fig1.compute(quick)
-        _dump(f"{base}.json", {k: v for k, v in res.items()})
+        _dump(f"{base}.json", res)
         paths = fig1.plot(res, base)
     elif name in MLP_FIGURES:
         penalty, kind = MLP_FIGURES[name]

@@ -149,11 +149,9 @@ def plot(res, path, formats=("png", "pdf")):
     for a in axes:
         a.set_xlabel("x₁")
         a.set_ylabel("x₂")
-    paths = []
-    for fmt in formats:
-        p = f"{path}.{fmt}"
-        fig.savefig(p, dpi=120)
-        paths.append(p)
+    from ..plots import save
+
+    paths = save(fig, path, formats, dpi=120)
     plt.close(fig)
     return paths
 

@@ -59,21 +59,18 @@ def valsize_experiments(quick=False, task="mnist", penalty="l2") -> list:
 
 # -- plots ---------------------------------------------------------------------------------
 def _panel(ax, table, metric, comp=0, **kw):
-    x = np.array(table["fraction"])
-    mu = np.array([m[comp] for m in table[metric]["mean"]])
-    sd = np.array([s[comp] for s in table[metric]["std"]])
-    ax.errorbar(x, mu, yerr=sd, capsize=3, marker="o", ms=4, lw=1.6, **kw)
-    ax.set_xticks(x)
+    """One setting's ``metric`` (component ``comp``) vs fraction, mean ± std."""
+    from ..plots import _series
+
+    _series(ax, table, metric, comp, **kw)
+    ax.set_xticks(table["fraction"])
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
 
 
 def _save(fig, path, formats):
-    paths = []
-    for fmt in formats:
-        p = f"{path}.{fmt}"
-        fig.savefig(p, dpi=120)
-        paths.append(p)
-    return paths
+    from ..plots import save
+
+    return save(fig, path, formats, dpi=120)
 
 
 def plot_error(summaries, path, title, formats=("png", "pdf")):
