@@ -109,3 +109,17 @@ def test_data_info_and_bench(capsys):
     assert main(["bench", "--quick", "-n", "50"]) == 0
     out = capsys.readouterr().out
     assert "RMD hypergradient" in out and "MLP 784-32-16-1" in out
+
+
+def test_demo_shows_the_attack_and_the_defence(tmp_path, capsys):
+    """The main job's claim (issue #4): on the embedded subset the attack against lam = none
+    at least doubles the clean test error by 20 %, and learned lam keeps it lower."""
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    st = json.loads((tmp_path / "summary.json").read_text())["settings"]
+    none = [m[0] for m in st["none"]["test_error"]["mean"]]
+    learned = [m[0] for m in st["learned"]["test_error"]["mean"]]
+    large = [m[0] for m in st["large"]["test_error"]["mean"]]
+    assert st["none"]["fraction"][-1] == 0.2
+    assert none[-1] >= 2 * none[0]
+    assert learned[-1] < 0.6 * none[-1]
+    assert large[0] > none[0]                       # the large constant costs clean accuracy
