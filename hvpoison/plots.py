@@ -12,6 +12,8 @@ from pathlib import Path
 
 COLORS = {"none": "#d62728", "large": "#7f7f7f", "cv": "#ff7f0e", "learned": "#1f77b4",
           "learned_per_layer": "#2ca02c"}
+# lam_CV often lands on "no penalty" and then hides the red line: draw it dashed and hollow
+STYLES = {"cv": {"ls": "--", "marker": "s", "mfc": "none"}}
 LABELS = {"none": "λ = −∞ (none)", "large": "large constant λ", "cv": "λ_CV (clean data)",
           "learned": "learned λ", "learned_per_layer": "learned λ per layer"}
 
@@ -65,7 +67,7 @@ def _series(ax, t, metric, comp, **kw):
     x = np.array(t["fraction"])
     mu = np.array([m[comp] for m in t[metric]["mean"]])
     sd = np.array([s[comp] for s in t[metric]["std"]])
-    ax.errorbar(x, mu, yerr=sd, capsize=3, marker="o", ms=4, lw=1.6, **kw)
+    ax.errorbar(x, mu, yerr=sd, capsize=3, **{"marker": "o", "ms": 4, "lw": 1.6, **kw})
 
 
 def plot_summary(summary, out, formats=("png", "pdf")) -> list:
@@ -78,7 +80,8 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     ax = axes[0, 0]
     for s, t in settings.items():
-        _series(ax, t, "test_error", 0, color=COLORS.get(s), label=LABELS.get(s, s))
+        _series(ax, t, "test_error", 0, color=COLORS.get(s), label=LABELS.get(s, s),
+                **STYLES.get(s, {}))
     ax.set_ylabel("test error")
     ax.set_title("Test error under attack")
     ax.legend()

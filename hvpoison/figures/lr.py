@@ -75,14 +75,15 @@ def _save(fig, path, formats):
 
 def plot_error(summaries, path, title, formats=("png", "pdf")):
     """Fig. 2 / Fig. 8: one panel per task, test error vs fraction for each setting."""
-    from ..plots import COLORS, LABELS, _pyplot
+    from ..plots import COLORS, LABELS, STYLES, _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(summaries), figsize=(5 * len(summaries), 4),
                              constrained_layout=True, squeeze=False)
     for ax, s in zip(axes[0], summaries):
         for setting, t in s["settings"].items():
-            _panel(ax, t, "test_error", color=COLORS.get(setting), label=LABELS.get(setting))
+            _panel(ax, t, "test_error", color=COLORS.get(setting), label=LABELS.get(setting),
+                   **STYLES.get(setting, {}))
         ax.set_title(TITLES.get(s["task"], s["task"]))
         ax.set_xlabel("fraction of poisoning points")
         ax.set_ylabel("test error")
