@@ -203,7 +203,9 @@ def sync(out, runs):
     import shutil
 
     runs.mkdir(parents=True, exist_ok=True)
-    for f in out.glob("fig1*.json"):
+    for f in (out / "fig1.json", out / "fig1-quick.json"):
+        if not f.is_file():
+            continue
         shutil.copyfile(f, runs / f.name)
     for d in out.iterdir() if out.is_dir() else []:
         p = d / "summary.json"
@@ -267,6 +269,15 @@ def main(argv=None):
         if sums:
             lines += section_valsize(fig, {"summaries": sums, "relative_decrease": {
                 s["n_val"]: lr.relative_decrease(s) for s in sums}})
+    inv = sorted(p.parent.name for p in OUT.glob("inv-*/summary.json"))
+    if inv:
+        lines += ["## Investigations", "",
+                  "Runs of `reproduce/investigate.py` (one task, changed attack settings), "
+                  "made to look into a claim that is not confirmed above.", ""]
+        for name in inv:
+            s = json.loads((OUT / name / "summary.json").read_text())
+            lines += [f"### {name} ({s['task']}, {s['model'].upper()}, {s['penalty'].upper()})",
+                      f"settings: {_meta(s)['settings']}", "", error_table(s), ""]
     lines += ["## Not run yet in full mode", "",
               ", ".join(missing) if missing else "(every experiment is done)", "",
               "Figs. 3, 5 and 10 are drawn from the fig2/fig8 experiments, figs. 7 and 13 "
