@@ -94,7 +94,8 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
         if name in ("fig4", "fig9"):
             sums = _run_all(lr.valsize_experiments(quick, penalty=penalty), out, n_jobs,
                             data_dir, progress)
-            paths = lr.plot_valsize(sums, base, f"{penalty.upper()}: validation size")
+            paths = lr.plot_valsize(sums, base, f"LR, {penalty.upper()}, MNIST: size of the "
+                                    "trusted validation set")
             extra = {"relative_decrease": {s["n_val"]: lr.relative_decrease(s) for s in sums}}
         elif name == "fig3":
             sums = _run_all(lr.experiments(quick, tasks), out, n_jobs, data_dir, progress)

@@ -170,6 +170,7 @@ def plot_valsize(summaries, path, title, formats=("png", "pdf")):
     axes[1].set_ylabel("(E_none − E_learned) / E_none")
     for a in axes:
         a.set_xlabel("fraction of poisoning points")
+        a.set_xticks(summaries[0]["settings"]["none"]["fraction"])
         a.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
