@@ -107,8 +107,18 @@ def layer_claims(s):
             + _verdict(bool(rise[1:].max() > rise[0]))]
 
 
+COMPANIONS = {"fig2": ["fig2", "fig3-l2", "fig5"], "fig8": ["fig8", "fig3-l1", "fig10"],
+              "fig6": ["fig6", "fig7", "fig13"], "fig11": ["fig11", "fig12", "fig14"]}
+
+
+def _figure(fig):
+    """Links to the committed plots of ``fig`` (and the figures drawn from its runs)."""
+    return [f"![{f}](runs/{f}.png)\n" for f in COMPANIONS.get(fig, [fig])
+            if (OUT / f"{f}.png").is_file()]
+
+
 def section_lr(fig, data, title):
-    lines = [f"## {fig}: {title}", ""]
+    lines = [f"## {fig}: {title}", "", *_figure(fig)]
     for s in data["summaries"]:
         meta = _meta(s)
         lines += [f"### {s['model'].upper()}, {s['task']}, {s['penalty'].upper()}",
@@ -120,7 +130,7 @@ def section_lr(fig, data, title):
 
 
 def section_valsize(fig, data):
-    lines = [f"## {fig}: sensitivity to the validation size", "",
+    lines = [f"## {fig}: sensitivity to the validation size", "", *_figure(fig),
              "| n_val | " + " | ".join(f"{f:.0%}" for f in data["summaries"][0]["settings"]
                                       ["none"]["fraction"]) + " |",
              "|---" * (len(data["summaries"][0]["settings"]["none"]["fraction"]) + 1) + "|"]
@@ -153,7 +163,7 @@ def section_fig1(data):
     lam_map = np.array(data["lam_map"])
     emap = np.array(n["error_map"])
     hurt = emap > np.quantile(emap, 0.9)
-    lines = ["## fig1: one poisoning point on two 2-D Gaussians", "",
+    lines = ["## fig1: one poisoning point on two 2-D Gaussians", "", *_figure("fig1"),
              f"settings: {json.dumps(data['config'])}; {data['seconds']:.0f} s", "",
              "| | clean val. error | with the optimised point | max of the map |",
              "|---|---|---|---|",
@@ -203,10 +213,9 @@ def sync(out, runs):
     import shutil
 
     runs.mkdir(parents=True, exist_ok=True)
-    for f in (out / "fig1.json", out / "fig1-quick.json"):
-        if not f.is_file():
-            continue
-        shutil.copyfile(f, runs / f.name)
+    for f in [out / "fig1.json", out / "fig1-quick.json", *out.glob("fig*.png")]:
+        if f.is_file():
+            shutil.copyfile(f, runs / f.name)
     for d in out.iterdir() if out.is_dir() else []:
         p = d / "summary.json"
         if p.is_file() and json.loads(p.read_text())["complete"]:

@@ -96,7 +96,7 @@ def plot_error(summaries, path, title, formats=("png", "pdf")):
 
 def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
     """Fig. 3: learned lam (top) and ``||w||^2/P`` (bottom, log scale) per task."""
-    from ..plots import COLORS, LABELS, _pyplot
+    from ..plots import COLORS, LABELS, STYLES, _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(2, len(summaries), figsize=(5 * len(summaries), 7),
@@ -105,7 +105,8 @@ def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
         for setting, t in s["settings"].items():
             if setting == "learned":
                 _panel(axes[0][j], t, "lam", color=COLORS[setting], label=LABELS[setting])
-            _panel(axes[1][j], t, "w_norm2", color=COLORS.get(setting), label=LABELS.get(setting))
+            _panel(axes[1][j], t, "w_norm2", color=COLORS.get(setting), label=LABELS.get(setting),
+                       **STYLES.get(setting, {}))
         axes[0][j].set_title(TITLES.get(s["task"], s["task"]))
         axes[0][j].set_ylabel("learned λ")
         axes[1][j].set_ylabel("||w||² / P")
@@ -120,7 +121,7 @@ def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
 
 def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
     """Fig. 5 / Fig. 10: Kuncheva's index vs fraction; rows = k, columns = tasks."""
-    from ..plots import COLORS, LABELS, _pyplot
+    from ..plots import COLORS, LABELS, STYLES, _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(3, len(summaries), figsize=(5 * len(summaries), 9.5),
@@ -132,7 +133,8 @@ def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
             ax = axes[i][j]
             for setting, t in s["settings"].items():
                 _panel(ax, t, f"kuncheva@{k}", color=COLORS.get(setting),
-                       label=LABELS.get(setting))
+                       label=LABELS.get(setting),
+                       **STYLES.get(setting, {}))
             ax.set_title(f"{TITLES.get(s['task'], s['task'])}, top {k}", fontsize=10)
             ax.set_ylabel("Kuncheva's index")
         axes[-1][j].set_xlabel("fraction of poisoning points")

@@ -73,7 +73,7 @@ def plot_lam_layers(summaries, path, title, formats=("png", "pdf")):
 
 def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
     """Fig. 13 / 14: ``||W_k||^2/P_k`` per layer (columns) for each setting; rows = tasks."""
-    from ..plots import COLORS, LABELS, _pyplot
+    from ..plots import COLORS, LABELS, STYLES, _pyplot
 
     plt = _pyplot()
     n_layers = len(next(iter(summaries[0]["settings"].values()))["w_norm2"]["mean"][0])
@@ -84,7 +84,8 @@ def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
         for k in range(n_layers):
             ax = axes[i][k]
             for setting, t in s["settings"].items():
-                _panel(ax, t, "w_norm2", k, color=COLORS.get(setting), label=LABELS.get(setting))
+                _panel(ax, t, "w_norm2", k, color=COLORS.get(setting), label=LABELS.get(setting),
+                       **STYLES.get(setting, {}))
             ax.set_yscale("log")
             ax.set_title(f"{TITLES.get(s['task'], s['task'])}: "
                          + ("output layer" if k == n_layers - 1 else f"hidden layer {k + 1}"),
