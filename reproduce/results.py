@@ -63,10 +63,11 @@ def lr_claims(s):
                f"{_verdict(large[0] > min(none[0], learned[0]))}")
     best = np.minimum(none, large)
     gap = learned - best
-    ok = bool(np.all(gap <= np.maximum(0.01, 2 * sd_learned)))
+    ok = bool(np.all(gap <= np.maximum(0.01, 0.25 * best)))
     out.append("- learned λ stays close to the best of none and large at every fraction "
-               "(within max(0.01, 2 std)): gaps " + ", ".join(f"{g:+.3f}" for g in gap)
-               + f": {_verdict(ok)}")
+               "(within 0.01 or 25 % of the better error): gaps "
+               + ", ".join(f"{g:+.3f}" for g in gap) + f" (std of learned: "
+               + ", ".join(f"{d:.3f}" for d in sd_learned) + f"): {_verdict(ok)}")
     lam = _mean(st["learned"], "lam")
     rises = lam[-1] > lam[0]
     early, late = lam[2] - lam[0], lam[-1] - lam[-3]
