@@ -222,10 +222,8 @@ def _cmd_data(args) -> int:
         print(f"cache: {cache_dir()}")
         from .data.tasks import TASKS
         for t, (ds, classes, scale, ratio) in TASKS.items():
-            if not t.startswith("_"):
-                print(f"task {t:<11} dataset {ds:<13} classes {classes[0]} vs {classes[1]}, "
-                      f"pixels {'[0, 1]' if scale == 'unit' else '[-1, 1]'}, "
-                      f"n_val = n_tr * {ratio}")
+            print(f"task {t:<11} dataset {ds:<13} classes {classes[0]} vs {classes[1]}, "
+                  f"pixels {'[0, 1]' if scale == 'unit' else '[-1, 1]'}, n_val = n_tr * {ratio}")
         print("task synthetic2d  two 2-D Gaussians (Fig. 1)")
         return 0
     if args.action == "fetch":

@@ -31,15 +31,16 @@ class Point:
         self.e, self.lam_shape = e, lam_shape
         xp = self.xp = get_array_module(w)
         self.tape = obj.model.forward(w, X)
-        # the mean cross-entropy, its residual dl/dz and curvature d2l/dz2 in one pass
-        self._ce, self.residual, self.curv = ops.impl("sigmoid_ce", xp)(xp, self.tape.z, y)
+        # residual dl/dz and curvature d2l/dz2 (the GPU kernel adds the loss in the same pass)
+        self._ce, self.residual, self.curv = ops.impl("sigmoid_ce", xp)(xp, self.tape.z, y,
+                                                                        with_loss=False)
         self._bwd = None
         self._g = None
 
     # -- values and first order -------------------------------------------------------
     def loss(self):
         """``L(w; D, lam)`` of Eq. 1, a scalar."""
-        value = self._ce
+        value = mean_ce(self.xp, self.tape.z, self.y) if self._ce is None else self._ce
         if self.e is not None:
             value = value + self.obj.penalty.value(self.xp, self.w, self.e)
         return value

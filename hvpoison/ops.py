@@ -14,16 +14,19 @@ import numpy as np
 from .models._logistic import sigmoid, softplus
 
 
-def sigmoid_ce(xp, z, y):
+def sigmoid_ce(xp, z, y, with_loss=True):
     """Mean cross-entropy of the logits ``z`` ``(n,)`` against ``y`` ``(n,)`` and its first
     two derivatives in ``z`` (Sect. III's loss; the residual and curvature of Eq. 4 / Alg. 1).
 
-    Returns ``(loss, residual, curv)``: ``loss = mean(softplus(z) - y z)`` (a 0-d array),
-    ``residual = (sigma(z) - y) / n`` and ``curv = sigma(z) (1 - sigma(z)) / n``, both ``(n,)``.
+    Returns ``(loss, residual, curv)``: ``loss = mean(softplus(z) - y z)`` (a 0-d array; None
+    when not ``with_loss``: Alg. 1's steps never need it, and on the CPU it is a separate
+    pass), ``residual = (sigma(z) - y) / n`` and ``curv = sigma(z) (1 - sigma(z)) / n``,
+    both ``(n,)``. The kernel computes the loss in the same pass either way.
     """
     n = z.shape[0]
     p = sigmoid(xp, z)
-    return (softplus(xp, z) - y * z).mean(), (p - y) / n, p * (1 - p) / n
+    loss = (softplus(xp, z) - y * z).mean() if with_loss else None
+    return loss, (p - y) / n, p * (1 - p) / n
 
 
 def bias_leaky_relu(xp, Z, b, slope):

@@ -84,7 +84,7 @@ def _i32(x):     # an ``int`` argument
 
 
 # -- wrappers with the references' signatures (GPU only) ----------------------------------
-def sigmoid_ce(xp, z, y):  # pragma: no cover - GPU only
+def sigmoid_ce(xp, z, y, with_loss=True):  # pragma: no cover - GPU only
     n = z.shape[0]
     z, y = xp.ascontiguousarray(z), xp.ascontiguousarray(y, dtype=z.dtype)
     residual, curv = xp.empty_like(z), xp.empty_like(z)

@@ -66,7 +66,7 @@ def lr_claims(s):
     ok = bool(np.all(gap <= np.maximum(0.01, 0.25 * best)))
     out.append("- learned λ stays close to the best of none and large at every fraction "
                "(within 0.01 or 25 % of the better error): gaps "
-               + ", ".join(f"{g:+.3f}" for g in gap) + f" (std of learned: "
+               + ", ".join(f"{g:+.3f}" for g in gap) + " (std of learned: "
                + ", ".join(f"{d:.3f}" for d in sd_learned) + f"): {_verdict(ok)}")
     lam = _mean(st["learned"], "lam")
     rises = lam[-1] > lam[0]

@@ -65,9 +65,9 @@ def _select(parts, classes):
 
 
 @functools.lru_cache(maxsize=4)
-def _pool(task, data_dir, download):
-    """``(uint8 images (N, d), labels in {0,1} (N,), index in train+test (N,))``."""
-    dataset, classes, _, _ = TASKS[task]
+def _pool(dataset, classes, data_dir, download):
+    """The two ``classes`` of ``dataset`` from its training and test files:
+    ``(uint8 images (N, d), labels in {0,1} (N,), index in train+test (N,))``."""
     if dataset == "embedded":
         with resources.files(__package__).joinpath(EMBEDDED).open("rb") as f:
             z = np.load(f)
@@ -123,7 +123,8 @@ def load_task(task, n_tr=1000, n_val=None, n_test=DEFAULT_N_TEST, *, seed=0, dat
     n_tr = _checks.positive_int("n_tr", n_tr)
     n_val = max(2, int(round(n_tr * val_ratio))) if n_val is None else _checks.positive_int("n_val", n_val)
     n_test = _checks.positive_int("n_test", n_test)
-    images, labels, origin = _pool(task, None if data_dir is None else str(data_dir), download)
+    images, labels, origin = _pool(TASKS[task][0], classes,
+                                   None if data_dir is None else str(data_dir), download)
     sizes = (n_tr, n_val, n_test)
     rng = np.random.default_rng(seed)
     idx = [[], [], []]
