@@ -4,17 +4,19 @@ Run:  python bench/bench_throughput.py [--quick] [--peers] [--gpu] > bench/out/t
 
 Rows: LR 784 and MLP 784-32-16-1 at n = 1000, 10^4, 10^5, float32 and float64, on
 - ``numpy``: the CPU reference (this machine's BLAS threads);
+- ``numpy+numba``: the same with the numba twins of the element-wise steps (when installed);
 - ``cupy ref`` / ``cupy kernels``: the GPU with the CUDA kernels off / on (``--gpu``);
 - peers with ``--peers`` when installed: ``torch.func`` forward-over-reverse HVP and
   ``jax.jvp(jax.grad)`` on the same device and dtype.
 Columns: median ms per HVP on a fresh point (forward + R pass), HVPs/s, and for LR the
 achieved GB/s (an HVP must read X twice: ``2 n d`` elements) and GFLOP/s (``8 n d``), plus
-one RMD hypergradient (T = 100, 40 poisoning rows, ``n = 1000``).
+one RMD hypergradient (T = 100, 40 poisoning rows, ``n = 1000``) for LR and the MLP, and one
+hyperiteration of Alg. 2 (LR, the paper's MNIST sizes). A first table times each numba twin
+against its numpy reference: that table decides which twins exist (``kernels/cpu.py``).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
@@ -41,12 +43,48 @@ def sync(xp):
 
 
 def kernel_switch(on):
-    """``use_kernels(on)`` on the GPU; nothing to switch on the CPU (``on`` is None)."""
-    if on is None:
-        return contextlib.nullcontext()
+    """``use_kernels(on)``: CUDA kernels on the GPU, numba twins on the CPU."""
     import hvpoison.kernels as K
 
     return K.use_kernels(on)
+
+
+def _numba():
+    import hvpoison.kernels as K
+
+    return bool(K.cpu_twins())
+
+
+def twin_table():
+    """ms of each numba twin against its numpy reference, at the engine's sizes."""
+    from hvpoison import ops
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for n in (1000, 10_000, 100_000):
+        z, y = rng.normal(size=n) * 3, (rng.random(n) < 0.5).astype(float)
+        cases.append(("sigmoid_ce (Alg. 1 step)", f"n = {n}", (z, y, False), None))
+        cases.append(("sigmoid_ce with loss", f"n = {n}", (z, y, True), None))
+    for n, m in ((1000, 32), (1000, 16), (100_000, 32)):
+        Z, b = rng.normal(size=(n, m)), rng.normal(size=m)
+        cases.append(("bias_leaky_relu", f"{n} x {m}", (b, 0.01), Z))
+    for n, d in ((40, 784), (200, 784), (200, 3072)):
+        Xp, g = rng.random((n, d)), rng.normal(size=(n, d))
+        cases.append(("ascent_project", f"{n} x {d}", (g, 0.3, 0.0, 1.0), Xp))
+    print("| step | size | numpy (us) | numba (us) | numpy / numba |\n|---|---|---|---|---|")
+    for name, size, args, inplace in cases:
+        key = name.split(" ")[0]
+        times = []
+        for f in (ops.REFERENCE[key], cpu.TWINS[key]):
+            if inplace is None:
+                times.append(median_time(lambda: f(np, *args)))
+            else:                   # in-place steps: time on a fresh copy, minus the copy
+                copy = median_time(lambda: inplace.copy())
+                times.append(median_time(lambda: f(np, inplace.copy(), *args)) - copy)
+        print(f"| {name} | {size} | {1e6 * times[0]:.1f} | {1e6 * times[1]:.1f} | "
+              f"{times[0] / times[1]:.2f} |", flush=True)
+    print()
 
 
 def time_ours(kind, n, dtype, xp, on=None):
@@ -113,16 +151,31 @@ def time_jax(kind, n, dtype):
     return median_time(lambda: hvp(wj, vj).block_until_ready(), repeat=10, min_time=0.3)
 
 
-def rmd_time(xp, dtype):
-    model, obj, X, y, w, v = problem("LR", 1000, dtype, xp)
+def rmd_time(kind, xp, dtype):
+    model, obj, X, y, w, v = problem(kind, 1000, dtype, xp)
     rows = xp.arange(40)
+    w0 = xp.asarray(model.init(0, dtype=dtype))
 
     def once():
-        hv.rmd(obj, xp.zeros(model.n_params, dtype=dtype), X, y, rows, X[:100], y[:100], -2.0,
-               100, 0.1)
+        hv.rmd(obj, w0, X, y, rows, X[:100], y[:100], -2.0, 100, 0.1)
         sync(xp)
 
     return median_time(once, repeat=5, min_time=0.5)
+
+
+def hyperiteration_time(xp, dtype):
+    """One hyperiteration of Alg. 2 (LR, n = 1000, 40 poisoning rows, T = 100, learned
+    ``lam``): the difference of 4 and 1 hyperiterations, over 3 (cancels the batch's set-up
+    and its final evaluation)."""
+    model, obj, X, y, w, v = problem("LR", 1000, dtype, xp)
+
+    def run(k):
+        hv.attack(obj, X, y, X[:100], y[:100], n_poison=40, n_batches=1, iters=k, T=100,
+                  eta=0.1, lam=-4.0, learn_lam=True, box=(0.0, 1.0))
+        sync(xp)
+
+    return (median_time(lambda: run(4), repeat=3, min_time=0.5)
+            - median_time(lambda: run(1), repeat=3, min_time=0.5)) / 3
 
 
 def main():
@@ -131,7 +184,9 @@ def main():
     ap.add_argument("--peers", action="store_true", help="also torch.func and jax")
     ap.add_argument("--gpu", action="store_true", help="also cupy (reference and kernels)")
     a = ap.parse_args()
-    backends = [("numpy", np, None)]
+    backends = [("numpy", np, False)]
+    if _numba():
+        backends.append(("numpy+numba", np, True))
     if a.gpu:
         import cupy
 
@@ -144,6 +199,8 @@ def main():
         p = cupy.cuda.runtime.getDeviceProperties(0)
         print(f"- GPU: {p['name'].decode()}, driver {cupy.cuda.runtime.driverGetVersion()}, "
               f"cupy {cupy.__version__}\n")
+    if _numba():
+        twin_table()
     print("| model | n | dtype | backend | ms / HVP | HVPs/s | GB/s | GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|")
     for kind in ("LR", "MLP"):
@@ -167,10 +224,13 @@ def main():
                     gf = f"{8 * n * 784 / t / 1e9:.1f}" if kind == "LR" else ""
                     print(f"| {kind} | {n} | {np.dtype(dtype).name} | {name} | {1e3 * t:.3f} | "
                           f"{1 / t:.0f} | {gb} | {gf} |", flush=True)
-    print("\n| RMD hypergradient, LR 1000x784, T = 100 | ms |\n|---|---|")
+    print("\n| backend, float64 | RMD LR 1000x784, T = 100 (ms) | RMD MLP 784-32-16-1 (ms) | "
+          "Alg. 2 hyperiteration, LR (ms) |\n|---|---|---|---|")
     for name, xp, on in backends:
         with kernel_switch(on):
-            print(f"| {name} float64 | {1e3 * rmd_time(xp, np.float64):.1f} |", flush=True)
+            t = [rmd_time("LR", xp, np.float64), rmd_time("MLP", xp, np.float64),
+                 hyperiteration_time(xp, np.float64)]
+        print(f"| {name} | " + " | ".join(f"{1e3 * x:.1f}" for x in t) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -140,9 +140,15 @@ class Objective:
         if lam is None:
             return None, None
         vec, shape = _checks.lam("lam", lam, self.n_lam, xp, dtype)
+        return self._exp_groups(vec), shape
+
+    def _exp_groups(self, vec):
+        """``e = exp(lam)`` per penalty group from the ``(n_lam,)`` array ``vec`` (unchecked;
+        a shared ``lam`` is repeated over the layers)."""
+        xp = get_array_module(vec)
         if self.n_lam == 1 and self.model.n_layers > 1:
             vec = xp.repeat(vec, self.model.n_layers)
-        return xp.exp(vec), shape
+        return xp.exp(vec)
 
     def _reduce_lam(self, per_group, shape):
         """Per-group derivatives back to ``lam``'s shape (a shared scalar sums its groups)."""

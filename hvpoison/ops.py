@@ -2,12 +2,15 @@
 and the dispatch that may replace each by a CUDA kernel of the same signature.
 
 Every function here is the *reference*: plain ``xp`` code (numpy or cupy) that the tests
-hold the kernels in ``kernels/*.cu`` to. :func:`impl` returns the kernel
-(:mod:`hvpoison.kernels`) only for cupy arrays and while kernels are enabled
-(``HVPOISON_KERNELS=0`` or ``with hvpoison.kernels.use_kernels(False)`` switches them off),
-the reference otherwise; the CPU always runs the reference.
+hold the kernels to. :func:`impl` returns, while kernels are enabled, the CUDA kernel
+(``kernels/*.cu``, :mod:`hvpoison.kernels`) for cupy arrays and the numba twin
+(:mod:`hvpoison.kernels.cpu`) for numpy arrays when numba is installed; the reference
+otherwise. ``HVPOISON_KERNELS=0`` or ``with hvpoison.kernels.use_kernels(False)`` switches
+both off.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -39,7 +42,7 @@ def bias_leaky_relu(xp, Z, b, slope):
 
 def ascent_project(xp, Xp, g, scale, lo, hi):
     """Alg. 2 line [A6]: ``Xp = clip(Xp + scale g, lo, hi)`` in place (``(n_p, d)`` each,
-    ``scale = alpha / ||g||``); returns ``Xp``."""
+    ``scale = alpha / ||g||`` a float or a 0-d array); returns ``Xp``."""
     Xp += scale * g
     return xp.clip(Xp, lo, hi, out=Xp)
 
@@ -48,11 +51,22 @@ REFERENCE = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
              "ascent_project": ascent_project}
 
 
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    try:
+        from . import kernels
+    except ImportError:          # a source tree run without installing: references only
+        return None
+    return kernels
+
+
 def impl(name, xp):
-    """The function to run for ``name`` on arrays of module ``xp``: a kernel on the GPU
-    when enabled, the reference above otherwise."""
+    """The function to run for ``name`` on arrays of module ``xp``: a CUDA kernel (cupy) or
+    a numba twin (numpy, when numba imports) while kernels are enabled, else the reference."""
+    _k = _kernels()
+    if _k is None or not _k.enabled():
+        return REFERENCE[name]
     if xp is not np:
-        from . import kernels as _k  # pragma: no cover - GPU only
-        if _k.enabled():  # pragma: no cover - GPU only
-            return getattr(_k, name)
-    return REFERENCE[name]
+        return getattr(_k, name)  # pragma: no cover - GPU only
+    twins = _k.cpu_twins()
+    return twins.get(name, REFERENCE[name])

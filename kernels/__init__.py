@@ -1,5 +1,6 @@
 """CUDA kernels for the hot element-wise and reduction steps (installed as
-``hvpoison.kernels``; the ``.cu`` sources sit beside this file).
+``hvpoison.kernels``; the ``.cu`` sources sit beside this file), and their numba CPU twins
+(:mod:`hvpoison.kernels.cpu`, used when numba is installed).
 
 Each kernel is one C++ template for ``float`` and ``double``, compiled with NVRTC through
 ``cupy.RawModule`` the first time it is used on a device and cached per device. Each
@@ -41,6 +42,20 @@ def use_kernels(flag: bool):
         yield
     finally:
         _override = old
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_twins():
+    try:
+        from . import cpu
+    except ImportError:          # numba is optional: the references run instead
+        return {}
+    return cpu.TWINS
+
+
+def cpu_twins() -> dict:
+    """``{name: numba twin}`` for the CPU (:mod:`hvpoison.kernels.cpu`); empty without numba."""
+    return _cpu_twins()
 
 
 def source(cu: str) -> str:
@@ -107,8 +122,9 @@ def bias_leaky_relu(xp, Z, b, slope):  # pragma: no cover - GPU only
 def ascent_project(xp, Xp, g, scale, lo, hi):  # pragma: no cover - GPU only
     assert Xp.flags.c_contiguous
     t = Xp.dtype.type
+    scale = xp.asarray(scale, dtype=Xp.dtype).reshape(1)   # a float or a 0-d device array
     function("ascent_project", Xp.dtype)(_grid(Xp.size), (BLOCK,),
-                                         (Xp, xp.ascontiguousarray(g), t(scale), t(lo), t(hi),
+                                         (Xp, xp.ascontiguousarray(g), scale, t(lo), t(hi),
                                           _i64(Xp.size)))
     return Xp
 

@@ -67,16 +67,38 @@ def test_every_kernel_has_a_source_and_a_reference_with_its_signature():
             assert inspect.signature(getattr(K, name)) == inspect.signature(ref), name
 
 
-def test_dispatch_runs_the_reference_on_the_cpu_and_can_be_switched_off(monkeypatch):
-    for name, ref in ops.REFERENCE.items():
-        assert ops.impl(name, np) is ref
+def test_dispatch_picks_twins_on_the_cpu_and_can_be_switched_off(monkeypatch):
     monkeypatch.delenv("HVPOISON_KERNELS", raising=False)
     assert K.enabled()
+    for name, ref in ops.REFERENCE.items():   # a twin when numba is there, else the reference
+        assert ops.impl(name, np) is K.cpu_twins().get(name, ref)
+    monkeypatch.setattr(K, "cpu_twins", lambda: {})
+    for name, ref in ops.REFERENCE.items():
+        assert ops.impl(name, np) is ref
     monkeypatch.setenv("HVPOISON_KERNELS", "0")
     assert not K.enabled()
     with K.use_kernels(True):
         assert K.enabled()
     assert not K.enabled()
+
+
+def test_without_numba_the_references_run(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)          # ``import numba`` fails
+    monkeypatch.delitem(sys.modules, "hvpoison.kernels.cpu", raising=False)
+    monkeypatch.delattr(K, "cpu", raising=False)
+    K._cpu_twins.cache_clear()
+    try:
+        assert K.cpu_twins() == {}
+        for name, ref in ops.REFERENCE.items():
+            assert ops.impl(name, np) is ref
+        obj = hv.Objective(hv.MLP((5, 3, 1)), penalty="l2")
+        rng = np.random.default_rng(0)
+        g = obj.grad(obj.model.init(0), rng.normal(size=(9, 5)), rng.random(9) < 0.5, -1.0)
+        assert g.shape == (obj.model.n_params,) and np.isfinite(g).all()
+    finally:
+        K._cpu_twins.cache_clear()
 
 
 def test_references_compute_what_the_engine_used_to():
@@ -93,6 +115,98 @@ def test_references_compute_what_the_engine_used_to():
     Xp, g = rng.random((3, 4)), rng.normal(size=(3, 4))
     out = ops.ascent_project(np, Xp.copy(), g, 0.5, 0.0, 1.0)
     np.testing.assert_array_equal(out, np.clip(Xp + 0.5 * g, 0, 1))
+
+
+# -- numba twins (CPU) ------------------------------------------------------------------------
+NUMBA = importlib.util.find_spec("numba") is not None
+needs_numba = pytest.mark.skipif(not NUMBA, reason="numba is not installed (pip install "
+                                 "hvpoison[numba]); the references run instead")
+TWIN_SIZES = [1, 7, 255, 257, 1000]
+TOL = {np.float32: dict(rtol=2e-6, atol=1e-30), np.float64: dict(rtol=1e-13, atol=1e-300)}
+
+
+@needs_numba
+def test_every_twin_has_its_references_signature():
+    from hvpoison.kernels import cpu
+
+    assert set(cpu.TWINS) <= set(ops.REFERENCE)
+    for name, twin in cpu.TWINS.items():
+        assert inspect.signature(twin) == inspect.signature(ops.REFERENCE[name]), name
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", TWIN_SIZES)
+@pytest.mark.parametrize("with_loss", [True, False])
+def test_sigmoid_ce_twin_matches_reference(n, dtype, with_loss):
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(n)
+    z = (rng.normal(size=2 * n) * 20).astype(dtype)[::2]       # strided, and large |z|
+    z[0] = 800 if n > 1 else -800                               # exp(-z) over/underflows
+    if n > 1:
+        z[1] = -800
+    y = (rng.random(n) < 0.5).astype(dtype)
+    ref, twin = ops.sigmoid_ce(np, z, y, with_loss), cpu.sigmoid_ce(np, z, y, with_loss)
+    eps = np.finfo(dtype).eps       # the reference's 1 - p cancels when p ~ 1: absolute eps / n
+    for a, b in zip(ref[1:], twin[1:]):
+        assert b.dtype == dtype and b.shape == (n,)
+        np.testing.assert_allclose(b, a, rtol=TOL[dtype]["rtol"], atol=4 * eps / n)
+    if with_loss:
+        np.testing.assert_allclose(twin[0], ref[0], rtol=TOL[dtype]["rtol"] * 10)
+    else:
+        assert twin[0] is None
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 33), (1000, 16)])
+def test_layer_and_step_twins_match_reference(shape, dtype):
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(shape[0])
+    big = rng.normal(size=(shape[0], 2 * shape[1])).astype(dtype)
+    b = rng.normal(size=shape[1]).astype(dtype)
+    Z_ref, Z_twin = big[:, ::2].copy(), big.copy()[:, ::2]      # the twin also gets a view
+    D_ref, A_ref = ops.bias_leaky_relu(np, Z_ref, b, 0.01)
+    D, A = cpu.bias_leaky_relu(np, Z_twin, b, 0.01)
+    for x, y_ in ((Z_twin, Z_ref), (D, D_ref), (A, A_ref)):     # Z was biased in place too
+        assert x.dtype == dtype
+        np.testing.assert_array_equal(x, y_)
+    Xp = rng.random(shape).astype(dtype)
+    g = rng.normal(size=shape).astype(dtype)
+    ref = ops.ascent_project(np, Xp.copy(), g, 0.7, 0.0, 1.0)
+    out = Xp.copy()
+    assert cpu.ascent_project(np, out, g, 0.7, 0.0, 1.0) is out  # in place
+    np.testing.assert_array_equal(out, ref)
+    out = Xp.copy()                       # Alg. 2 passes alpha / ||g|| as a 0-d array
+    cpu.ascent_project(np, out, g, np.asarray(0.7, dtype=dtype), 0.0, 1.0)
+    np.testing.assert_array_equal(out, ref)
+
+
+@needs_numba
+@pytest.mark.parametrize("model", [hv.LR(6), hv.MLP((6, 5, 3, 1))], ids=repr)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_with_twins_matches_the_references(model, dtype):
+    obj = hv.Objective(model, penalty="l2", per_layer=isinstance(model, hv.MLP))
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(11, 6)).astype(dtype), (rng.random(11) < 0.5)
+    w = model.init(0, dtype=dtype) + dtype(0.1) * rng.normal(size=model.n_params).astype(dtype)
+    lam = -np.ones(obj.n_lam) if obj.per_layer else -1.0
+    v = rng.normal(size=model.n_params).astype(dtype)
+
+    def products():
+        pt = obj.at(w, X, y, lam)
+        Hv, MX, Ml = pt.hvp_mixed(v, rows=np.array([2, 5]))
+        return [pt.loss(), pt.grad(), Hv, MX, Ml]
+
+    with K.use_kernels(True):
+        assert ops.impl("sigmoid_ce", np) is K.cpu_twins()["sigmoid_ce"]
+        fast = products()
+    with K.use_kernels(False):
+        slow = products()
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=50 * np.finfo(dtype).eps, atol=1e-30)
 
 
 # -- on a GPU ---------------------------------------------------------------------------------
@@ -125,9 +239,11 @@ def test_layer_and_step_kernels_match_reference(shape, dtype):
         np.testing.assert_array_equal(CUPY.asnumpy(got), CUPY.asnumpy(want))
     np.testing.assert_array_equal(CUPY.asnumpy(Z1), CUPY.asnumpy(Z2))
     g = CUPY.asarray(rng.normal(size=shape).astype(dtype))
-    a = K.ascent_project(CUPY, Z.copy(), g, 0.3, -0.5, 0.5)
     r = ops.ascent_project(CUPY, Z.copy(), g, 0.3, -0.5, 0.5)
-    np.testing.assert_allclose(CUPY.asnumpy(a), CUPY.asnumpy(r), rtol=np.finfo(dtype).eps * 4)
+    for scale in (0.3, CUPY.asarray(0.3, dtype=dtype)):     # a float, or 0-d on the device
+        a = K.ascent_project(CUPY, Z.copy(), g, scale, -0.5, 0.5)
+        np.testing.assert_allclose(CUPY.asnumpy(a), CUPY.asnumpy(r),
+                                   rtol=np.finfo(dtype).eps * 4)
 
 
 @pytest.mark.gpu
@@ -174,3 +290,29 @@ def test_rmd_and_attack_on_the_gpu_match_the_cpu():
     b = hv.attack(obj, c(X), c(y), c(Xv), c(yv), n_poison=8, n_batches=1, iters=3, T=30,
                   lam=-2.0, learn_lam=True, seed=0)
     np.testing.assert_allclose(CUPY.asnumpy(b[-1].X), a[-1].X, rtol=1e-8)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(CUPY is None, reason="needs cupy and an NVIDIA GPU")
+@pytest.mark.parametrize("model", [hv.LR(30), hv.MLP((30, 8, 1))], ids=repr)
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_attack_hyperiterations_never_wait_for_the_gpu(model, per_layer, monkeypatch):
+    """Alg. 2's loop (RMD forward/reverse, [A6], [A7]) under ``cupyx.allow_synchronize(False)``
+    (HVPOISON_CHECK_SYNC=1): a host round-trip inside it raises DeviceSynchronized."""
+    import cupyx
+
+    if not hasattr(cupyx, "allow_synchronize"):
+        pytest.skip("this cupy has no cupyx.allow_synchronize to detect waits with")
+    monkeypatch.setenv("HVPOISON_CHECK_SYNC", "1")
+    rng = np.random.default_rng(3)
+    c = CUPY.asarray
+    X, y = c(rng.random((120, 30))), c((rng.random(120) < 0.5).astype(float))
+    Xv, yv = c(rng.random((30, 30))), c((rng.random(30) < 0.5).astype(float))
+    obj = hv.Objective(model, "l2", per_layer=per_layer and isinstance(model, hv.MLP))
+    lam = np.full(obj.n_lam, -3.0) if obj.per_layer else -3.0
+    out = hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=2, iters=3, T=20, lam=lam,
+                    learn_lam=True, seed=0)
+    assert len(out[-1].trace["outer"]) == 3
+    with pytest.raises(cupyx.DeviceSynchronized):     # the check does fire on a wait
+        hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, iters=2, T=5, lam=lam,
+                  learn_lam=True, seed=0, callback=lambda *a: None)

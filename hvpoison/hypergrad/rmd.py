@@ -122,13 +122,25 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
     if memory not in MEMORY:
         _checks.fail("memory", f"one of {MEMORY}", repr(memory))
     pt0, rows, yval, T, eta = _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
-    xp, X, y, e, shape = pt0.xp, pt0.X, pt0.y, pt0.e, pt0.lam_shape
+    hg = _rmd(obj, w0, pt0.X, pt0.y, rows, Xval, yval, pt0.e, pt0.lam_shape, T, eta, memory)
+    hg.value = float(hg.value)        # the one wait for the device, after the reverse pass
+    return hg
+
+
+def _rmd(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
+    """Alg. 1 on inputs validated by the caller (``rows`` an ``xp`` index array or None,
+    ``y``/``yval`` in ``w0``'s dtype, ``e = exp(lam)`` per penalty group, ``shape`` the
+    shape of ``lam``). Nothing here waits for the device: ``value`` comes back as a 0-d
+    array, so Alg. 2 (:func:`hvpoison.attack`) queues hyperiteration after hyperiteration
+    on a GPU. (``memory="reverse"`` is the exception: its drift check reads two norms.)
+    """
+    xp = get_array_module(w0)
     P = w0.shape[0]
     info = {"memory": memory, "T": T, "grads": 0, "hvps": T, "stored_states": 0}
 
     def outer(w_T):                                              # [I]
         val = obj._point(w_T, Xval, yval, None, None)
-        return float(val.loss()), val.grad().copy()
+        return val.loss(), val.grad().copy()                     # loss: a 0-d array
 
     dXp = None if rows is None else xp.zeros((rows.shape[0], X.shape[1]), dtype=w0.dtype)
     dlam = None if e is None else xp.zeros(shape, dtype=w0.dtype)
