@@ -132,6 +132,8 @@ def _cmd_demo(args) -> int:
 # stable gradient-descent steps per task, about 1.4 / L (hvpoison/figures/lr.py, README)
 TASK_ETA = {"mnist": 0.1, "mnist-mini": 0.1, "fmnist": 0.04, "cifar10": 0.02,
             "synthetic2d": 0.5}
+# outer step for X_p, ~ (box width) sqrt(d / 784) (hvpoison/figures/lr.py, ALPHA)
+TASK_ALPHA = {"cifar10": 4.0}
 
 
 def _lam_setting(value):
@@ -155,6 +157,7 @@ def _cmd_attack(args) -> int:
     else:
         defense["settings"] = [setting]
     eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
+    alpha = args.alpha if args.alpha is not None else TASK_ALPHA.get(args.task, 1.0)
     model = {"kind": args.model}
     if args.hidden:
         model["hidden"] = args.hidden
@@ -164,10 +167,11 @@ def _cmd_attack(args) -> int:
         "data": {"task": args.task, "n_tr": args.n_tr, "n_test": args.n_test},
         "model": model, "defense": defense,
         "attack": {"n_poison": args.n_poison, "n_batches": args.n_batches,
-                   "iters": args.iters, "T": args.T, "eta": eta, "alpha": args.alpha},
+                   "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha},
         "test": {"T": args.T, "eta": eta}})
     out = args.out or os.path.join("results", exp.name)
-    _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (eta = {eta})")
+    _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (eta = {eta}, "
+                                   f"alpha = {alpha})")
     return 0
 
 
@@ -318,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-T", type=_positive_int, default=200, help="inner gradient steps")
     c.add_argument("--eta", type=float, default=None,
                    help="inner step (default per task: about 1.4/L, see README)")
-    c.add_argument("--alpha", type=float, default=1.0, help="outer step")
+    c.add_argument("--alpha", type=float, default=None,
+                   help="outer step for X_p (default: 4 for cifar10, 1 otherwise)")
     c.add_argument("--repetitions", type=_positive_int, default=1)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--data-dir", help="directory with the dataset files (else $HVPOISON_DATA, "

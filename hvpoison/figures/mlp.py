@@ -10,7 +10,7 @@ The paper omits lam_CV for the MLP (too expensive), and so do we. For the MLP at
 """
 from __future__ import annotations
 
-from .lr import ETA, KUNCHEVA_K, TITLES, _panel, _save
+from .lr import ALPHA, ETA, KUNCHEVA_K, TITLES, _panel, _save
 
 TASKS = ("mnist", "fmnist", "cifar10")
 SETTINGS = ("none", "large", "learned", "learned_per_layer")
@@ -28,7 +28,7 @@ def config(task, penalty, quick=False) -> dict:
            "defense": {"penalty": penalty, "settings": list(SETTINGS),
                        "lam_large": LAM_LARGE[penalty], "lam_init": -4.0},
            "attack": {"n_poison": 40, "n_batches": 5, "iters": 30, "T": 200, "eta": ETA[task],
-                      "alpha": 1.0, "alpha_lam": 0.2},
+                      "alpha": ALPHA[task], "alpha_lam": 0.2},
            "test": {"T": 200, "eta": ETA[task], "kuncheva_k": KUNCHEVA_K[task]}}
     if quick:
         cfg["repetitions"] = 1
