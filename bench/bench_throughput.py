@@ -8,9 +8,9 @@ Rows: LR 784 and MLP 784-32-16-1 at n = 1000, 10^4, 10^5, float32 and float64, o
 - ``cupy ref`` / ``cupy kernels``: the GPU with the CUDA kernels off / on (``--gpu``);
 - peers with ``--peers`` when installed: ``torch.func`` forward-over-reverse HVP and
   ``jax.jvp(jax.grad)`` on the same device and dtype.
-Columns: median ms per HVP on a fresh point (forward + R pass), HVPs/s, and for LR the
-achieved GB/s (an HVP must read X twice: ``2 n d`` elements) and GFLOP/s (``8 n d``), plus
-one RMD hypergradient (T = 100, 40 poisoning rows, ``n = 1000``) for LR and the MLP, and one
+Columns: median ms per HVP on a fresh point (forward + R pass, inputs checked once), HVPs/s,
+and for LR the achieved GB/s (an HVP must read X twice: ``2 n d`` elements) and GFLOP/s
+(``8 n d``), plus one RMD hypergradient (T = 100, 40 poisoning rows, ``n = 1000``) for LR and the MLP, and one
 hyperiteration of Alg. 2 (LR, the paper's MNIST sizes). A first table times each numba twin
 against its numpy reference: that table decides which twins exist (``kernels/cpu.py``).
 """
@@ -88,10 +88,13 @@ def twin_table():
 
 
 def time_ours(kind, n, dtype, xp, on=None):
+    """One ``H v`` at a fresh point: forward + backward deltas + R pass, on inputs checked
+    once (as the peers get theirs); ``obj.hvp`` would also check X for NaN every call."""
     model, obj, X, y, w, v = problem(kind, n, dtype, xp)
+    pt = obj.at(w, X, y, -2.0)
 
     def once():
-        obj.hvp(w, X, y, -2.0, v)
+        obj._point(w, X, pt.y, pt.e, pt.lam_shape).hvp(v)
         sync(xp)
 
     with kernel_switch(on):
@@ -166,12 +169,12 @@ def rmd_time(kind, xp, dtype):
 def hyperiteration_time(xp, dtype):
     """One hyperiteration of Alg. 2 (LR, n = 1000, 40 poisoning rows, T = 100, learned
     ``lam``): the difference of 4 and 1 hyperiterations, over 3 (cancels the batch's set-up
-    and its final evaluation)."""
+    and its final evaluation); only batch 1 runs (``start``: no clean batch 0)."""
     model, obj, X, y, w, v = problem("LR", 1000, dtype, xp)
 
     def run(k):
         hv.attack(obj, X, y, X[:100], y[:100], n_poison=40, n_batches=1, iters=k, T=100,
-                  eta=0.1, lam=-4.0, learn_lam=True, box=(0.0, 1.0))
+                  eta=0.1, lam=-4.0, learn_lam=True, box=(0.0, 1.0), start=(0, X, y))
         sync(xp)
 
     return (median_time(lambda: run(4), repeat=3, min_time=0.5)

@@ -40,8 +40,20 @@ def header() -> str:
         blas = "; ".join(f"{i.get('internal_api')} {i.get('version')} "
                          f"({i.get('architecture')}, {i.get('num_threads')} threads)"
                          for i in threadpool_info() if i.get("user_api") == "blas")
-    except Exception:  # noqa: BLE001 - threadpoolctl is optional
-        blas = "unknown (threadpoolctl not installed)"
+    except Exception:  # noqa: BLE001 - threadpoolctl is optional: numpy's build record
+        try:
+            b = np.__config__.CONFIG["Build Dependencies"]["blas"]
+            blas = f"{b['name']} {b['version']} (numpy's build; threads not known)"
+        except Exception:  # noqa: BLE001
+            blas = "unknown (threadpoolctl not installed)"
+    extra = []
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("numba", "torch", "jax", "cupy", "cupy-cuda12x"):
+        try:                                  # installed versions, without importing them
+            extra.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -51,7 +63,8 @@ def header() -> str:
     return (f"- date: {datetime.date.today().isoformat()}\n"
             f"- machine: {cpu}, {os.cpu_count()} cores\n"
             f"- python {platform.python_version()}, numpy {np.__version__}, "
-            f"scipy {scipy.__version__}\n- BLAS: {blas}\n"
+            f"scipy {scipy.__version__}" + "".join(", " + e for e in extra) +
+            f"\n- BLAS: {blas}\n"
             f"- OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}\n")
 
 

@@ -60,8 +60,10 @@ class Point:
         return out
 
     def _backward(self):
+        # the R pass needs the backward state, not the gradient: without a cached one, form
+        # the deltas alone (for a lone H v this skips the X^T delta_1 pass over the data)
         if self._bwd is None:
-            self.grad()
+            self._bwd = self.obj.model.backward(self.w, self.tape, self.residual, None)
         return self._bwd
 
     # -- second order -----------------------------------------------------------------

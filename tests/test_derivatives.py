@@ -86,3 +86,21 @@ def test_point_shares_one_forward_pass(p):
                                atol=1e-300)
     if p.lam is not None:
         np.testing.assert_allclose(Ml, p.obj.hvp_lw(p.w, p.X, p.y, p.lam, p.v), rtol=1e-14)
+
+
+@given(problems())
+def test_products_do_not_depend_on_whether_the_gradient_was_formed(p):
+    """A lone R pass forms the backward deltas without the gradient (``backward(out=None)``);
+    it must give what the R pass after ``grad()`` (as in Alg. 1) gives."""
+    lone = p.obj.at(p.w, p.X, p.y, p.lam)
+    rows = np.arange(min(2, p.X.shape[0]))
+    Hv, Mx, Ml = lone.hvp_mixed(p.v, rows=rows)
+    assert lone._g is None                       # the gradient was never formed
+    after = p.obj.at(p.w, p.X, p.y, p.lam)
+    after.grad()
+    for a, b in zip((Hv, Mx, Ml), after.hvp_mixed(p.v, rows=rows)):
+        if b is None:
+            assert a is None
+        else:
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lone.grad(), after.grad())

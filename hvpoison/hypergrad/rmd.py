@@ -189,8 +189,8 @@ def _rmd(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
         with np.errstate(over="ignore", invalid="ignore"):       # divergence is reported below
             for t in range(T - 1, -1, -1):
                 w = w + eta * point.grad()                       # w_t ~ w_{t+1} + eta g(w_{t+1})
-                point = obj._point(w, X, y, e, shape)            # its grad is cached by the
-                _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf)  # R pass, reused above
+                point = obj._point(w, X, y, e, shape)            # one forward serves the R
+                _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf)  # pass and grad above
         norm0 = float(xp.linalg.norm(w0))
         drift = float(xp.linalg.norm(w - w0))
         info.update(grads=2 * T + 1, stored_states=1,

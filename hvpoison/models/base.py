@@ -11,7 +11,10 @@ The derivative contract (implemented by :class:`~hvpoison.models.LR` and
     keeps what the reverse passes need; ``tape.z`` is the ``(n,)`` logit.
 ``backward(w, tape, dz, out) -> bwd``
     writes ``grad_w sum_i dz_i z_i`` into ``out`` (``P``) and returns the per-layer
-    backward state (``bwd.delta1``: ``d sum_i dz_i z_i / d Z_1``, ``n x h_1``).
+    backward state (``bwd.delta1``: ``d sum_i dz_i z_i / d Z_1``, ``n x h_1``). With
+    ``out=None`` only the backward state is formed, without the weight-gradient products
+    (``a_{k-1}^T delta_k``): what an R pass needs when the gradient itself is not wanted,
+    which saves the ``X^T delta_1`` pass over the data of a lone ``H v``.
 ``rop(w, tape, bwd, v, curv, out) -> rbwd``
     Pearlmutter's R-operator ``R_v{.} = d/dr (.)(w + r v)|_{r=0}`` applied to the
     backward pass whose output-layer seed is ``dz = residual``: writes
@@ -94,7 +97,7 @@ class Model:
     def backward(self, w, tape, dz, out):
         """Backward pass (derivation line 1): ``grad_w sum_i dz_i z_i`` into ``out``
         ``(P,)`` for the seed ``dz`` ``(n,)`` (the gradient ``g`` of Eq. 6); returns the
-        per-layer state."""
+        per-layer state (only that, without the products, when ``out`` is None)."""
         raise NotImplementedError
 
     def rop(self, w, tape, bwd, v, curv, out):

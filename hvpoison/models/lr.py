@@ -48,9 +48,10 @@ class LR(Model):
         return SimpleNamespace(X=X, z=z)
 
     def backward(self, w, tape, dz, out):
-        xp = get_array_module(w)
-        xp.matmul(dz, tape.X, out=out[:-1])           # line 1: X^T s
-        out[-1] = dz.sum()
+        if out is not None:
+            xp = get_array_module(w)
+            xp.matmul(dz, tape.X, out=out[:-1])       # line 1: X^T s
+            out[-1] = dz.sum()
         return SimpleNamespace(s=dz)
 
     def rop(self, w, tape, bwd, v, curv, out):

@@ -83,14 +83,15 @@ class MLP(Model):
             a.append(Ak)
 
     def backward(self, w, tape, dz, out):
-        layers, grads = self.unpack(w), self.unpack(out)
+        layers, grads = self.unpack(w), None if out is None else self.unpack(out)
         xp = get_array_module(w)
         deltas = [None] * len(layers)
         delta = dz[:, None]                              # delta_L = s
         for k in range(len(layers) - 1, -1, -1):
             deltas[k] = delta
-            xp.matmul(tape.a[k].T, delta, out=grads[k][0])
-            xp.sum(delta, axis=0, out=grads[k][1])
+            if out is not None:                          # out=None: the deltas only
+                xp.matmul(tape.a[k].T, delta, out=grads[k][0])
+                xp.sum(delta, axis=0, out=grads[k][1])
             if k > 0:
                 delta = (delta @ layers[k][0].T) * tape.D[k - 1]
         return SimpleNamespace(deltas=deltas)
