@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from .backend import get_array_module, to_numpy
+from .backend import get_array_module, is_cupy_array, to_numpy
 from .hypergrad.rmd import unroll
 
 
@@ -13,7 +13,8 @@ def train(obj, X, y, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
     """Full-batch gradient descent (Eq. 6) for ``T`` steps on ``X`` ``(n, d)``, ``y``
     ``(n,)``; ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a Xavier draw for the
     MLP).  Returns ``w_T`` ``(P,)``."""
-    w0 = obj.model.init(seed, dtype=X.dtype) if w0 is None else w0
+    if w0 is None:                       # on X's device: cupy X gives a cupy w0
+        w0 = obj.model.init(seed, dtype=X.dtype, device="gpu" if is_cupy_array(X) else None)
     return unroll(obj, w0, X, y, lam, T, eta)
 
 

@@ -290,6 +290,11 @@ def test_rmd_and_attack_on_the_gpu_match_the_cpu():
     b = hv.attack(obj, c(X), c(y), c(Xv), c(yv), n_poison=8, n_batches=1, iters=3, T=30,
                   lam=-2.0, learn_lam=True, seed=0)
     np.testing.assert_allclose(CUPY.asnumpy(b[-1].X), a[-1].X, rtol=1e-8)
+    mlp = hv.Objective(hv.MLP((30, 8, 1)), "l1")      # train() draws w0 on X's device
+    w_cpu = hv.train(mlp, X, y, -4.0, T=20, eta=0.5, seed=3)
+    w_gpu = hv.train(mlp, c(X), c(y), -4.0, T=20, eta=0.5, seed=3)
+    np.testing.assert_allclose(CUPY.asnumpy(w_gpu), w_cpu, rtol=1e-8, atol=1e-12)
+    assert hv.error(mlp.model, w_gpu, c(X), c(y)) == hv.error(mlp.model, w_cpu, X, y)
 
 
 @pytest.mark.gpu

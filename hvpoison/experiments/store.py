@@ -53,12 +53,21 @@ def versions() -> dict:
     out = {"hvpoison": __version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
            "python": sys.version.split()[0], "platform": platform.platform(),
            "machine": platform.machine(), "cpus": os.cpu_count()}
-    try:
-        import distributed
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["distributed"] = distributed.__version__
-    except ImportError:
-        pass
+    # numba / cupy and "kernels": whether twins or CUDA kernels ran (they agree with the
+    # references to rounding, not bit for bit)
+    for dist in ("distributed", "numba", "cupy", "cupy-cuda12x", "cupy-cuda11x"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    try:
+        from .. import kernels
+
+        out["kernels"] = kernels.enabled()
+    except ImportError:          # a source tree run without installing: references only
+        out["kernels"] = False
     return out
 
 
