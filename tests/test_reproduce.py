@@ -51,8 +51,22 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
         assert data["figure"] == f and all(s["complete"] for s in data["summaries"])
         pngs = list(tmp_path.glob(f"{f}-quick*.png"))
         assert pngs and all(p.stat().st_size > 20_000 for p in pngs)
-    tasks = {s["task"] for s in json.loads((tmp_path / "fig2-quick.json").read_text())["summaries"]}
-    assert tasks == {"mnist", "fmnist", "cifar10"}
+    def fig2_tasks():
+        return {s["task"] for s in
+                json.loads((tmp_path / "fig2-quick.json").read_text())["summaries"]}
+
+    assert fig2_tasks() == {"mnist", "fmnist", "cifar10"}
+    # --tasks runs those and still draws the other tasks' finished runs of the same protocol
+    meta = tmp_path / "lr-fmnist-l2-quick" / "experiment.json"
+    assert main(["reproduce", "fig2", "--quick", "--quiet", "--tasks", "mnist", "--out",
+                 str(tmp_path), "--data-dir", str(SHARED)]) == 0
+    assert fig2_tasks() == {"mnist", "fmnist", "cifar10"}
+    stale = json.loads(meta.read_text())
+    stale["fingerprint"] = "another protocol"
+    meta.write_text(json.dumps(stale))
+    assert main(["reproduce", "fig2", "--quick", "--quiet", "--tasks", "mnist", "--out",
+                 str(tmp_path), "--data-dir", str(SHARED)]) == 0
+    assert fig2_tasks() == {"mnist", "cifar10"}
     # RESULTS.md is generated from the experiments' summaries (here: the quick ones)
     sys.path.insert(0, str(ROOT / "reproduce"))
     import results

@@ -35,14 +35,31 @@ MLP_FIGURES = {"fig6": ("l2", "error"), "fig7": ("l2", "lam"), "fig13": ("l2", "
                "fig11": ("l1", "error"), "fig12": ("l1", "lam"), "fig14": ("l1", "norm")}
 
 
-def _run_all(configs, out, n_jobs, data_dir, progress):
+def _finished(exp, folder):
+    """The summary of ``exp`` in ``folder`` if a run of this very protocol (same
+    fingerprint) finished there, else None."""
+    try:
+        meta = json.loads((folder / "experiment.json").read_text())
+        s = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return s if s.get("complete") and meta.get("fingerprint") == exp.fingerprint() else None
+
+
+def _run_all(configs, out, n_jobs, data_dir, progress, tasks=None):
+    """Run (or resume) the experiments of ``tasks`` (all when None); the other tasks'
+    experiments are drawn too when a finished run of the same protocol is in ``out``, so
+    ``--tasks`` adds a panel instead of replacing the figure."""
     from ..experiments import Experiment, run
 
     summaries = []
     for cfg in configs:
         exp = Experiment.from_dict(cfg)
-        s = run(exp, Path(out) / exp.name, n_jobs=n_jobs, data_dir=data_dir,
-                progress=progress)
+        if tasks is None or exp.data.task in tasks:
+            s = run(exp, Path(out) / exp.name, n_jobs=n_jobs, data_dir=data_dir,
+                    progress=progress)
+        elif (s := _finished(exp, Path(out) / exp.name)) is None:
+            continue
         s["n_val"] = exp.data.n_val
         summaries.append(s)
     return summaries
@@ -65,7 +82,7 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
     returns ``(written files, seconds)``."""
     if name not in FIGURES:
         raise ValueError(f"FIGURE: expected one of {list(FIGURES)}, got {name!r}")
-    tasks = tuple(tasks or lr.TASKS)
+    tasks = tuple(tasks or lr.TASKS)     # run these; finished runs of the others are drawn too
     for t in tasks:
         if t not in lr.TASKS:
             raise ValueError(f"--tasks: expected entries from {list(lr.TASKS)}, got {t!r}")
@@ -79,8 +96,8 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
         paths = fig1.plot(res, base)
     elif name in MLP_FIGURES:
         penalty, kind = MLP_FIGURES[name]
-        sums = _run_all(mlp.experiments(quick, tasks, (penalty,)), out, n_jobs, data_dir,
-                        progress)
+        sums = _run_all(mlp.experiments(quick, lr.TASKS, (penalty,)), out, n_jobs, data_dir,
+                        progress, tasks)
         title = f"MLP {'-'.join(map(str, mlp.HIDDEN))}, {penalty.upper()}: "
         if kind == "error":
             paths = lr.plot_error(sums, base, title + "test error under the optimal attack")
@@ -98,7 +115,8 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
                                     "trusted validation set")
             extra = {"relative_decrease": {s["n_val"]: lr.relative_decrease(s) for s in sums}}
         elif name == "fig3":
-            sums = _run_all(lr.experiments(quick, tasks), out, n_jobs, data_dir, progress)
+            sums = _run_all(lr.experiments(quick, lr.TASKS), out, n_jobs, data_dir, progress,
+                            tasks)
             paths = []
             for pen in ("l2", "l1"):
                 sel = [s for s in sums if s["penalty"] == pen]
@@ -106,8 +124,8 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
                                           f"LR, {pen.upper()}: learned λ and ||w||²/P")
             extra = {}
         else:
-            sums = _run_all(lr.experiments(quick, tasks, (penalty,)), out, n_jobs,
-                            data_dir, progress)
+            sums = _run_all(lr.experiments(quick, lr.TASKS, (penalty,)), out, n_jobs,
+                            data_dir, progress, tasks)
             if name in ("fig2", "fig8"):
                 paths = lr.plot_error(sums, base, f"LR, {penalty.upper()}: test error "
                                       "under the optimal attack")
