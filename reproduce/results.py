@@ -68,6 +68,12 @@ def lr_claims(s):
                "(within 0.01 or 25 % of the better error): gaps "
                + ", ".join(f"{g:+.3f}" for g in gap) + " (std of learned: "
                + ", ".join(f"{d:.3f}" for d in sd_learned) + f"): {_verdict(ok)}")
+    if all("val_loss" in st[k] for k in ("none", "large", "learned")):
+        vl = {k: _mean(st[k], "val_loss")[-1] for k in ("none", "large", "learned")}
+        ok = bool(vl["learned"] <= min(vl["none"], vl["large"]) + 0.01)
+        out.append(f"- (what λ is learned for) learned λ keeps the validation loss of Eq. 3 "
+                   f"lowest at the largest fraction: none {vl['none']:.3f}, large "
+                   f"{vl['large']:.3f}, learned {vl['learned']:.3f}: {_verdict(ok)}")
     lam = _mean(st["learned"], "lam")
     rises = lam[-1] > lam[0]
     early, late = lam[2] - lam[0], lam[-1] - lam[-3]

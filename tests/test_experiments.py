@@ -102,6 +102,8 @@ def test_serial_run_writes_records_summary_and_metadata(serial):
     assert st["none"]["fraction"] == pytest.approx([0, 0.1, 0.2])
     assert st["none"]["test_error"]["n"] == [2, 2, 2]
     assert st["none"]["kuncheva@20"]["mean"][0] == [1.0]           # fraction 0 is the reference
+    vl = [r["outer_final"] for r in recs if r["setting"] == "learned" and r["b"] == 2]
+    assert st["learned"]["val_loss"]["mean"][2] == pytest.approx([sum(vl) / len(vl)])
     csv_lines = (out / "summary.csv").read_text().splitlines()
     assert csv_lines[0] == "setting,fraction,metric,component,mean,std,n"
     assert any(ln.startswith("learned,0.2000,lam,0,") for ln in csv_lines)

@@ -1,6 +1,8 @@
 """Aggregates over repetitions: mean and std per (setting, fraction) of the test error, the
-learned ``lam`` (per component), ``||W_k||^2/P_k`` (per layer) and Kuncheva's index (per
-``k``); written as ``summary.json`` and a long-format ``summary.csv``."""
+learned ``lam`` (per component), ``||W_k||^2/P_k`` (per layer), Kuncheva's index (per
+``k``) and ``val_loss`` (the validation loss of Eq. 3 after the attack's last step, i.e. the
+objective the attacker raises and the learned ``lam`` lowers); written as ``summary.json``
+and a long-format ``summary.csv``."""
 from __future__ import annotations
 
 import csv
@@ -34,6 +36,8 @@ def aggregate(records: list) -> dict:
                     "w_norm2": [r["w_norm2"] for r in rs]}
             if rs[0]["lam"] is not None:
                 vals["lam"] = [r["lam"] for r in rs]
+            if rs[0].get("outer_final") is not None:    # the defender's validation loss
+                vals["val_loss"] = [r["outer_final"] for r in rs]
             for k in rs[0]["kuncheva"]:
                 vals[f"kuncheva@{k}"] = [r["kuncheva"][k] for r in rs]
             for m, v in vals.items():
