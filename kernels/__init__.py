@@ -50,6 +50,12 @@ def _cpu_twins():
         from . import cpu
     except ImportError:          # numba is optional: the references run instead
         return {}
+    except Exception as exc:     # noqa: BLE001 - numba present but unusable (e.g. no
+        import warnings          # writable cache directory): warn, run the references
+
+        warnings.warn(f"hvpoison: numba twins disabled, the numpy references run instead "
+                      f"({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
+        return {}
     return cpu.TWINS
 
 

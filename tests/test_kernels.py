@@ -32,6 +32,9 @@ def _kernels():
 
 
 K = _kernels()
+INSTALLED = K.__name__ == "hvpoison.kernels"       # not the source-folder fallback
+needs_installed = pytest.mark.skipif(not INSTALLED, reason="hvpoison.kernels is not "
+                                     "installed (a plain checkout: pip install .)")
 
 
 def _gpu():
@@ -56,6 +59,29 @@ def test_every_cu_file_compiles_with_nvcc(cu, arch, tmp_path):
     for name, f in K.SOURCES.items():                 # both instantiations are in the PTX
         if f == cu.name:
             assert ptx.count(f"{len(name)}{name}I") >= 2, (name, "float and double")
+
+
+@needs_installed
+def test_an_unusable_numba_warns_and_the_references_run(monkeypatch):
+    import sys
+    import types
+
+    broken = types.ModuleType("numba")
+
+    def njit(**kw):
+        raise RuntimeError("cannot cache function: no locator available")
+
+    broken.njit = njit
+    monkeypatch.setitem(sys.modules, "numba", broken)
+    monkeypatch.delitem(sys.modules, "hvpoison.kernels.cpu", raising=False)
+    monkeypatch.delattr(K, "cpu", raising=False)
+    K._cpu_twins.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="numba twins disabled.*no locator"):
+            assert K.cpu_twins() == {}
+        assert ops.impl("sigmoid_ce", np) is ops.REFERENCE["sigmoid_ce"]
+    finally:
+        K._cpu_twins.cache_clear()
 
 
 def test_every_kernel_has_a_source_and_a_reference_with_its_signature():
@@ -119,8 +145,9 @@ def test_references_compute_what_the_engine_used_to():
 
 # -- numba twins (CPU) ------------------------------------------------------------------------
 NUMBA = importlib.util.find_spec("numba") is not None
-needs_numba = pytest.mark.skipif(not NUMBA, reason="numba is not installed (pip install "
-                                 "hvpoison[numba]); the references run instead")
+needs_numba = pytest.mark.skipif(not (NUMBA and INSTALLED), reason="numba is not installed "
+                                 "(pip install hvpoison[numba]), or hvpoison.kernels is not "
+                                 "(a plain checkout); the references run instead")
 TWIN_SIZES = [1, 7, 255, 257, 1000]
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-30), np.float64: dict(rtol=1e-13, atol=1e-300)}
 
