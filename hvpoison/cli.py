@@ -132,8 +132,6 @@ def _cmd_demo(args) -> int:
 # stable gradient-descent steps per task, about 1.4 / L (hvpoison/figures/lr.py, README)
 TASK_ETA = {"mnist": 0.1, "mnist-mini": 0.1, "fmnist": 0.04, "cifar10": 0.02,
             "synthetic2d": 0.5}
-# outer step for X_p, ~ (box width) sqrt(d / 784) (hvpoison/figures/lr.py, ALPHA)
-TASK_ALPHA = {"cifar10": 4.0}
 
 
 def _lam_setting(value):
@@ -157,7 +155,9 @@ def _cmd_attack(args) -> int:
     else:
         defense["settings"] = [setting]
     eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
-    alpha = args.alpha if args.alpha is not None else TASK_ALPHA.get(args.task, 1.0)
+    from .figures.lr import ALPHA        # outer step ~ (box width) sqrt(d / 784), per task
+
+    alpha = args.alpha if args.alpha is not None else ALPHA.get(args.task, 1.0)
     model = {"kind": args.model}
     if args.hidden:
         model["hidden"] = args.hidden

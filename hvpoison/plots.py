@@ -18,6 +18,13 @@ LABELS = {"none": "λ = −∞ (none)", "large": "large constant λ", "cv": "λ_
           "learned": "learned λ", "learned_per_layer": "learned λ per layer"}
 
 
+def style(setting) -> dict:
+    """Matplotlib keywords (colour, label, line style) that draw ``setting`` the same way in
+    every figure."""
+    return {"color": COLORS.get(setting), "label": LABELS.get(setting, setting),
+            **STYLES.get(setting, {})}
+
+
 def _pyplot():
     import matplotlib
 
@@ -80,8 +87,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     ax = axes[0, 0]
     for s, t in settings.items():
-        _series(ax, t, "test_error", 0, color=COLORS.get(s), label=LABELS.get(s, s),
-                **STYLES.get(s, {}))
+        _series(ax, t, "test_error", 0, **style(s))
     ax.set_ylabel("test error")
     ax.set_title("Test error under attack")
     ax.legend()

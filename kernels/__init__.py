@@ -45,7 +45,9 @@ def use_kernels(flag: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def _cpu_twins():
+def cpu_twins() -> dict:
+    """``{name: numba twin}`` for the CPU (:mod:`hvpoison.kernels.cpu`); empty without numba
+    (or with a numba that cannot compile or cache here: then with a warning)."""
     try:
         from . import cpu
     except ImportError:          # numba is optional: the references run instead
@@ -57,11 +59,6 @@ def _cpu_twins():
                       f"({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
         return {}
     return cpu.TWINS
-
-
-def cpu_twins() -> dict:
-    """``{name: numba twin}`` for the CPU (:mod:`hvpoison.kernels.cpu`); empty without numba."""
-    return _cpu_twins()
 
 
 def source(cu: str) -> str:

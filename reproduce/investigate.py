@@ -32,11 +32,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args()
     a.alpha = lr.ALPHA[a.task] if a.alpha is None else a.alpha
-    if a.model == "lr":
-        cfg = lr.config(a.task, a.penalty, settings=tuple(a.settings))
-    else:
-        cfg = mlp.config(a.task, a.penalty)
-        cfg["defense"]["settings"] = list(a.settings)
+    cfg = (lr if a.model == "lr" else mlp).config(a.task, a.penalty, settings=a.settings)
     model = "" if a.model == "lr" else "-mlp"
     al = "" if a.alpha_lam == 0.2 else f"-al{a.alpha_lam:g}"
     cfg.update(name=f"inv-{a.task}-{a.penalty}{model}-a{a.alpha:g}{al}-k{a.iters}-T{a.T}",

@@ -57,6 +57,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     _one_line_error(["attack", "--task", "mnist08"], "data.task: expected one of")
     _one_line_error(["attack", "--lam", "big"], "expected none, large, cv, learned")
     _one_line_error(["attack", "--n-poison", "0"], "expected a positive integer, got '0'")
+    _one_line_error(["attack", "--alpha", "-1", "--out", str(tmp_path / "a")],
+                    "attack.alpha: expected")
+    _one_line_error(["attack", "--alpha", "big"], "invalid float value: 'big'")
     _one_line_error(["plot", str(tmp_path)], "RESULTS: expected a results folder")
     _one_line_error(["data", "check", "mnist8"], "DATASET: expected one of")
     _one_line_error(["demo", "--jobs", "-1"], "expected a positive integer")

@@ -75,13 +75,13 @@ def test_an_unusable_numba_warns_and_the_references_run(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", broken)
     monkeypatch.delitem(sys.modules, "hvpoison.kernels.cpu", raising=False)
     monkeypatch.delattr(K, "cpu", raising=False)
-    K._cpu_twins.cache_clear()
+    K.cpu_twins.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="numba twins disabled.*no locator"):
             assert K.cpu_twins() == {}
         assert ops.impl("sigmoid_ce", np) is ops.REFERENCE["sigmoid_ce"]
     finally:
-        K._cpu_twins.cache_clear()
+        K.cpu_twins.cache_clear()
 
 
 def test_every_kernel_has_a_source_and_a_reference_with_its_signature():
@@ -114,7 +114,7 @@ def test_without_numba_the_references_run(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)          # ``import numba`` fails
     monkeypatch.delitem(sys.modules, "hvpoison.kernels.cpu", raising=False)
     monkeypatch.delattr(K, "cpu", raising=False)
-    K._cpu_twins.cache_clear()
+    K.cpu_twins.cache_clear()
     try:
         assert K.cpu_twins() == {}
         for name, ref in ops.REFERENCE.items():
@@ -124,7 +124,7 @@ def test_without_numba_the_references_run(monkeypatch):
         g = obj.grad(obj.model.init(0), rng.normal(size=(9, 5)), rng.random(9) < 0.5, -1.0)
         assert g.shape == (obj.model.n_params,) and np.isfinite(g).all()
     finally:
-        K._cpu_twins.cache_clear()
+        K.cpu_twins.cache_clear()
 
 
 def test_references_compute_what_the_engine_used_to():

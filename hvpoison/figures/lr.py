@@ -81,15 +81,14 @@ def _save(fig, path, formats):
 
 def plot_error(summaries, path, title, formats=("png", "pdf")):
     """Fig. 2 / Fig. 8: one panel per task, test error vs fraction for each setting."""
-    from ..plots import COLORS, LABELS, STYLES, _pyplot
+    from ..plots import _pyplot, style
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(summaries), figsize=(5 * len(summaries), 4),
                              constrained_layout=True, squeeze=False)
     for ax, s in zip(axes[0], summaries):
         for setting, t in s["settings"].items():
-            _panel(ax, t, "test_error", color=COLORS.get(setting), label=LABELS.get(setting),
-                   **STYLES.get(setting, {}))
+            _panel(ax, t, "test_error", **style(setting))
         ax.set_title(TITLES.get(s["task"], s["task"]))
         ax.set_xlabel("fraction of poisoning points")
         ax.set_ylabel("test error")
@@ -102,7 +101,7 @@ def plot_error(summaries, path, title, formats=("png", "pdf")):
 
 def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
     """Fig. 3: learned lam (top) and ``||w||^2/P`` (bottom, log scale) per task."""
-    from ..plots import COLORS, LABELS, STYLES, _pyplot
+    from ..plots import _pyplot, style
 
     plt = _pyplot()
     fig, axes = plt.subplots(2, len(summaries), figsize=(5 * len(summaries), 7),
@@ -110,9 +109,8 @@ def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
     for j, s in enumerate(summaries):
         for setting, t in s["settings"].items():
             if setting == "learned":
-                _panel(axes[0][j], t, "lam", color=COLORS[setting], label=LABELS[setting])
-            _panel(axes[1][j], t, "w_norm2", color=COLORS.get(setting), label=LABELS.get(setting),
-                       **STYLES.get(setting, {}))
+                _panel(axes[0][j], t, "lam", **style(setting))
+            _panel(axes[1][j], t, "w_norm2", **style(setting))
         axes[0][j].set_title(TITLES.get(s["task"], s["task"]))
         axes[0][j].set_ylabel("learned λ")
         axes[1][j].set_ylabel("||w||² / P")
@@ -127,7 +125,7 @@ def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
 
 def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
     """Fig. 5 / Fig. 10: Kuncheva's index vs fraction; rows = k, columns = tasks."""
-    from ..plots import COLORS, LABELS, STYLES, _pyplot
+    from ..plots import _pyplot, style
 
     plt = _pyplot()
     fig, axes = plt.subplots(3, len(summaries), figsize=(5 * len(summaries), 9.5),
@@ -138,9 +136,7 @@ def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
         for i, k in enumerate(ks[:3]):
             ax = axes[i][j]
             for setting, t in s["settings"].items():
-                _panel(ax, t, f"kuncheva@{k}", color=COLORS.get(setting),
-                       label=LABELS.get(setting),
-                       **STYLES.get(setting, {}))
+                _panel(ax, t, f"kuncheva@{k}", **style(setting))
             ax.set_title(f"{TITLES.get(s['task'], s['task'])}, top {k}", fontsize=10)
             ax.set_ylabel("Kuncheva's index")
         axes[-1][j].set_xlabel("fraction of poisoning points")

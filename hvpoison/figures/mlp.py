@@ -20,12 +20,12 @@ HIDDEN = [32, 16]
 LAM_LARGE = {"l2": -2.0, "l1": -5.0}
 
 
-def config(task, penalty, quick=False) -> dict:
+def config(task, penalty, quick=False, settings=SETTINGS) -> dict:
     cfg = {"name": f"mlp-{task}-{penalty}" + ("-quick" if quick else ""),
            "repetitions": 3, "seed": 0,
            "data": {"task": task, "n_tr": 1000, "n_test": 2000},
            "model": {"kind": "mlp", "hidden": list(HIDDEN), "slope": 0.01},
-           "defense": {"penalty": penalty, "settings": list(SETTINGS),
+           "defense": {"penalty": penalty, "settings": list(settings),
                        "lam_large": LAM_LARGE[penalty], "lam_init": -4.0},
            "attack": {"n_poison": 40, "n_batches": 5, "iters": 30, "T": 200, "eta": ETA[task],
                       "alpha": ALPHA[task], "alpha_lam": 0.2},
@@ -73,7 +73,7 @@ def plot_lam_layers(summaries, path, title, formats=("png", "pdf")):
 
 def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
     """Fig. 13 / 14: ``||W_k||^2/P_k`` per layer (columns) for each setting; rows = tasks."""
-    from ..plots import COLORS, LABELS, STYLES, _pyplot
+    from ..plots import _pyplot, style
 
     plt = _pyplot()
     n_layers = len(next(iter(summaries[0]["settings"].values()))["w_norm2"]["mean"][0])
@@ -84,8 +84,7 @@ def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
         for k in range(n_layers):
             ax = axes[i][k]
             for setting, t in s["settings"].items():
-                _panel(ax, t, "w_norm2", k, color=COLORS.get(setting), label=LABELS.get(setting),
-                       **STYLES.get(setting, {}))
+                _panel(ax, t, "w_norm2", k, **style(setting))
             ax.set_yscale("log")
             ax.set_title(f"{TITLES.get(s['task'], s['task'])}: "
                          + ("output layer" if k == n_layers - 1 else f"hidden layer {k + 1}"),
