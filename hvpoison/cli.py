@@ -99,7 +99,7 @@ def _run_and_report(exp, out, args, title):
     print(f"{title}\nresults -> {out}/  (re-run the same command to resume)", file=sys.stderr)
     summary = run(exp, out, n_jobs=args.jobs, scheduler=getattr(args, "scheduler", None),
                   overwrite=args.overwrite, progress=not args.quiet,
-                  data_dir=getattr(args, "data_dir", None))
+                  data_dir=getattr(args, "data_dir", None), reuse=getattr(args, "reuse", ()))
     print(format_table(summary))
     paths = plot_summary(summary, os.path.join(out, "summary"))
     print(f"\nplot: {paths[0]} (and .pdf); tables: {out}/summary.csv, {out}/summary.json; "
@@ -270,6 +270,13 @@ def _positive_int(s):
     return v
 
 
+def _results_folder(s):
+    if not os.path.isfile(os.path.join(s, "experiment.json")):
+        raise argparse.ArgumentTypeError(f"expected a results folder (with experiment.json), "
+                                         f"got {s!r}")
+    return s
+
+
 def _run_options(p, default_out=None):
     p.add_argument("--out", default=default_out, help="results folder (resumed if it exists)")
     p.add_argument("--jobs", type=_positive_int, default=1,
@@ -339,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("experiment", metavar="EXPERIMENT", help="a .toml file")
     c.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler")
     c.add_argument("--data-dir", help="directory with the dataset files")
+    c.add_argument("--reuse", metavar="RESULTS", type=_results_folder, action="append",
+                   default=[], help="copy the undefended ('none') records from this results "
+                   "folder when its experiment differs only in [defense] (repeatable)")
     _run_options(c)
     c.set_defaults(func=_cmd_run)
 

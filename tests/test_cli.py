@@ -61,6 +61,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
                     "attack.alpha: expected")
     _one_line_error(["attack", "--alpha", "big"], "invalid float value: 'big'")
     _one_line_error(["plot", str(tmp_path)], "RESULTS: expected a results folder")
+    _one_line_error(["run", str(bad), "--reuse", str(tmp_path)],
+                    "--reuse: expected a results folder (with experiment.json)")
     _one_line_error(["data", "check", "mnist8"], "DATASET: expected one of")
     _one_line_error(["demo", "--jobs", "-1"], "expected a positive integer")
     env = {**os.environ, "HVPOISON_CACHE": str(tmp_path / "cache")}
@@ -100,6 +102,14 @@ def test_attack_run_and_plot_commands(tmp_path, capsys):
                    '[test]\nT = 20\nkuncheva_k = [1]\n')
     assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet", "--jobs", "2"]) == 0
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["complete"]
+    l1 = tmp_path / "l1.toml"
+    l1.write_text(cfg.read_text().replace('[defense]\n', '[defense]\npenalty = "l1"\n'))
+    assert main(["run", str(l1), "--out", str(tmp_path / "r1"), "--reuse", str(tmp_path / "r"),
+                 "--quiet"]) == 0
+    rec = json.loads((tmp_path / "r1" / "records" / "r000-none-b1.json").read_text())
+    assert rec["copied_from"] == str(tmp_path / "r")
+    assert "copied_from" not in json.loads(
+        (tmp_path / "r1" / "records" / "r000-learned-b1.json").read_text())
     capsys.readouterr()
     assert main(["plot", str(tmp_path / "r"), "--out", str(tmp_path / "p" / "fig")]) == 0
     assert (tmp_path / "p" / "fig.png").is_file()

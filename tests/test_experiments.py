@@ -179,6 +179,37 @@ def test_a_different_experiment_in_the_same_folder_is_refused(serial):
         run({**SMALL, "seed": 6}, out, progress=False)
 
 
+def test_undefended_records_are_copied_from_a_run_with_another_penalty(serial, tmp_path):
+    out, _ = serial
+    defense = {**SMALL["defense"], "penalty": "l1", "lam_large": -3.0}
+    l1 = {**SMALL, "name": "small-l1", "defense": {**defense, "settings": ["none", "learned"]}}
+    computed = []
+    run(l1, tmp_path / "l1", progress=lambda *a: computed.append(a[2]),
+        reuse=[tmp_path / "no-such-folder", out, tmp_path / "l1"])
+    keys = [f"r{r:03d}-none-b{b}" for r in range(2) for b in range(3)]
+    assert computed and not any("-none-" in k for k in computed)
+    copies = Store(tmp_path / "l1")
+    assert all(copies.load(k)["copied_from"] == str(out) for k in keys)
+    assert copies.load_arrays("r001-none-b2")["Xp"].shape == (12, 784)
+
+    # the premise: the undefended victim does not read [defense], so computing them under
+    # L1 gives the very same records
+    fresh = Store(tmp_path / "fresh")
+    run({**l1, "defense": {**defense, "settings": ["none"]}}, fresh.out, progress=False)
+    for k in keys:
+        a, b = fresh.load(k), copies.load(k)
+        for r in (a, b):
+            r.pop("seconds")
+        assert b.pop("copied_from") and a == b, k
+        np.testing.assert_array_equal(fresh.load_arrays(k)["Xp"], copies.load_arrays(k)["Xp"])
+
+    # a different attack is another experiment: nothing copied
+    other = {**l1, "attack": {**SMALL["attack"], "iters": 3}}
+    computed.clear()
+    run(other, tmp_path / "other", progress=lambda *a: computed.append(a[2]), reuse=[out])
+    assert sum("-none-" in k for k in computed) == len(keys)
+
+
 def test_plot_writes_png_and_pdf(serial, tmp_path):
     pytest.importorskip("matplotlib")
     from hvpoison.plots import plot_summary

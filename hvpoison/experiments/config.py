@@ -125,11 +125,17 @@ class Experiment:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def fingerprint(self) -> str:
-        """A hash of everything that changes the results (not of ``name``)."""
+    def fingerprint(self, undefended=False) -> str:
+        """A hash of everything that changes the results (not of ``name``).
+
+        ``undefended=True``: of what the ``"none"`` setting's records depend on, i.e.
+        everything but ``[defense]``; two experiments that differ only in the penalty (the
+        L2 and L1 runs of a figure) share those records."""
         d = self.to_dict()
         d.pop("name")
         d["data"].pop("data_dir")
+        if undefended:
+            d.pop("defense")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> "Experiment":

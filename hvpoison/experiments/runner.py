@@ -224,8 +224,25 @@ def _print_progress(done, total, key, rec, stream=None):
     stream.flush()
 
 
+def _copy_undefended(exp, store, folders, keys) -> dict:
+    """Copy the missing ``keys`` (``"none"`` records) from those ``folders`` whose experiment
+    has ``exp``'s undefended fingerprint; returns ``{key: folder}`` of the copies."""
+    fp, copied = exp.fingerprint(undefended=True), {}
+    missing = [k for k in keys if not store.has(k)]
+    for folder in folders:
+        other = Store(folder)
+        if not missing or other.out.resolve() == store.out.resolve() or \
+                other.undefended_fingerprint() != fp:
+            continue
+        for k in list(missing):
+            if store.copy_from(other, k):
+                copied[k] = str(other.out)
+                missing.remove(k)
+    return copied
+
+
 def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, progress=True,
-        data_dir=None, max_records=None) -> dict:
+        data_dir=None, max_records=None, reuse=()) -> dict:
     """Run (or resume) ``exp`` into the folder ``out``; returns the summary.
 
     ``n_jobs``: local worker processes (1 = in this process); ``scheduler`` (an address such
@@ -233,7 +250,10 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
     ``progress``: True prints one line per record to stderr, a callable receives
     ``(done, total, key, record)``. ``max_records`` stops after that many new records (for
     tests and for spreading a long run over sessions). Re-running resumes: finished records
-    are kept, and only the missing ones are computed.
+    are kept, and only the missing ones are computed. ``reuse``: folders of other
+    experiments; a missing ``"none"`` record is copied from one whose experiment differs
+    from ``exp`` only in ``[defense]`` (the undefended victim never reads it), instead of
+    being computed again.
     """
     if isinstance(exp, dict):
         exp = Experiment.from_dict(exp)
@@ -250,9 +270,13 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
     def key(u):
         return store.key(u.rep, u.setting, u.b)
 
+    report = progress if callable(progress) else (_print_progress if progress else None)
+    copied = _copy_undefended(exp, store, reuse, [key(u) for u in units if u.setting == "none"])
     done = {u for u in units if store.has(key(u))}
     total, n_done, n_new = len(units), len(done), 0
-    report = progress if callable(progress) else (_print_progress if progress else None)
+    if copied and report is _print_progress:
+        sys.stderr.write(f"{len(copied)} records of the undefended victim copied from "
+                         f"{', '.join(sorted(set(copied.values())))}\n")
 
     if scheduler is not None or client is not None:
         ex = _Dask(client, scheduler)

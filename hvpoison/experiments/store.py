@@ -6,6 +6,7 @@
     OUT/records/r000-none-b2.json   test error, lam, ||w||^2/P, Kuncheva, trace, timings
     OUT/records/r000-none-b2.npz    the batch's poisoning points (Xp, yp, rows)
     OUT/records/r000-cv.json        lam_CV of repetition 0 (the 'cv' setting's input)
+    (a record copied from another experiment's folder names it in ``copied_from``)
     OUT/summary.json, summary.csv   aggregates per (setting, fraction)
 
 A record exists once its ``.json`` exists: the ``.npz`` is written first, each through a
@@ -95,6 +96,27 @@ class Store:
         if arrays is not None:
             atomic_write(self.records / f"{key}.npz", lambda f: np.savez(f, **arrays))
         write_json(self.records / f"{key}.json", record)     # last: the record now exists
+
+    def copy_from(self, other: "Store", key) -> bool:
+        """Copy record ``key`` (and its arrays) from ``other`` if it has it; the copy notes
+        where it came from. Returns whether it did."""
+        if not other.has(key):
+            return False
+        record = dict(other.load(key), copied_from=str(other.out))
+        arrays = other.load_arrays(key) if (other.records / f"{key}.npz").is_file() else None
+        self.save(key, record, arrays)
+        return True
+
+    def undefended_fingerprint(self):
+        """``Experiment.fingerprint(undefended=True)`` of the experiment in this folder, or
+        None when the folder holds none."""
+        from .config import Experiment
+
+        try:
+            meta = json.loads((self.out / "experiment.json").read_text())
+            return Experiment.from_dict(meta["config"]).fingerprint(undefended=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def all_records(self) -> list:
         if not self.records.is_dir():

@@ -46,6 +46,14 @@ def _finished(exp, folder):
     return s if s.get("complete") and meta.get("fingerprint") == exp.fingerprint() else None
 
 
+def _siblings(out, name):
+    """The other experiment folders in ``out``: the L1 run of a figure copies its
+    undefended records from the L2 run (and vice versa) instead of recomputing them."""
+    out = Path(out)
+    return sorted(p for p in out.iterdir() if p.is_dir() and p.name != name) \
+        if out.is_dir() else []
+
+
 def _run_all(configs, out, n_jobs, data_dir, progress, tasks=None):
     """Run (or resume) the experiments of ``tasks`` (all when None); the other tasks'
     experiments are drawn too when a finished run of the same protocol is in ``out``, so
@@ -57,7 +65,7 @@ def _run_all(configs, out, n_jobs, data_dir, progress, tasks=None):
         exp = Experiment.from_dict(cfg)
         if tasks is None or exp.data.task in tasks:
             s = run(exp, Path(out) / exp.name, n_jobs=n_jobs, data_dir=data_dir,
-                    progress=progress)
+                    progress=progress, reuse=_siblings(out, exp.name))
         elif (s := _finished(exp, Path(out) / exp.name)) is None:
             continue
         s["n_val"] = exp.data.n_val
