@@ -135,6 +135,40 @@ def section_lr(fig, data, title):
                   f"compute on {meta['machine']}", "", error_table(s), ""]
         if {"none", "large", "learned"} <= set(s["settings"]):
             lines += lr_claims(s) + layer_claims(s) + [""]
+        lines += cross_claims(s)
+    return lines
+
+
+def cross_claims(s):
+    """The cross-evaluation of ``reproduce/cross_eval.py``, if it was run on this experiment:
+    every attack's points against every victim, and the worst case per victim."""
+    p = OUT / s["name"] / "cross_eval.json"
+    if not p.is_file():
+        return []
+    c = json.loads(p.read_text())
+    if c["fingerprint"] != s["fingerprint"]:
+        return [f"(cross_eval.json of {s['name']} is from another run: not shown)", ""]
+    vs, errs = c["victims"], c["errors"]
+    lines = ["Cross-evaluation (`reproduce/cross_eval.py`): the poisoned training set each "
+             "attack left at the largest fraction (rows), trained by each victim (columns; "
+             "\"lam tuned on val\": the grid λ with the lowest validation loss on those points)"
+             f"; {c['seconds'] / 60:.1f} min, {c['date']}.", "",
+             "| attack against \\ victim | " + " | ".join(vs) + " |",
+             "|---" * (len(vs) + 1) + "|"]
+    for a, row in errs.items():
+        lines.append(f"| {a} | " + " | ".join(f"{np.mean(row[v]):.3f} ± {np.std(row[v]):.3f}"
+                                               if v in row else "" for v in vs) + " |")
+
+    def worst(v):
+        return max(np.mean(row[v]) for row in errs.values() if v in row)
+
+    learned = max(worst("lam tuned on val"), worst("A's learned lam"))
+    none, large = worst("none"), worst("large")
+    best = min(none, large)
+    ok = learned - best <= max(0.01, 0.25 * best)
+    lines += ["", f"- against the strongest attack found for each victim, learned λ stays close "
+              f"to the best of none and large (within 0.01 or 25 %): worst case none "
+              f"{none:.3f}, large {large:.3f}, learned {learned:.3f}: {_verdict(ok)}", ""]
     return lines
 
 
@@ -229,8 +263,9 @@ def sync(out, runs):
         p = d / "summary.json"
         if p.is_file() and json.loads(p.read_text())["complete"]:
             (runs / d.name).mkdir(exist_ok=True)
-            for name in ("experiment.json", "summary.json", "summary.csv"):
-                shutil.copyfile(d / name, runs / d.name / name)
+            for name in ("experiment.json", "summary.json", "summary.csv", "cross_eval.json"):
+                if (d / name).is_file():
+                    shutil.copyfile(d / name, runs / d.name / name)
 
 
 def _summary(name):

@@ -67,6 +67,20 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     assert main(["reproduce", "fig2", "--quick", "--quiet", "--tasks", "mnist", "--out",
                  str(tmp_path), "--data-dir", str(SHARED)]) == 0
     assert fig2_tasks() == {"mnist", "cifar10"}
+    # the L1 and L2 runs share their undefended records (computed once, then copied)
+    rec = {p: json.loads((tmp_path / f"lr-mnist-{p}-quick" / "records" / "r000-none-b2.json")
+                         .read_text()) for p in ("l1", "l2")}
+    assert [r.get("copied_from", "") for r in rec.values()].count("") == 1
+    assert rec["l1"]["test_error"] == rec["l2"]["test_error"]
+    # cross-evaluation: its diagonal retrains each setting's own victim on its own points
+    folder = tmp_path / "lr-mnist-l2-quick"
+    subprocess.run([sys.executable, str(ROOT / "reproduce" / "cross_eval.py"), str(folder),
+                    "--data-dir", str(SHARED), "--grid", "-4", "-1"], check=True,
+                   capture_output=True)
+    errors = json.loads((folder / "cross_eval.json").read_text())["errors"]
+    own = json.loads((folder / "summary.json").read_text())["settings"]
+    for a, v in [("none", "none"), ("large", "large"), ("learned", "A's learned lam")]:
+        assert errors[a][v] == [own[a]["test_error"]["mean"][-1][0]], (a, v)
     # RESULTS.md is generated from the experiments' summaries (here: the quick ones)
     sys.path.insert(0, str(ROOT / "reproduce"))
     import results
@@ -78,6 +92,7 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     assert text.count("### ") == 12 and "sensitivity to the validation size" in text
     assert "learned λ per layer (hidden 1 / hidden 2 / output)" in text
     assert "confirmed**" in text and "fig1" in text.split("Not run yet")[1]
+    assert text.count("Cross-evaluation") == 1 and "against the strongest attack" in text
 
 
 def test_unknown_figure_is_a_one_line_error():
