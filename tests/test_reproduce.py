@@ -92,7 +92,7 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     assert text.count("### ") == 12 and "sensitivity to the validation size" in text
     assert "learned λ per layer (hidden 1 / hidden 2 / output)" in text
     assert "confirmed**" in text and "fig1" in text.split("Not run yet")[1]
-    assert text.count("Cross-evaluation") == 1 and "against the strongest attack" in text
+    assert text.count("Cross-evaluation") == 1 and "against the strongest attack found" in text
 
 
 def test_unknown_figure_is_a_one_line_error():
