@@ -99,3 +99,15 @@ def test_unknown_figure_is_a_one_line_error():
     r = subprocess.run([sys.executable, "-m", "hvpoison", "reproduce", "fig99"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "FIGURE: expected one of" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cross_eval_tuning_skips_a_lam_whose_training_diverges():
+    sys.path.insert(0, str(ROOT / "reproduce"))
+    import cross_eval
+
+    s = synthetic2d(40, seed=1)
+    obj = hv.Objective(hv.LR(2), "l2")
+    with np.errstate(all="ignore"):
+        assert not np.isfinite(hv.train(obj, s.Xtr, s.ytr, 10.0, T=200, eta=0.5)).all()
+        w = cross_eval.tuned(obj, s.Xtr, s.ytr, s, [10.0, -2.0], 200, 0.5, 0)
+    np.testing.assert_array_equal(w, hv.train(obj, s.Xtr, s.ytr, -2.0, T=200, eta=0.5))
