@@ -31,15 +31,14 @@ import numpy as np
 import hvpoison as hv
 from hvpoison.experiments import Experiment, Store
 from hvpoison.experiments.store import write_json
-from hvpoison.experiments.runner import load_split, seeds, victim
+from hvpoison.experiments.runner import load_split, poison_blocks, seeds, victim
 
 
 def poisoned(store, rep, setting, n_batches, split):
     """The training set the attack against ``setting`` left after ``n_batches`` batches."""
     X, y = split.Xtr.copy(), split.ytr.copy()
-    for b in range(1, n_batches + 1):
-        z = store.load_arrays(store.key(rep, setting, b))
-        X[z["rows"]], y[z["rows"]] = z["Xp"], z["yp"]
+    for rows, Xp, yp in poison_blocks(store, rep, setting, n_batches):
+        X[rows], y[rows] = Xp, yp
     return X, y
 
 

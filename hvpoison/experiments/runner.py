@@ -122,6 +122,16 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
     return record, {"rows": rows, "Xp": np.asarray(batch.X[rows]), "yp": np.asarray(batch.y[rows])}
 
 
+def poison_blocks(store, rep, setting, n_batches) -> list:
+    """``[(rows, Xp, yp), ...]``: the poisoning points of batches ``1..n_batches`` of the
+    attack against ``setting`` in repetition ``rep``, as recorded."""
+    out = []
+    for b in range(1, n_batches + 1):
+        z = store.load_arrays(store.key(rep, setting, b))
+        out.append((z["rows"], z["Xp"], z["yp"]))
+    return out
+
+
 def _plain(lam):
     if lam is None:
         return None
@@ -305,10 +315,7 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
         if u.b is None:
             return ex.submit(run_cv, exp_dict, u.rep, sp)
         lam_cv = store.load(store.key(u.rep, "cv"))["lam_cv"] if u.setting == "cv" else None
-        blocks = []
-        for b in range(1, u.b):
-            z = store.load_arrays(store.key(u.rep, u.setting, b))
-            blocks.append((z["rows"], z["Xp"], z["yp"]))
+        blocks = poison_blocks(store, u.rep, u.setting, u.b - 1)
         lam0 = store.load(store.key(u.rep, u.setting, 0))["lam0"] if u.b else None
         return ex.submit(run_unit, exp_dict, u, sp, blocks, lam_cv, lam0)
 
