@@ -58,7 +58,8 @@ def tuned(obj, X, y, split, grid, T, eta, seed):
 
 
 def cross_eval(folder, data_dir=None, grid=GRID):
-    """``{(attacked setting, victim): [test error per repetition]}`` at the largest fraction."""
+    """``(experiment, {(attacked setting, victim): [test error per repetition]})`` at the
+    largest fraction."""
     folder = Path(folder)
     exp = Experiment.from_dict(json.loads((folder / "experiment.json").read_text())["config"])
     store, nb, t = Store(folder), exp.attack.n_batches, exp.test
