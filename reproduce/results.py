@@ -35,6 +35,11 @@ def _verdict(ok):
     return "**confirmed**" if ok else "**not confirmed**"
 
 
+def _close(learned, best):
+    """The paper's "learned λ stays close to the best": within 0.01 or 25 % of it."""
+    return bool(np.all(learned - best <= np.maximum(0.01, 0.25 * best)))
+
+
 def error_table(s):
     st = s["settings"]
     fr = next(iter(st.values()))["fraction"]
@@ -65,7 +70,7 @@ def lr_claims(s):
                f"(learned) vs {none[-1]:.3f} (none): {_verdict(learned[-1] < none[-1])}")
     best = np.minimum(none, large)
     gap = learned - best
-    ok = bool(np.all(gap <= np.maximum(0.01, 0.25 * best)))
+    ok = _close(learned, best)
     out.append("- learned λ stays close to the best of none and large at every fraction "
                "(within 0.01 or 25 % of the better error): gaps "
                + ", ".join(f"{g:+.3f}" for g in gap) + " (std of learned: "
@@ -165,8 +170,7 @@ def cross_claims(s):
     learned = max(worst("lam tuned on val"), worst("A's learned lam"))
     none, large = worst("none"), worst("large")
     clean = _mean(s["settings"]["none"], "test_error")[0]
-    best = min(none, large)
-    ok = learned - best <= max(0.01, 0.25 * best)
+    ok = _close(learned, min(none, large))
     lines += ["", "- against the strongest attack found for each victim (the column maxima):",
               f"  - the attack against λ = −∞ at least doubles the clean error: {clean:.3f} → "
               f"{none:.3f}: {_verdict(none >= 2 * clean)}",

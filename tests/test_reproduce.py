@@ -111,3 +111,10 @@ def test_cross_eval_tuning_skips_a_lam_whose_training_diverges():
         assert not np.isfinite(hv.train(obj, s.Xtr, s.ytr, 10.0, T=200, eta=0.5)).all()
         w = cross_eval.tuned(obj, s.Xtr, s.ytr, s, [10.0, -2.0], 200, 0.5, 0)
     np.testing.assert_array_equal(w, hv.train(obj, s.Xtr, s.ytr, -2.0, T=200, eta=0.5))
+
+
+def test_cross_eval_names_a_folder_that_is_not_a_results_folder(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "reproduce" / "cross_eval.py"),
+                        str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "RESULTS: expected a results folder (with experiment.json)" in r.stderr
