@@ -12,6 +12,11 @@ and descent on ``lam`` (Eq. 2-3).
         X_p = Pi_Phi(X_p + alpha grad_Xp / ||grad_Xp||)        ascent, box projection     [A6]
         lam = Pi_Lam(lam - alpha_lam grad_lam / |grad_lam|)    descent, per component     [A7]
 
+Lines [A4]-[A6] are a *method* (:mod:`hvpoison.methods`): a hypergradient matched to the
+*victim* (:mod:`hvpoison.victims`, how the defender trains) and an outer step. The default,
+``method="alg2"`` against ``victim="gd"``, is the paper's algorithm above; ``"strong"`` is
+the strongest recipe measured for the victim.
+
 Poisoning fractions are cumulative: optimise a batch of ``n_poison`` points, freeze it,
 replace the next ``n_poison`` clean rows, re-initialise ``lam`` and repeat.
 
@@ -28,10 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checks, ops
+from . import _checks
 from .backend import to_numpy
-from .hypergrad.rmd import _rmd, unroll
-from .models.lr import LR
+from .methods import as_method
+from .victims import as_victim
 
 
 @dataclass
@@ -41,7 +46,10 @@ class Batch:
     ``X, y``: the poisoned training set ``D_tr'`` (``n x d``, ``n``); ``poison_idx``: all
     its poisoned rows so far; ``lam``: the final ``lam`` (None without a penalty);
     ``trace``: per hyperiteration, the attacker's objective ``outer`` and ``lam``; plus
-    ``final`` (the objective after the last step) and the ``restart`` that was kept.
+    ``final`` (the objective of the returned points), the ``restart`` that was kept and,
+    for methods that keep the best iterate, ``best`` (its hyperiteration). ``X0``: this
+    batch's ``n_p x d`` points as initDp cloned them (rows in increasing order, as
+    ``X[poison_idx]`` orders the newest batch), None at fraction 0.
     """
 
     fraction: float
@@ -50,6 +58,7 @@ class Batch:
     poison_idx: np.ndarray
     lam: object
     trace: dict = field(default_factory=dict)
+    X0: object = None
 
 
 def _no_waiting(xp):
@@ -78,10 +87,128 @@ def _lam_bounds(bounds):
     return float(lo), float(hi)
 
 
-def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=30, T=200,
-           eta=0.1, alpha=1.0, alpha_lam=0.2, lam=None, learn_lam=False,
+@dataclass
+class Context:
+    """What every part of a method reads during batch ``b`` (built and validated once by
+    :func:`attack`; :meth:`make` builds one to call a method's parts directly).
+
+    ``rows``: the ``n_p`` poisoning rows of batch ``b`` (an ``xp`` index array; None at
+    ``b = 0``); ``rng``: batch ``b``'s seeded stream (initDp and random ``initW`` draws).
+    """
+
+    obj: object
+    xp: object
+    dtype: object
+    victim: object
+    Xt: object                # the attacker's outer set (D_val, or the target set)
+    yt: object
+    Xval: object              # the defender's set (D_val)
+    yval: object
+    target: bool              # Xt is not D_val
+    sign: float               # the attacker ascends sign * loss(D_t)
+    box: tuple
+    lam_shape: object
+    b: int = 0
+    rows: object = None
+    rng: object = None
+
+    @classmethod
+    def make(cls, obj, Xval, yval, victim, *, lam=None, box=(0.0, 1.0), rows=None, b=1,
+             seed=0, target=None, targeted=False):
+        """A checked context for ``obj`` and ``victim`` (a name or object), ``Xval``
+        ``(m, d)`` and ``lam`` of the shape the method will be given; the attacker's set is
+        ``target`` (or ``D_val``)."""
+        w = obj.model.init(0, dtype=Xval.dtype)
+        pt = obj.at(w, Xval, yval, lam)
+        xp = pt.xp
+        Xt, yt = (Xval, pt.y) if target is None else (target[0], obj.at(w, *target).y)
+        shape = pt.lam_shape
+        return cls(obj, xp, Xval.dtype, as_victim(victim), Xt, yt, Xval, pt.y,
+                   target is not None, -1.0 if targeted else 1.0, tuple(box), shape, b,
+                   None if rows is None else xp.asarray(rows),
+                   np.random.default_rng([seed, b]))
+
+    def init_w(self):                                              # [A4]
+        return self.victim.initial(self.obj, int(self.rng.integers(2**63)), self.Xt) \
+            if self.victim.init_kind(self.obj) == "random" else \
+            self.xp.zeros(self.obj.model.n_params, dtype=self.dtype)
+
+    def as_lam(self, v):
+        return None if v is None else (float(v) if v.ndim == 0 else
+                                       self.xp.asarray(v, self.dtype))
+
+    def exp_lam(self, v):      # e = exp(lam) per penalty group, computed on the device
+        return None if v is None else self.obj._exp_groups(
+            self.xp.broadcast_to(v, (self.obj.n_lam,)).astype(self.dtype))
+
+
+def init_dp(ctx, X, y, n_poison):
+    """[A1]-[A2]: a copy of ``(X, y)`` whose rows ``ctx.rows`` hold ``n_poison``
+    label-flipped clones of validation rows."""
+    Xc, yc = X.copy(), y.copy()
+    src = ctx.xp.asarray(_init_dp_rows(ctx.rng, ctx.Xval.shape[0], n_poison))
+    Xc[ctx.rows] = ctx.Xval[src]
+    yc[ctx.rows] = 1 - ctx.yval[src]
+    return Xc, yc
+
+
+def hyperiteration(ctx, method, states, Xc, yc, lam_k, learn_lam, alpha_lam, lam_bounds):
+    """One pass of [A4]-[A7]: ``(value, lam_k)``, ``Xc``'s poisoning rows updated in place."""
+    hg_state, step_state = states
+    xp = ctx.xp
+    value, dXp, dlam = method.hypergrad(ctx, hg_state, Xc, yc, lam_k, learn_lam)  # [A4]-[A5]
+    if ctx.b:
+        Xc[ctx.rows] = method.step(ctx, step_state, Xc[ctx.rows], ctx.sign * dXp)  # [A6]
+    if learn_lam:                                                            # [A7]
+        lam_k = xp.clip(lam_k - alpha_lam * xp.sign(dlam), *lam_bounds)   # g/|g| per component
+    return value, lam_k
+
+
+def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, lam_bounds,
+                callback, r):
+    """Alg. 2 for batch ``ctx.b`` from one initDp draw: ``(Xc, yc, trace, lam_k, X0)``."""
+    xp = ctx.xp
+    Xc, yc = init_dp(ctx, X, y, n_poison) if ctx.b else (X.copy(), y.copy())
+    # the clones before any step, in the order of the sorted rows (as Batch.poison_idx)
+    X0 = Xc[ctx.rows[xp.argsort(ctx.rows)]].copy() if ctx.b else None
+    lam_k = None if lam0 is None else xp.asarray(lam0)                       # [A3], float64
+    states = (method.hypergrad.start(ctx),
+              method.step.start(ctx, Xc[ctx.rows]) if ctx.b else None)
+    outer, lams = [], []                      # kept on the device until the batch ends
+    best = None
+    with _no_waiting(xp):
+        for k in range(iters if (ctx.b or learn_lam) else 1):
+            Xp_k = Xc[ctx.rows].copy() if method.keep_best and ctx.b else None
+            value, lam_next = hyperiteration(ctx, method, states, Xc, yc, lam_k, learn_lam,
+                                             alpha_lam, lam_bounds)
+            outer.append(value)
+            lams.append(lam_k)
+            if Xp_k is not None and (best is None or float(value) > best[0]):
+                best = (float(value), k, Xp_k, lam_k)        # the iterate just measured
+            lam_k = lam_next
+            if callback is not None:               # asked for: a wait for the device
+                callback(ctx.b, k, ctx.sign * float(value),
+                         None if lam_k is None else to_numpy(lam_k))
+    trace = {"outer": (ctx.sign * to_numpy(xp.stack(outer))).tolist(),
+             "lam": [None if v is None else to_numpy(v).tolist() for v in lams]}
+    if best is not None:
+        final = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)
+        if ctx.sign * best[0] > final:              # an earlier iterate was better
+            Xc[ctx.rows], lam_k = best[2], best[3]
+            final = ctx.sign * best[0]
+            trace["best"] = best[1]
+    else:
+        final = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)
+    trace["final"] = final
+    trace["restart"] = r
+    return Xc, yc, trace, lam_k, X0
+
+
+def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T=200,
+           eta=0.1, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
-           w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None):
+           w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None,
+           victim="gd", method="alg2"):
     """Run Alg. 2 for ``n_batches`` cumulative batches of ``n_poison`` points.
 
     Parameters
@@ -90,16 +217,23 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=30, T=2
         learned ``lam`` is one scalar or one value per layer)
     Xtr, ytr, Xval, yval : clean training set ``(n, d)`` and trusted validation set ``(m, d)``
     n_poison, n_batches : points per batch; fractions are ``b * n_poison / n``, b = 0..n_batches
-    iters : hyperiterations K per batch;  T, eta : inner steps and step (Eq. 6)
-    alpha, alpha_lam : outer steps for ``X_p`` (Frobenius length of the normalised step) and
-        ``lam`` (per component; None = alpha)
+    victim : how the defender trains (:mod:`hvpoison.victims`): ``"gd"`` = ``GD(T, eta,
+        w_init)``, the paper's (default), ``"exact"`` = ``Exact()`` (to optimality; LR with
+        L2), or a victim object
+    method : ``"alg2"`` (the paper's Alg. 2, default), ``"strong"`` (the strongest recipe
+        for the victim), or a :class:`hvpoison.methods.Method`
+    iters : hyperiterations K per batch (None: the method's, 30 for alg2, 100 for strong)
+    T, eta : the GD victim's inner steps and step (Eq. 6)
+    alpha : the outer step for ``X_p`` (None: the method's): alg2's Frobenius length of the
+        normalised step (1.0); strong's Adam step as a fraction of the box width (0.02)
+    alpha_lam : the step for ``lam`` (per component; None = alpha)
     lam : fixed ``lam``, or the initial value (initL) when ``learn_lam``; None = no penalty
     learn_lam : learn ``lam`` on the validation set (Eq. 3), else keep it fixed
     lam_bounds : box ``Lam`` for ``lam``;  box : ``(low, high)`` feature box ``Phi``
         (default: the range of the training and validation data)
     target : None or ``(X_t, y_t)`` for Eq. 2;  targeted : minimise the loss on ``y_t``
-    w_init : "zeros" (LR default) or "random" (MLP default: a fresh draw at every
-        hyperiteration)
+    w_init : the GD victim's initW: "zeros" (LR default) or "random" (MLP default: a fresh
+        draw at every hyperiteration)
     restarts : independent initDp draws per batch; the best (highest objective) is kept
     seed : makes the run reproducible;  memory : passed to :func:`rmd`
     callback : called as ``callback(batch, k, outer_value, lam)`` after each hyperiteration
@@ -123,109 +257,61 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=30, T=2
     if n_poison * n_batches > n:
         _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
                      f"{n_poison} * {n_batches}")
-    iters = _checks.positive_int("iters", iters)
-    alpha = _checks.positive_float("alpha", alpha)
-    alpha_lam = alpha if alpha_lam is None else _checks.positive_float("alpha_lam", alpha_lam)
+    victim = as_victim(victim, T, eta, w_init)
+    if isinstance(method, str) and method == "alg2" and alpha is not None:
+        alpha = _checks.positive_float("alpha", alpha)
+    method = as_method(method, victim, iters, alpha, memory)
+    method.hypergrad.check(victim, obj)
+    alpha_lam = (method.step.alpha if hasattr(method.step, "alpha") else method.step.lr) \
+        if alpha_lam is None else _checks.positive_float("alpha_lam", alpha_lam)
     restarts = _checks.positive_int("restarts", restarts)
     if learn_lam and lam is None:
         _checks.fail("lam", "an initial value when learn_lam=True", "None")
-    lo_lam, hi_lam = _lam_bounds(lam_bounds)
+    lam_bounds = _lam_bounds(lam_bounds)
     if box is None:
         box = (float(min(Xtr.min(), Xval.min())), float(max(Xtr.max(), Xval.max())))
     if not (len(box) == 2 and box[0] < box[1]):
         _checks.fail("box", "(low, high) with low < high", repr(box))
-    if w_init is None:
-        w_init = "zeros" if isinstance(model, LR) else "random"
-    if w_init not in ("zeros", "random"):
-        _checks.fail("w_init", "'zeros' or 'random'", repr(w_init))
     if target is not None:
         Xt, yt = target
         yt = obj._checked(pt.w, Xt, yt)
     else:
         Xt, yt = Xval, yval
-    sign = -1.0 if targeted else 1.0        # the attacker ascends sign * loss(target)
+    ctx = Context(obj, xp, Xtr.dtype, victim, Xt, yt, Xval, yval, target is not None,
+                   -1.0 if targeted else 1.0, tuple(box), pt.lam_shape)
 
     # the rows I, batch by batch: a permutation that does not depend on n_batches, so a
     # run to 8 % is the first two batches of a run to 20 %
     replace = np.random.default_rng(seed).permutation(n)[: n_poison * n_batches]
-    rng = None                                  # batch b draws from default_rng([seed, b])
     lam0 = None if lam is None else np.array(lam, dtype=float)
-    lam_shape = pt.lam_shape
-
-    def init_w():                                                 # [A4]
-        if w_init == "zeros":
-            return xp.zeros(model.n_params, dtype=Xtr.dtype)
-        return model.init(int(rng.integers(2**63)), dtype=Xtr.dtype, device=None
-                          if xp is np else "gpu")
-
-    def as_lam(v):
-        return None if v is None else (float(v) if v.ndim == 0 else xp.asarray(v, Xtr.dtype))
-
-    def exp_lam(v):             # e = exp(lam) per penalty group, computed on the device
-        return None if v is None else obj._exp_groups(
-            xp.broadcast_to(v, (obj.n_lam,)).astype(Xtr.dtype))
-
-    def objective(Xc, yc, lam_, w0):
-        w_T = unroll(obj, w0, Xc, yc, as_lam(lam_), T, eta)
-        return sign * float(obj.val_loss(w_T, Xt, yt))
 
     X, y, b0 = Xtr.copy(), ytr.copy(), -1
     if start is not None:
-        b0, X, y = start
-        if isinstance(b0, bool) or not isinstance(b0, (int, np.integer)) or not 0 <= b0 <= n_batches:
-            _checks.fail("start[0]", f"a batch index in [0, {n_batches}]", repr(b0))
-        y = obj._checked(pt.w, X, y)
-        if X.shape != Xtr.shape:
-            _checks.fail("start[1]", f"the poisoned training set of shape {Xtr.shape}",
-                         _checks._describe(X))
-        X, y = X.copy(), y.copy()
+        b0, X, y = _checked_start(obj, pt, start, n_batches, Xtr.shape)
     batches = []
     for b in range(b0 + 1, n_batches + 1):
-        rng = np.random.default_rng([seed, b])
+        ctx.b, ctx.rng = b, np.random.default_rng([seed, b])    # batch b's own stream
         rows = replace[(b - 1) * n_poison: b * n_poison] if b else np.array([], dtype=np.int64)
-        rows_x = xp.asarray(rows) if b else None
+        ctx.rows = xp.asarray(rows) if b else None
         best = None
         for r in range(restarts if b else 1):
-            Xc, yc = X.copy(), y.copy()
-            if b:                                                 # [A1], [A2]
-                src = _init_dp_rows(rng, Xval.shape[0], n_poison)
-                src = xp.asarray(src)
-                Xc[rows_x] = Xval[src]
-                yc[rows_x] = 1 - yval[src]
-            lam_k = None if lam0 is None else xp.asarray(lam0)     # [A3], float64
-            outer, lams = [], []           # kept on the device until the batch ends
-            with _no_waiting(xp):
-                for k in range(iters if (b or learn_lam) else 1):
-                    w0 = init_w()
-                    e = exp_lam(lam_k)
-                    hg = _rmd(obj, w0, Xc, yc, rows_x, Xt, yt, e, lam_shape, T, eta,
-                              memory)                                  # [A5]
-                    outer.append(hg.value)
-                    lams.append(lam_k)
-                    if b:
-                        g = sign * hg.dXp
-                        norm = xp.linalg.norm(g)                       # g = 0: no step
-                        scale = (alpha / xp.where(norm > 0, norm, 1.0)).astype(Xtr.dtype)
-                        Xc[rows_x] = ops.impl("ascent_project", xp)(
-                            xp, Xc[rows_x], g, scale, box[0], box[1])  # [A6]
-                    if learn_lam:                                      # [A7]
-                        dlam = hg.dlam
-                        if target is not None:                         # defender: val loss
-                            dlam = _rmd(obj, w0, Xc, yc, None, Xval, yval, e, lam_shape, T,
-                                        eta, memory).dlam
-                        # g / |g| per component
-                        lam_k = xp.clip(lam_k - alpha_lam * xp.sign(dlam), lo_lam, hi_lam)
-                    if callback is not None:       # asked for: a wait for the device
-                        callback(b, k, sign * float(hg.value),
-                                 None if lam_k is None else to_numpy(lam_k))
-            trace = {"outer": (sign * to_numpy(xp.stack(outer))).tolist(),
-                     "lam": [None if v is None else to_numpy(v).tolist() for v in lams]}
-            trace["final"] = objective(Xc, yc, lam_k, init_w())
-            trace["restart"] = r
-            if best is None or trace["final"] > best[2]["final"]:
-                best = (Xc, yc, trace, lam_k)
-        X, y, trace, lam_k = best
+            result = one_restart(ctx, method, X, y, lam0, n_poison, method.iters, learn_lam,
+                                 alpha_lam, lam_bounds, callback, r)
+            if best is None or result[2]["final"] > best[2]["final"]:
+                best = result
+        X, y, trace, lam_k, X0 = best
         batches.append(Batch(fraction=b * n_poison / n, X=X, y=y,
                              poison_idx=np.sort(replace[: b * n_poison]),
-                             lam=as_lam(lam_k), trace=trace))
+                             lam=ctx.as_lam(lam_k), trace=trace, X0=X0))
     return batches
+
+
+def _checked_start(obj, pt, start, n_batches, shape):
+    b0, X, y = start
+    if isinstance(b0, bool) or not isinstance(b0, (int, np.integer)) or not 0 <= b0 <= n_batches:
+        _checks.fail("start[0]", f"a batch index in [0, {n_batches}]", repr(b0))
+    y = obj._checked(pt.w, X, y)
+    if X.shape != shape:
+        _checks.fail("start[1]", f"the poisoned training set of shape {shape}",
+                     _checks._describe(X))
+    return b0, X.copy(), y.copy()

@@ -62,3 +62,28 @@ def to_numpy(a):
     if is_cupy_array(a):  # pragma: no cover - GPU only
         return a.get()
     return np.asarray(a)
+
+
+def cho_factor(H):
+    """Lower Cholesky factor of a symmetric positive definite ``H`` ``(P, P)`` (on ``H``'s
+    device); a ridge of ``1e-12 * max|diag H|`` is added if round-off makes it fail."""
+    xp = get_array_module(H)
+    try:
+        return xp.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        ridge = 1e-12 * float(xp.abs(xp.diag(H)).max())
+        return xp.linalg.cholesky(H + ridge * xp.eye(H.shape[0], dtype=H.dtype))
+
+
+def cho_solve(L, r):
+    """``(L L^T)^{-1} r`` for the factor ``L`` of :func:`cho_factor` and ``r`` ``(P,)`` or
+    ``(P, k)``."""
+    xp = get_array_module(L)
+    if xp is np:
+        import scipy.linalg
+
+        return scipy.linalg.cho_solve((L, True), r, check_finite=False)
+    from cupyx.scipy.linalg import solve_triangular  # pragma: no cover - GPU only
+
+    z = solve_triangular(L, r, lower=True)  # pragma: no cover
+    return solve_triangular(L, z, lower=True, trans="T")  # pragma: no cover

@@ -7,6 +7,7 @@ import numpy as np
 from . import _checks
 from .backend import get_array_module, is_cupy_array, to_numpy
 from .hypergrad.rmd import unroll
+from .victims import as_victim
 
 
 def train(obj, X, y, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
@@ -50,16 +51,20 @@ def kuncheva(a, b, k):
 
 
 def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=1000, eta=0.1, seed=0, w_clean=None,
-             k=None):
-    """Train on ``(Xtr, ytr)`` (``(n, d)``, ``(n,)``, possibly poisoned) and report what
-    Sect. V plots for the test set ``(Xte, yte)``.
+             k=None, victim="gd"):
+    """Train on ``(Xtr, ytr)`` (``(n, d)``, ``(n,)``, possibly poisoned) as ``victim``
+    trains and report what Sect. V plots for the test set ``(Xte, yte)``.
+
+    ``victim``: ``"gd"`` (``T`` steps of size ``eta`` from ``model.init(seed)``, the paper's
+    test-time training), ``"exact"`` (to optimality, :class:`hvpoison.victims.Exact`), or a
+    victim object (:mod:`hvpoison.victims`).
 
     Returns a dict with ``test_error``, ``w_norm2`` (``||W_k||^2/P_k`` per layer),
     ``w`` and, when ``w_clean`` and ``k`` are given, ``kuncheva`` between the top-``k``
     input features of ``w`` and ``w_clean``, a feature's weight being ``sum_j |W_1[i, j]|``
     (for LR simply ``|w_i|``).
     """
-    w = train(obj, Xtr, ytr, lam, T=T, eta=eta, seed=seed)
+    w = as_victim(victim, T, eta).fit(obj, Xtr, ytr, lam, seed=seed)
     out = {"test_error": error(obj.model, w, Xte, yte),
            "w_norm2": weight_norms(obj.model, w), "w": w}
     if w_clean is not None and k is not None:

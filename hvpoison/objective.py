@@ -72,6 +72,21 @@ class Point:
         one R-backward) for ``v`` ``(P,)``; shape ``(P,)``."""
         return self.hvp_mixed(v, rows=None, out=out, with_x=False)[0]
 
+    def hvp_block(self, V):
+        """``H V`` ``(P, k)`` (Eq. 4's ``H``) for ``k`` directions ``V`` ``(P, k)``: one
+        blocked R pass (two GEMMs with ``X``) where the model has one (LR), else ``k``
+        single products (the dense Hessian of :class:`hvpoison.victims.Newton`)."""
+        xp, model = self.xp, self.obj.model
+        out = xp.empty_like(V)
+        if model.blocked_rop:
+            model.rop_block(self.w, self.tape, self.curv, V, out)
+            if self.e is not None:
+                self.obj.penalty.add_hvp(xp, self.w, self.e, V, out)
+            return out
+        for j in range(V.shape[1]):
+            out[:, j] = self.hvp(xp.ascontiguousarray(V[:, j]))
+        return out
+
     def hvp_mixed(self, v, rows=None, out=None, with_x=True):
         """``(H v, M_X^T v, M_lam^T v)`` from one R pass.
 

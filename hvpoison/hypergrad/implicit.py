@@ -91,29 +91,61 @@ def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
     return w_star, info
 
 
-def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000):
-    """Solve ``H u = b`` (the linear system of Eq. 4) given only ``hvp(v) = H v`` (``H``
-    symmetric ``P x P``, never formed; ``b`` and ``u`` of shape ``(P,)``).
+def dense_hessian(hvp, like, hvp_block=None, block=256):
+    """``H`` ``(P, P)``, symmetrised, from ``P`` products ``hvp(e_i)``, or from blocked
+    products ``hvp_block(E)`` of ``block`` unit columns at a time when given (``like``: a
+    ``(P,)`` array giving the module and dtype)."""
+    xp = get_array_module(like)
+    P = like.shape[0]
+    H = xp.empty((P, P), dtype=like.dtype)
+    if hvp_block is not None:
+        eye = xp.eye(P, dtype=like.dtype)
+        for j in range(0, P, block):
+            H[:, j:j + block] = hvp_block(eye[:, j:j + block])
+        return 0.5 * (H + H.T)
+    basis = xp.zeros(P, dtype=like.dtype)
+    for i in range(P):
+        basis[i] = 1.0
+        H[:, i] = hvp(basis)
+        basis[i] = 0.0
+    return 0.5 * (H + H.T)
+
+
+def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000,
+              damping=0.0, precond=None, x0=None):
+    """Solve ``(H + mu I) u = b`` (the linear system of Eq. 4; ``mu = damping``, 0 by
+    default) given only ``hvp(v) = H v`` (``H`` symmetric ``P x P``, never formed; ``b`` and
+    ``u`` of shape ``(P,)``).
 
     ``solver='cg'``: conjugate gradients over a ``LinearOperator`` (``O(sqrt(kappa))``
-    products); ``'dense'``: build ``H`` column by column from ``P`` products and solve;
-    ``'auto'``: dense when ``P <= dense_max``.  Returns ``(u, info)`` with ``info =
-    {solver, iterations, residual, converged}``, ``residual = ||H u - b|| / ||b||``.
+    products), preconditioned by ``precond(r) ~ (H + mu I)^{-1} r`` when given and started
+    from ``x0``; ``'dense'``: build ``H`` column by column from ``P`` products and solve;
+    ``'auto'``: dense when ``P <= dense_max`` and no ``precond`` is given.  Returns ``(u,
+    info)`` with ``info = {solver, iterations, residual, converged}``, ``residual =
+    ||(H + mu I) u - b|| / ||b||``.
+
+    ``damping > 0`` filters the near-null curvature directions that ``H^{-1}`` amplifies
+    (the damped hypergradient of :class:`hvpoison.methods.Implicit`); as ``mu -> 0`` the
+    solution tends to the undamped one.
     """
     if solver not in SOLVERS:
         _checks.fail("solver", f"one of {SOLVERS}", repr(solver))
+    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.floating)) or \
+            not (np.isfinite(damping) and damping >= 0):
+        _checks.fail("damping", "a finite number >= 0", repr(damping))
+    if precond is not None and not callable(precond):
+        _checks.fail("precond", "None or a callable r -> M r", repr(precond), TypeError)
     xp = get_array_module(b)
     P = b.shape[0]
+    if damping:
+        plain = hvp
+
+        def hvp(v):
+            return plain(v) + damping * v
     if solver == "auto":
-        solver = "dense" if P <= dense_max else "cg"
+        solver = "dense" if P <= dense_max and precond is None else "cg"
     if solver == "dense":
-        H = xp.empty((P, P), dtype=b.dtype)
-        basis = xp.zeros(P, dtype=b.dtype)
-        for i in range(P):
-            basis[i] = 1.0
-            H[:, i] = hvp(basis)
-            basis[i] = 0.0
-        H = 0.5 * (H + H.T)
+        H = dense_hessian(hvp, b)
         try:
             u = xp.linalg.solve(H, b)
         except np.linalg.LinAlgError:
@@ -123,21 +155,25 @@ def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000)
     else:
         spla = sparse_linalg(xp)
         op = spla.LinearOperator((P, P), matvec=lambda v: hvp(v.ravel()), dtype=b.dtype)
+        M = None if precond is None else spla.LinearOperator(
+            (P, P), matvec=lambda r: precond(r.ravel()), dtype=b.dtype)
         count = [0]
 
         def callback(_):
             count[0] += 1
 
         try:
-            u, _ = spla.cg(op, b, rtol=tol, atol=0.0, maxiter=maxiter, callback=callback)
+            u, _ = spla.cg(op, b, x0=x0, rtol=tol, atol=0.0, maxiter=maxiter, M=M,
+                           callback=callback)
         except TypeError:  # pragma: no cover - cupyx's older keyword
-            u, _ = spla.cg(op, b, tol=tol, atol=0.0, maxiter=maxiter, callback=callback)
+            u, _ = spla.cg(op, b, x0=x0, tol=tol, atol=0.0, maxiter=maxiter, M=M,
+                           callback=callback)
         iterations = count[0]
     bnorm = float(xp.linalg.norm(b))
     residual = float(xp.linalg.norm(hvp(u) - b)) / (bnorm if bnorm > 0 else 1.0)
     converged = residual <= max(tol, 1e3 * np.finfo(b.dtype).eps) * 10
     if not converged:
-        warn(f"{solver} solve of H u = grad l_val stopped at relative residual "
+        warn(f"{solver} solve of (H + mu I) u = b stopped at relative residual "
              f"{residual:.3g} (tol {tol:g}); H may be indefinite or ill-conditioned")
     return u, {"solver": solver, "iterations": iterations, "residual": residual,
                "converged": converged}
@@ -146,7 +182,7 @@ def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000)
 def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None, *,
                        solver="auto", train_tol=1e-10, train_maxiter=1000,
                        method="trust-ncg", polish=3, tol=1e-10, maxiter=None,
-                       dense_max=2000):
+                       dense_max=2000, damping=0.0):
     """Exact hypergradient of ``l(w*; D_val)`` at ``w* = argmin_w L(w; D_tr', lam)`` (Eq. 4).
 
     Parameters
@@ -158,6 +194,8 @@ def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None,
     lam : None, scalar or ``(n_lam,)``
     w0 : ``(P,)`` start of the training run (``model.init(0)`` by default)
     solver, tol, maxiter, dense_max : see :func:`solve_hvp`
+    damping : ``mu >= 0``: solve ``(H + mu I) u = grad l_val`` instead (a damped
+        hypergradient; exact Eq. 4 at ``mu = 0``)
     train_tol, train_maxiter, method, polish : see :func:`train_stationary`
 
     Eq. 4 assumes a stationary ``w*`` with non-singular ``H``.  That holds for LR with L2;
@@ -177,7 +215,7 @@ def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None,
     yv = obj._checked(w_star, Xval, yval)
     val = obj._point(w_star, Xval, yv, None, None)
     u, lin_info = solve_hvp(lambda v: point.hvp(v), val.grad(), solver=solver, tol=tol,
-                            maxiter=maxiter, dense_max=dense_max)
+                            maxiter=maxiter, dense_max=dense_max, damping=damping)
     _, mx, ml = point.hvp_mixed(u, rows=rows, with_x=rows is not None)
     return Hypergrad(
         dXp=None if mx is None else -mx,

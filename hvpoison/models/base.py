@@ -106,6 +106,13 @@ class Model:
         (Eq. 4, Alg. 1 [R3])."""
         raise NotImplementedError
 
+    blocked_rop = False     # True: rop_block computes k directions in one pass
+
+    def rop_block(self, w, tape, curv, V, out):
+        """Lines 2-3 for ``V`` ``(P, k)`` at once into ``out`` ``(P, k)``: the model part of
+        ``H V`` (Eq. 4), for models with ``blocked_rop``."""
+        raise NotImplementedError
+
     def mixed_x(self, w, bwd, rbwd, v, rows):
         """Mixed product (line 4) ``grad_X (v^T grad_w)`` for ``rows``, shape
         ``(len(rows), d)`` (``(n, d)`` for None): ``M_X^T v`` of Eq. 4 / Alg. 1 [R1]."""

@@ -63,6 +63,20 @@ class LR(Model):
         out[-1] = Rs.sum()
         return SimpleNamespace(Rs=Rs)
 
+    blocked_rop = True
+
+    def rop_block(self, w, tape, curv, V, out):
+        """Lines 2-3 for ``k`` directions at once (the model part of ``H V``, Eq. 4), ``V``
+        ``(P, k)`` into ``out`` ``(P, k)``: ``R Z = X V_W + v_b`` and ``X^T (curv * R Z)``
+        as two GEMMs of width ``k``."""
+        xp = get_array_module(w)
+        RZ = tape.X @ V[:-1]                           # line 2, (n, k)
+        RZ += V[-1]
+        RZ *= curv[:, None]                            # line 3
+        xp.matmul(tape.X.T, RZ, out=out[:-1])
+        out[-1] = RZ.sum(axis=0)
+        return out
+
     def mixed_x(self, w, bwd, rbwd, v, rows):
         xp = get_array_module(w)
         s, Rs = (bwd.s, rbwd.Rs) if rows is None else (bwd.s[rows], rbwd.Rs[rows])

@@ -1,0 +1,255 @@
+"""The parts of Alg. 2 a method is made of: a hypergradient (line [A5]) and an outer step
+(line [A6]); :func:`hvpoison.attack` runs them for ``iters`` hyperiterations per batch.
+
+Hypergradients (each matched to a victim, :mod:`hvpoison.victims`):
+
+``RMD(memory)``             Alg. 1 through the GD victim's ``T`` steps from ``initW`` at
+                            every hyperiteration (Alg. 2 [A4]-[A5], the paper's)
+``RMD(memory, warm=True)``  ``rmd-warm``: the inner run starts from the previous
+                            hyperiteration's ``w_T`` (a continued training run, which
+                            approaches the optimum; it acts like damping ``mu ~ 1/(eta T)``)
+``Implicit(damping)``       Eq. 4 at the Exact victim's optimum ``w*`` (warm-started Newton,
+                            :class:`hvpoison.victims.Newton`), solving ``(H + mu_b I) u =
+                            grad l_val``, ``mu_b = damping + damping_per_batch * b``: the
+                            damping filters the near-null curvature directions (eigenvalues
+                            near ``e^lam``) in which ``H^{-1}`` makes the poison memorise
+                            the validation rows it was cloned from
+
+Outer steps on ``X_p`` (ascent, then the projection on the box ``Phi``):
+
+``Normalised(alpha)``       ``X_p + alpha g / ||g||`` (Alg. 2 [A6]; ``per_point``: each
+                            point's row normalised on its own)
+``Adam(lr)``                Adam on ``g`` with step ``lr * (high - low)`` per coordinate
+
+The defender's ``lam`` always takes Alg. 2's step [A7], ``lam - alpha_lam sign(dlam)``,
+with ``dlam`` the exact (undamped) hypergradient of the validation loss: the defender learns
+``lam`` on the validation set (Eq. 3) whatever the attacker does.
+
+:func:`as_method` gives the named methods: ``"alg2"`` (RMD + Normalised, 30 iterations: the
+paper's algorithm, unchanged) and ``"strong"``: against ``GD``, RMD + Adam(0.02) for 100
+iterations keeping the best iterate; against ``Exact``, Implicit(damping_per_batch=0.006) +
+Adam(0.02) for 100 iterations keeping the best iterate (bench/RESULTS.md: the measurements
+that chose them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _checks, ops
+from .hypergrad.rmd import MEMORY, _rmd, unroll
+from .victims import GD, Exact
+
+METHODS = ("alg2", "strong")
+
+
+# -- hypergradients ([A4]-[A5]) ---------------------------------------------------------
+@dataclass(frozen=True)
+class RMD:
+    """Alg. 1 through the GD victim's training (``warm``: from the previous ``w_T``)."""
+
+    memory: str = "store"
+    warm: bool = False
+
+    def __post_init__(self):
+        if self.memory not in MEMORY:
+            _checks.fail("memory", f"one of {MEMORY}", repr(self.memory))
+        if not isinstance(self.warm, bool):
+            _checks.fail("warm", "True or False", repr(self.warm), TypeError)
+
+    def check(self, victim, obj):
+        if not isinstance(victim, GD):
+            _checks.fail("victim", "GD(T, eta) for an RMD hypergradient (it differentiates "
+                         "T gradient steps; use Implicit() against Exact())", repr(victim))
+
+    def start(self, ctx):
+        return {"w": None}
+
+    def __call__(self, ctx, st, Xc, yc, lam_k, need_dlam):
+        """``(value, dXp, dlam)``: the outer loss, its gradient on the poisoning rows, and
+        the defender's ``dlam`` on the validation set (None unless ``need_dlam``)."""
+        w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]  # [A4]
+        e = ctx.exp_lam(lam_k)
+        hg = _rmd(ctx.obj, w0, Xc, yc, ctx.rows, ctx.Xt, ctx.yt, e, ctx.lam_shape,
+                  ctx.victim.T, ctx.victim.eta, self.memory)                      # [A5]
+        if self.warm:
+            st["w"] = hg.info["w_T"]
+        dlam = hg.dlam
+        if need_dlam and ctx.target:                  # the defender's: the validation loss
+            dlam = _rmd(ctx.obj, w0, Xc, yc, None, ctx.Xval, ctx.yval, e, ctx.lam_shape,
+                        ctx.victim.T, ctx.victim.eta, self.memory).dlam
+        return hg.value, hg.dXp, dlam
+
+    def final(self, ctx, st, Xc, yc, lam_k):
+        """The attacker's objective at the batch's end, as the victim trains."""
+        w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]
+        w_T = unroll(ctx.obj, w0, Xc, yc, ctx.as_lam(lam_k), ctx.victim.T, ctx.victim.eta)
+        return ctx.sign * float(ctx.obj.val_loss(w_T, ctx.Xt, ctx.yt))
+
+
+@dataclass(frozen=True)
+class Implicit:
+    """Eq. 4 at the Exact victim's optimum, damped by ``mu_b = damping + damping_per_batch b``;
+    the attack's inner fits stop at ``|grad L| <= train_tol``."""
+
+    damping: float = 0.0
+    damping_per_batch: float = 0.0
+    train_tol: float = 1e-6
+
+    def __post_init__(self):
+        _checks.positive_float("train_tol", self.train_tol)
+        for name in ("damping", "damping_per_batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not \
+                    (np.isfinite(v) and v >= 0):
+                _checks.fail(name, "a finite number >= 0", repr(v))
+
+    def check(self, victim, obj):
+        if not isinstance(victim, Exact):
+            _checks.fail("victim", "Exact() for an Implicit hypergradient (Eq. 4 holds at "
+                         "the optimum; use RMD() against GD(T, eta))", repr(victim))
+        victim.check(obj)
+
+    def start(self, ctx):
+        solver = ctx.victim.solver()
+        solver.tol = self.train_tol      # |grad L| of the attack's inner fits
+        return {"w": ctx.xp.zeros(ctx.obj.model.n_params, dtype=ctx.dtype), "solver": solver}
+
+    def _fit(self, ctx, st, Xc, yc, lam_k):
+        lam = ctx.as_lam(lam_k)
+        w, _ = st["solver"].minimize(lambda w: ctx.obj.at(w, Xc, yc, lam), st["w"])
+        st["w"] = w
+        return ctx.obj.at(w, Xc, yc, lam)
+
+    def __call__(self, ctx, st, Xc, yc, lam_k, need_dlam):
+        pt = self._fit(ctx, st, Xc, yc, lam_k)
+        out = ctx.obj.at(pt.w, ctx.Xt, ctx.yt)            # l(w*; D_t), no penalty
+        mu = self.damping + self.damping_per_batch * ctx.b
+        u, _ = st["solver"].solve(pt, out.grad().copy(), damping=mu)
+        _, mx, ml = pt.hvp_mixed(u, rows=ctx.rows)
+        dlam = None
+        if need_dlam:                                   # the defender's: exact, on D_val
+            if mu or ctx.target:
+                val = ctx.obj.at(pt.w, ctx.Xval, ctx.yval)
+                u0, _ = st["solver"].solve(pt, val.grad().copy())
+                ml = pt.hvp_lw(u0)
+            dlam = -ml
+        return out.loss(), -mx, dlam
+
+    def final(self, ctx, st, Xc, yc, lam_k):
+        pt = self._fit(ctx, st, Xc, yc, lam_k)
+        return ctx.sign * float(ctx.obj.val_loss(pt.w, ctx.Xt, ctx.yt))
+
+
+# -- outer steps on X_p ([A6]) ----------------------------------------------------------
+@dataclass(frozen=True)
+class Normalised:
+    """``Pi_Phi(X_p + alpha g / ||g||)`` (Alg. 2 [A6]); ``per_point``: row by row."""
+
+    alpha: float = 1.0
+    per_point: bool = False
+
+    def __post_init__(self):
+        _checks.positive_float("alpha", self.alpha)
+        if not isinstance(self.per_point, bool):
+            _checks.fail("per_point", "True or False", repr(self.per_point), TypeError)
+
+    def start(self, ctx, Xp):
+        return None
+
+    def __call__(self, ctx, st, Xp, g):
+        xp = ctx.xp
+        if self.per_point:
+            norm = xp.linalg.norm(g, axis=1, keepdims=True)
+            return xp.clip(Xp + self.alpha * g / xp.where(norm > 0, norm, 1.0), *ctx.box)
+        norm = xp.linalg.norm(g)                                       # g = 0: no step
+        scale = (self.alpha / xp.where(norm > 0, norm, 1.0)).astype(ctx.dtype)
+        return ops.impl("ascent_project", xp)(xp, Xp, g, scale, ctx.box[0], ctx.box[1])
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam ascent on ``X_p`` (Kingma & Ba), step ``lr * (high - low)`` per coordinate,
+    then the box projection; the moments restart with every batch and restart."""
+
+    lr: float = 0.02
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        _checks.positive_float("lr", self.lr)
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+                _checks.fail(name, "a number in [0, 1)", repr(v))
+        _checks.positive_float("eps", self.eps)
+
+    def start(self, ctx, Xp):
+        return {"m": ctx.xp.zeros_like(Xp), "v": ctx.xp.zeros_like(Xp), "t": 0}
+
+    def __call__(self, ctx, st, Xp, g):
+        xp = ctx.xp
+        st["t"] += 1
+        st["m"] = self.beta1 * st["m"] + (1 - self.beta1) * g
+        st["v"] = self.beta2 * st["v"] + (1 - self.beta2) * g * g
+        mhat = st["m"] / (1 - self.beta1 ** st["t"])
+        vhat = st["v"] / (1 - self.beta2 ** st["t"])
+        step = self.lr * (ctx.box[1] - ctx.box[0])
+        return xp.clip(Xp + step * mhat / (xp.sqrt(vhat) + self.eps), *ctx.box)
+
+
+# -- methods ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Method:
+    """A hypergradient, an outer step, ``iters`` hyperiterations per batch, and whether to
+    return the best iterate seen (by the hypergradient's objective) or the last one."""
+
+    hypergrad: object = field(default_factory=RMD)
+    step: object = field(default_factory=Normalised)
+    iters: int = 30
+    keep_best: bool = False
+    name: str = "custom"
+
+    def __post_init__(self):
+        if not isinstance(self.hypergrad, (RMD, Implicit)):
+            _checks.fail("method.hypergrad", "RMD(...) or Implicit(...)",
+                         repr(self.hypergrad), TypeError)
+        if not isinstance(self.step, (Normalised, Adam)):
+            _checks.fail("method.step", "Normalised(...) or Adam(...)", repr(self.step),
+                         TypeError)
+        _checks.positive_int("iters", self.iters)
+        if not isinstance(self.keep_best, bool):
+            _checks.fail("keep_best", "True or False", repr(self.keep_best), TypeError)
+
+
+def alg2(iters=None, alpha=None, memory="store"):
+    """Alg. 2 as the paper writes it: RMD from ``initW``, normalised steps ``alpha`` (1),
+    ``iters`` (30) hyperiterations, the last iterate."""
+    return Method(RMD(memory), Normalised(1.0 if alpha is None else alpha),
+                  30 if iters is None else iters, name="alg2")
+
+
+def strong(victim, iters=None, alpha=None, memory="store"):
+    """The strongest recipe measured for ``victim`` (``alpha``: Adam's ``lr``, 0.02)."""
+    step = Adam(0.02 if alpha is None else alpha)
+    iters = 100 if iters is None else iters
+    if isinstance(victim, Exact):
+        return Method(Implicit(damping_per_batch=0.006), step, iters, True, name="strong")
+    return Method(RMD(memory), step, iters, True, name="strong")
+
+
+def as_method(method, victim, iters=None, alpha=None, memory="store"):
+    """``"alg2"`` / ``"strong"`` (for ``victim``) or a :class:`Method`, checked against the
+    victim."""
+    if isinstance(method, Method):
+        if iters is not None or alpha is not None:
+            _checks.fail("iters/alpha", "None with a Method object (set them in it)",
+                         f"iters={iters!r}, alpha={alpha!r}")
+        return method
+    if method == "alg2":
+        return alg2(iters, alpha, memory)
+    if method == "strong":
+        return strong(victim, iters, alpha, memory)
+    _checks.fail("method", f"one of {METHODS} or a Method", repr(method))

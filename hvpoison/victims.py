@@ -1,0 +1,222 @@
+"""How the defender trains: part of the threat model.
+
+A *victim* turns a (possibly poisoned) training set into parameters ``w``. The attack must
+differentiate through the training the victim actually does (victim-matched
+hypergradients, :mod:`hvpoison.methods`), and the evaluation must train the same way: points
+tuned for an early-stopped model barely hurt a converged one, and the reverse.
+
+============================  ==============================================================
+``GD(T, eta, w_init)``        the paper's test-time training: ``T`` steps of Eq. 6,
+                              ``w_{t+1} = w_t - eta grad_w L``, from ``initW`` (zeros for LR,
+                              a seeded Xavier draw for the MLP)
+``Exact(tol, maxiter)``       trained to optimality, ``w* = argmin_w L(w; D, lam)``, by
+                              Newton's method; for strictly convex, twice-differentiable
+                              objectives only (LR with L2), else a clear error
+============================  ==============================================================
+
+:func:`as_victim` turns the names ``"gd"`` / ``"exact"`` into these objects.
+
+:class:`Newton` is Exact's solver, kept by the attack across hyperiterations: it starts from
+the previous ``w*`` (warm start) and solves each Newton system (and the implicit
+hypergradient's, Eq. 4) by conjugate gradients preconditioned with the Cholesky factor of a
+Hessian taken at an earlier point, rebuilt only when CG needs more than ``refresh``
+iterations. Near the optimum one or two Newton steps of a few CG products each suffice.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _checks
+from .backend import cho_factor, cho_solve, get_array_module
+from .hypergrad import dense_hessian, solve_hvp, unroll
+from .hypergrad.result import warn
+from .models.lr import LR
+
+VICTIMS = ("gd", "exact")
+
+
+@dataclass(frozen=True)
+class GD:
+    """Full-batch gradient descent for ``T`` steps of size ``eta`` (Eq. 6) from ``initW``;
+    :meth:`fit` returns ``w_T`` of shape ``(P,)``.
+
+    ``w_init``: ``"zeros"`` (LR's ``initW``), ``"random"`` (a Xavier draw, the MLP's), or
+    None (the model's own: zeros for LR, random for the MLP).
+    """
+
+    T: int = 200
+    eta: float = 0.1
+    w_init: str | None = None
+    name = "gd"
+
+    def __post_init__(self):
+        _checks.positive_int("T", self.T)
+        _checks.positive_float("eta", self.eta)
+        if self.w_init not in (None, "zeros", "random"):
+            _checks.fail("w_init", "'zeros' or 'random' (None: the model's own)", repr(self.w_init))
+
+    def init_kind(self, obj):
+        """``"zeros"`` or ``"random"``: this victim's ``initW`` for ``obj``'s model."""
+        if self.w_init is not None:
+            return self.w_init
+        return "zeros" if isinstance(obj.model, LR) else "random"
+
+    def initial(self, obj, seed, like):
+        """``w_0`` ``(P,)`` on ``like``'s device and dtype: zeros, or the model's seeded draw."""
+        xp = get_array_module(like)
+        if self.init_kind(obj) == "zeros":
+            return xp.zeros(obj.model.n_params, dtype=like.dtype)
+        return obj.model.init(seed, dtype=like.dtype, device="gpu" if xp is not np else None)
+
+    def fit(self, obj, X, y, lam=None, *, seed=0, w0=None):
+        """``w_T`` ``(P,)`` after ``T`` steps on ``X`` ``(n, d)``, ``y`` ``(n,)`` from
+        ``w0`` (default: :meth:`initial` with ``seed``)."""
+        w0 = self.initial(obj, seed, X) if w0 is None else w0
+        return unroll(obj, w0, X, y, lam, self.T, self.eta)
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Trained to optimality: ``w* = argmin_w L(w; D, lam)`` of Eq. 1 with ``|grad L| <=
+    tol``; :meth:`fit` returns ``w*`` of shape ``(P,)``.
+
+    Newton's method with a backtracking line search (:class:`Newton`), from ``w0`` or zeros.
+    Needs a strictly convex, twice-differentiable ``L``: logistic regression with an L2
+    penalty (the optimum of an unpenalised LR need not exist; L1 has no Hessian).
+    """
+
+    tol: float = 1e-9
+    maxiter: int = 100
+    name = "exact"
+
+    def __post_init__(self):
+        _checks.positive_float("victim.tol", self.tol)
+        _checks.positive_int("victim.maxiter", self.maxiter)
+
+    @staticmethod
+    def unsupported(obj):
+        """Why ``obj`` cannot be trained to optimality by Newton, or None if it can."""
+        if not isinstance(obj.model, LR):
+            return (f"a convex objective (LR with an L2 penalty); {obj.model!r} is not "
+                    "convex: use GD(T, eta) for the MLP")
+        if obj.penalty is None or obj.penalty.kind != "l2":
+            kind = None if obj.penalty is None else obj.penalty.kind
+            return (f"LR with an L2 penalty (a unique, smooth optimum), got penalty {kind!r}: "
+                    "use GD(T, eta)")
+        return None
+
+    def check(self, obj):
+        """Raise ``ValueError`` naming ``victim`` when ``obj`` is not supported."""
+        reason = self.unsupported(obj)
+        if reason is not None:
+            _checks.fail("victim", f"Exact() needs {reason}", "Exact()")
+
+    def solver(self):
+        """A fresh :class:`Newton` (keep it to warm-start later solves)."""
+        return Newton(self.tol, self.maxiter)
+
+    def fit(self, obj, X, y, lam=None, *, seed=0, w0=None, solver=None):
+        """``w*`` ``(P,)`` for ``X`` ``(n, d)``, ``y`` ``(n,)`` (``seed`` is unused: the
+        optimum does not depend on the start); ``solver`` keeps a factor between calls."""
+        self.check(obj)
+        if lam is None:
+            _checks.fail("lam", "a value (Exact() trains an L2-penalised LR)", "None")
+        xp = get_array_module(X)
+        w0 = xp.zeros(obj.model.n_params, dtype=X.dtype) if w0 is None else w0
+        obj.at(w0, X, y, lam)                                        # validates once
+        solver = self.solver() if solver is None else solver
+        w, _ = solver.minimize(lambda w: obj.at(w, X, y, lam), w0)
+        return w
+
+
+def as_victim(victim, T=200, eta=0.1, w_init=None):
+    """``"gd"`` -> ``GD(T, eta, w_init)``, ``"exact"`` -> ``Exact()``; objects pass."""
+    if isinstance(victim, (GD, Exact)):
+        return victim
+    if victim == "gd":
+        return GD(T, eta, w_init)
+    if victim == "exact":
+        return Exact()
+    _checks.fail("victim", f"one of {VICTIMS} or a GD/Exact object", repr(victim))
+
+
+class Newton:
+    """Newton's method for a convex ``L`` with a stale Cholesky preconditioner.
+
+    State (explicit, owned by the caller who keeps this object): ``H`` at the last refresh,
+    the inverses of ``H + mu I`` formed from it (by Cholesky), and counters. :meth:`solve` runs preconditioned
+    CG on ``(H + mu I) u = b`` at a fresh :class:`~hvpoison.objective.Point` and rebuilds
+    the factor there (``P`` Hessian-vector products) when CG took more than ``refresh``
+    iterations; :meth:`minimize` takes Newton steps ``w -= t H^{-1} grad`` with Armijo
+    backtracking until ``|grad| <= tol``.
+    """
+
+    def __init__(self, tol=1e-9, maxiter=100, refresh=12):
+        self.tol, self.maxiter, self.refresh = tol, maxiter, refresh
+        self.H = None                    # the Hessian at the last refresh, (P, P)
+        self.factors = {}                # mu -> (H + mu I)^{-1} from its Cholesky factor
+        self.counts = {"refreshes": 0, "cg": 0, "newton": 0}
+
+    def rebuild(self, point):
+        """Take ``H`` at ``point`` (``P`` products, blocked where the model can); the
+        inverses of ``H + mu I`` are formed as :meth:`solve` needs them."""
+        self.H = dense_hessian(point.hvp, point.w, point.hvp_block)
+        self.factors = {}
+        self.counts["refreshes"] += 1
+
+    def inverse(self, mu):
+        """``(H + mu I)^{-1}`` ``(P, P)`` for the stored ``H``, from its Cholesky factor
+        (applied as one matrix-vector product: half the memory traffic of two triangular
+        solves)."""
+        if mu not in self.factors:
+            xp = get_array_module(self.H)
+            eye = xp.eye(self.H.shape[0], dtype=self.H.dtype)
+            self.factors[mu] = cho_solve(cho_factor(self.H + mu * eye), eye)
+        return self.factors[mu]
+
+    def solve(self, point, b, damping=0.0, tol=1e-10):
+        """``u = (H + mu I)^{-1} b`` ``(P,)`` at ``point`` by PCG; returns ``(u, info)``."""
+        if self.H is None:
+            self.rebuild(point)
+        M = self.inverse(float(damping))
+        u, info = solve_hvp(point.hvp, b, solver="cg", tol=tol, damping=damping,
+                            precond=lambda r: M @ r,
+                            maxiter=10 * self.refresh + 50)
+        self.counts["cg"] += info["iterations"]
+        if info["iterations"] > self.refresh:
+            self.rebuild(point)                                  # stale: refresh for next time
+        return u, info
+
+    def minimize(self, at, w):
+        """``w*`` from ``w`` (``at(w)`` returns the Point of ``L`` at ``w``); ``(w*, info)``."""
+        xp = get_array_module(w)
+        pt = at(w)
+        g = pt.grad()
+        f = float(pt.loss())
+        gnorm = float(xp.linalg.norm(g))
+        it = 0
+        while gnorm > self.tol and it < self.maxiter:
+            it += 1
+            d, _ = self.solve(pt, g, tol=min(0.1, max(gnorm, 1e-12)))
+            slope = float(g @ d)
+            t = 1.0
+            while True:                                          # Armijo backtracking
+                pt_new = at(w - t * d)
+                f_new, g_new = float(pt_new.loss()), pt_new.grad()
+                gn_new = float(xp.linalg.norm(g_new))
+                if f_new <= f - 1e-4 * t * slope or (gn_new < gnorm and f_new <= f + 1e-12
+                                                     * abs(f)) or t < 1e-10:
+                    break
+                t *= 0.5
+            w, pt, f, g, gnorm = pt_new.w, pt_new, f_new, g_new, gn_new
+        self.counts["newton"] += it
+        if not (gnorm <= self.tol) and math.isfinite(gnorm):
+            warn(f"Exact(): Newton stopped at |grad L| = {gnorm:.3g} > tol = {self.tol:g} "
+                 f"after {it} steps")
+        return w, {"newton": it, "grad_norm": gnorm}
+
+
+__all__ = ["GD", "Exact", "Newton", "as_victim", "VICTIMS"]

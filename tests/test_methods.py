@@ -1,0 +1,312 @@
+"""Victims (how the defender trains) and the methods of Alg. 2 (hypergradient + outer step):
+``alg2`` is bit-for-bit the paper's algorithm as it was; every hypergradient matches finite
+differences of its own objective; every method raises the attacker's objective, keeps the
+box and the lam bounds, and resumes; every new argument is checked."""
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hvpoison as hv
+from helpers import rel_err
+from hvpoison.attack import Context
+from hvpoison.methods import RMD, Adam, Implicit, Method, Normalised
+from hvpoison.victims import GD, Exact
+
+sys.path.insert(0, os.path.dirname(__file__))
+import make_alg2_golden as golden  # noqa: E402
+
+
+def blobs(n, d=2, seed=0, sep=1.0, spread=0.8):
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 2).astype(float)
+    X = rng.normal(size=(n, d)) * spread + np.where(y[:, None] > 0, sep, -sep)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = blobs(60, d=3, seed=0)
+    Xv, yv = blobs(20, d=3, seed=1)
+    return X, y, Xv, yv
+
+
+# -- alg2 is the paper's algorithm, unchanged ------------------------------------------
+@pytest.mark.parametrize("case", sorted(golden.CASES))
+def test_alg2_reproduces_the_recorded_results_bit_for_bit(case):
+    """tests/data/alg2_golden.npz was written by the code before Alg. 2 was split into
+    methods (commit 700f237): method="alg2" must give exactly the same numbers."""
+    ref = np.load(os.path.join(os.path.dirname(__file__), "data", "alg2_golden.npz"))
+    got = golden.arrays(golden.make(case))
+    for k, v in got.items():
+        np.testing.assert_array_equal(v, ref[f"{case}/{k}"], err_msg=f"{case}/{k}")
+    assert len(got) == sum(1 for k in ref.files if k.startswith(case + "/"))
+
+
+# -- victims ---------------------------------------------------------------------------
+def test_exact_reaches_the_optimum_and_agrees_with_trust_region(data):
+    X, y, _, _ = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    w = Exact(tol=1e-11).fit(obj, X, y, -2.0)
+    assert np.linalg.norm(obj.grad(w, X, y, -2.0)) <= 1e-11
+    w_ref, _ = hv.train_stationary(obj, X, y, -2.0, tol=1e-11)
+    assert rel_err(w, w_ref) <= 1e-8
+    # warm-started from elsewhere: the same optimum, and GD approaches it
+    w_warm = Exact(tol=1e-11).fit(obj, X, y, -2.0, w0=np.ones(4))
+    assert rel_err(w_warm, w) <= 1e-8
+    w_gd = GD(T=3000, eta=0.5).fit(obj, X, y, -2.0)
+    assert rel_err(w_gd, w) <= 1e-3
+
+
+def test_newton_reuses_a_stale_factor(data):
+    X, y, _, _ = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    solver = Exact().solver()
+    w, _ = solver.minimize(lambda w: obj.at(w, X, y, -2.0), np.zeros(4))
+    refreshes = solver.counts["refreshes"]
+    X2 = X.copy()
+    X2[:3] += 0.05                                       # a small change, as in Alg. 2
+    w2, info = solver.minimize(lambda w: obj.at(w, X2, y, -2.0), w)
+    assert info["grad_norm"] <= solver.tol and info["newton"] <= 3
+    assert solver.counts["refreshes"] == refreshes       # the old factor was good enough
+
+
+@pytest.mark.parametrize("obj,msg", [
+    (hv.Objective(hv.MLP((3, 4, 1)), "l2"), "victim: expected Exact\\(\\) needs a convex"),
+    (hv.Objective(hv.LR(3), "l1"), "victim: expected Exact\\(\\) needs LR with an L2"),
+    (hv.Objective(hv.LR(3), None), "victim: expected Exact\\(\\) needs LR with an L2"),
+])
+def test_exact_refuses_what_it_cannot_train(data, obj, msg):
+    X, y, _, _ = data
+    with pytest.raises(ValueError, match=msg):
+        Exact().fit(obj, X, y, -2.0 if obj.penalty else None)
+
+
+def test_evaluate_takes_a_victim(data):
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    a = hv.evaluate(obj, X, y, Xv, yv, -2.0, victim="exact")
+    b = hv.evaluate(obj, X, y, Xv, yv, -2.0, victim=Exact())
+    c = hv.evaluate(obj, X, y, Xv, yv, -2.0, T=50, eta=0.3)
+    d = hv.evaluate(obj, X, y, Xv, yv, -2.0, victim=GD(50, 0.3))
+    np.testing.assert_array_equal(a["w"], b["w"])
+    np.testing.assert_array_equal(c["w"], d["w"])
+    assert np.linalg.norm(obj.grad(a["w"], X, y, -2.0)) <= 1e-8
+
+
+# -- hypergradients against finite differences of their own objectives ------------------
+def _fd_rows(f, Xc, rows, h=1e-5):
+    g = np.zeros((len(rows), Xc.shape[1]))
+    for i, r in enumerate(rows):
+        for j in range(Xc.shape[1]):
+            Xp, Xm = Xc.copy(), Xc.copy()
+            Xp[r, j] += h
+            Xm[r, j] -= h
+            g[i, j] = (f(Xp) - f(Xm)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_rmd_hypergradients_match_finite_differences(data, warm):
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    rows = np.array([1, 4, 7])
+    victim = GD(T=40, eta=0.5)
+    ctx = Context.make(obj, Xv, yv, victim, lam=-1.0, box=(-3.0, 3.0), rows=rows)
+    hg = RMD(warm=warm)
+    st = hg.start(ctx)
+    lam = np.asarray(-1.0)
+    hg(ctx, st, X, y, lam, False)                  # a first call: rmd-warm keeps its w_T
+    w0 = st["w"] if warm else np.zeros(4)
+    assert (st["w"] is not None) == warm
+    if warm:
+        w0 = w0.copy()
+    value, dXp, dlam = hg(ctx, st, X, y, lam, True)
+
+    def f(Xc):
+        return float(obj.val_loss(hv.unroll(obj, w0, Xc, y, -1.0, 40, 0.5), Xv, yv))
+
+    assert rel_err(dXp, _fd_rows(f, X, rows)) <= 1e-6
+    assert abs(float(value) - f(X)) <= 1e-12
+    fd_lam = (float(obj.val_loss(hv.unroll(obj, w0, X, y, -1.0 + 1e-5, 40, 0.5), Xv, yv))
+              - float(obj.val_loss(hv.unroll(obj, w0, X, y, -1.0 - 1e-5, 40, 0.5), Xv, yv))
+              ) / 2e-5
+    assert abs(float(dlam) - fd_lam) <= 1e-6 * max(1.0, abs(fd_lam))
+
+
+def test_implicit_hypergradient_matches_finite_differences_of_the_optimum(data):
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    rows = np.array([0, 3, 8])
+    ctx = Context.make(obj, Xv, yv, Exact(tol=1e-12), lam=-1.0, rows=rows)
+    hg = Implicit(train_tol=1e-12)
+    value, dXp, dlam = hg(ctx, hg.start(ctx), X, y, np.asarray(-1.0), True)
+
+    def f(Xc, lam=-1.0):
+        return float(obj.val_loss(Exact(tol=1e-12).fit(obj, Xc, y, lam), Xv, yv))
+
+    assert rel_err(dXp, _fd_rows(f, X, rows)) <= 1e-6
+    assert abs(float(value) - f(X)) <= 1e-12
+    fd_lam = (f(X, -1.0 + 1e-5) - f(X, -1.0 - 1e-5)) / 2e-5
+    assert abs(float(dlam) - fd_lam) <= 1e-6 * max(1.0, abs(fd_lam))
+
+
+def test_damped_hypergradient_tends_to_the_undamped_one(data):
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    rows = np.array([0, 3, 8])
+    ctx = Context.make(obj, Xv, yv, Exact(tol=1e-12), lam=-1.0, rows=rows)
+
+    def dXp(mu):
+        hg = Implicit(damping=mu, train_tol=1e-12)
+        return hg(ctx, hg.start(ctx), X, y, np.asarray(-1.0), True)
+
+    exact = dXp(0.0)
+    errs = [rel_err(dXp(mu)[1], exact[1]) for mu in (1e-1, 1e-2, 1e-3, 1e-5)]
+    assert errs[0] > 1e-3                          # the damping does change the direction
+    assert all(a > b for a, b in zip(errs, errs[1:])) and errs[-1] <= 1e-4
+    # the defender's dlam is always the undamped one
+    np.testing.assert_allclose(dXp(1e-1)[2], exact[2], rtol=1e-8)
+    # the public entry point gives the same damped gradient
+    pub = hv.implicit_hypergrad(obj, X, y, rows, Xv, yv, -1.0, damping=1e-2, train_tol=1e-12)
+    assert rel_err(pub.dXp, dXp(1e-2)[1]) <= 1e-6
+
+
+def test_solve_hvp_damping_and_preconditioner():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(30, 30))
+    H = A @ A.T + 1e-3 * np.eye(30)
+    b = rng.normal(size=30)
+    u, info = hv.solve_hvp(lambda v: H @ v, b, solver="cg", damping=0.5,
+                           precond=lambda r: np.linalg.solve(H + 0.5 * np.eye(30), r))
+    np.testing.assert_allclose(u, np.linalg.solve(H + 0.5 * np.eye(30), b), rtol=1e-8)
+    assert info["iterations"] <= 2 and info["converged"]
+    ud, _ = hv.solve_hvp(lambda v: H @ v, b, solver="dense", damping=0.5)
+    np.testing.assert_allclose(ud, u, rtol=1e-8)
+    with pytest.raises(ValueError, match="damping: expected a finite number >= 0"):
+        hv.solve_hvp(lambda v: H @ v, b, damping=-1.0)
+    with pytest.raises(TypeError, match="precond: expected None or a callable"):
+        hv.solve_hvp(lambda v: H @ v, b, precond=3)
+
+
+@settings(max_examples=20, deadline=None)
+@given(k=st.integers(1, 6), seed=st.integers(0, 2**16), mlp=st.booleans())
+def test_blocked_hvp_equals_single_products(k, seed, mlp):
+    rng = np.random.default_rng(seed)
+    model = hv.MLP((4, 3, 1), slope=0.1) if mlp else hv.LR(4)
+    obj = hv.Objective(model, "l2")
+    X, y = rng.normal(size=(15, 4)), (rng.random(15) < 0.5).astype(float)
+    w = 0.3 * rng.normal(size=model.n_params)
+    V = rng.normal(size=(model.n_params, k))
+    pt = obj.at(w, X, y, -1.0)
+    single = np.stack([obj.hvp(w, X, y, -1.0, V[:, j].copy()) for j in range(k)], axis=1)
+    np.testing.assert_allclose(pt.hvp_block(V), single, rtol=1e-10, atol=1e-13)
+
+
+# -- every method: raises the objective, keeps the bounds, resumes -----------------------
+METHODS = {
+    "alg2": dict(method="alg2"),
+    "strong-gd": dict(method="strong", iters=15),
+    "strong-exact": dict(method="strong", victim="exact", iters=15),
+    "rmd-warm+normalised": dict(method=Method(RMD(warm=True), Normalised(0.3), 15)),
+    "rmd+adam-per-point": dict(method=Method(RMD(), Adam(0.05), 15, keep_best=True)),
+    "normalised-per-point": dict(method=Method(RMD(), Normalised(0.3, per_point=True), 15)),
+    "implicit-damped": dict(method=Method(Implicit(damping=0.01), Adam(0.05), 15),
+                            victim="exact"),
+}
+
+
+def _attack(data, learn=False, **kw):
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    args = dict(n_poison=4, n_batches=2, T=60, eta=0.5, lam=-1.0, seed=3, box=(-2.0, 2.0))
+    if "method" in kw and kw["method"] == "alg2":
+        args.update(iters=15, alpha=0.3)
+    if learn:
+        args.update(learn_lam=True, lam=-2.0, lam_bounds=(-3.0, 0.5), alpha_lam=0.4)
+    args.update(kw)
+    return hv.attack(obj, X, y, Xv, yv, **args)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_raises_the_objective_within_bounds(data, name):
+    batches = _attack(data, **METHODS[name])
+    for prev, b in zip(batches, batches[1:]):
+        assert b.trace["final"] > prev.trace["final"]
+        assert b.trace["final"] >= b.trace["outer"][1] - 1e-12
+        Xp = b.X[b.poison_idx]
+        assert Xp.min() >= -2.0 and Xp.max() <= 2.0
+    learned = _attack(data, learn=True, **METHODS[name])
+    for b in learned:
+        lams = np.array(b.trace["lam"], dtype=float)
+        assert lams.min() >= -3.0 and lams.max() <= 0.5 and -3.0 <= b.lam <= 0.5
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_resumes(data, name):
+    full = _attack(data, n_batches=3, **METHODS[name])
+    b1 = full[1]
+    rest = _attack(data, n_batches=3, start=(1, b1.X, b1.y), **METHODS[name])
+    assert len(rest) == 2
+    for a, b in zip(full[2:], rest):
+        np.testing.assert_array_equal(a.X, b.X)
+        assert a.trace == b.trace
+
+
+def test_strong_beats_alg2_on_a_small_problem(data):
+    """Against the victim each attacks (GD): the strong recipe reaches a higher objective."""
+    a = _attack(data, method="alg2", n_batches=1)[-1].trace["final"]
+    s = _attack(data, method="strong", n_batches=1, iters=40)[-1].trace["final"]
+    assert s > a
+
+
+def test_keep_best_returns_the_best_iterate(data):
+    b = _attack(data, method=Method(RMD(), Adam(0.5), 15, keep_best=True), n_batches=1)[-1]
+    assert b.trace["final"] >= max(b.trace["outer"]) - 1e-12
+
+
+# -- bad inputs ------------------------------------------------------------------------
+@pytest.mark.parametrize("kw,exc,msg", [
+    (dict(method="bogus"), ValueError, "method: expected one of \\('alg2', 'strong'\\)"),
+    (dict(victim="bogus"), ValueError, "victim: expected one of \\('gd', 'exact'\\)"),
+    (dict(method="alg2", victim="exact"), ValueError, "victim: expected GD\\(T, eta\\)"),
+    (dict(method=Method(Implicit(), Adam()), victim="gd"), ValueError,
+     "victim: expected Exact\\(\\) for an Implicit"),
+    (dict(method=Method(), iters=3), ValueError, "iters/alpha: expected None with a Method"),
+    (dict(method="strong", iters=0), ValueError, "iters: expected a positive integer"),
+    (dict(method="strong", alpha=-1.0), ValueError, "lr: expected a positive finite"),
+    (dict(T=0), ValueError, "T: expected a positive integer"),
+    (dict(T=2.5), TypeError, "T: expected a positive integer"),
+    (dict(eta=-0.1), ValueError, "eta: expected a positive finite number"),
+    (dict(memory="bogus"), ValueError, "memory: expected one of"),
+])
+def test_attack_bad_new_arguments(data, kw, exc, msg):
+    with pytest.raises(exc, match=msg):
+        _attack(data, **kw)
+
+
+@pytest.mark.parametrize("make,exc,msg", [
+    (lambda: RMD(memory="x"), ValueError, "memory: expected one of"),
+    (lambda: RMD(warm=1), TypeError, "warm: expected True or False"),
+    (lambda: Implicit(damping=-1), ValueError, "damping: expected a finite number >= 0"),
+    (lambda: Implicit(damping_per_batch=float("nan")), ValueError, "damping_per_batch"),
+    (lambda: Implicit(train_tol=0), ValueError, "train_tol: expected a positive"),
+    (lambda: Normalised(0.0), ValueError, "alpha: expected a positive finite number"),
+    (lambda: Normalised(per_point="yes"), TypeError, "per_point: expected True or False"),
+    (lambda: Adam(lr=0), ValueError, "lr: expected a positive finite number"),
+    (lambda: Adam(beta1=1.0), ValueError, "beta1: expected a number in \\[0, 1\\)"),
+    (lambda: Adam(eps=0), ValueError, "eps: expected a positive finite number"),
+    (lambda: Method(hypergrad="rmd"), TypeError, "method.hypergrad: expected RMD"),
+    (lambda: Method(step="adam"), TypeError, "method.step: expected Normalised"),
+    (lambda: Method(keep_best=1), TypeError, "keep_best: expected True or False"),
+    (lambda: GD(T=0), ValueError, "T: expected a positive integer"),
+    (lambda: GD(w_init="ones"), ValueError, "w_init: expected 'zeros' or 'random'"),
+    (lambda: Exact(tol=0), ValueError, "victim.tol: expected a positive"),
+    (lambda: Exact(maxiter=0), ValueError, "victim.maxiter: expected a positive integer"),
+])
+def test_parts_bad_input(make, exc, msg):
+    with pytest.raises(exc, match=msg):
+        make()
