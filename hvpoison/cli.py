@@ -93,7 +93,7 @@ DEMO = {"name": "demo", "repetitions": 1, "seed": 0,
 
 def _run_and_report(exp, out, args, title):
     from .experiments import format_table, run
-    from .plots import plot_summary
+    from .plots import plot_poison, plot_summary
 
     t0 = time.perf_counter()
     print(f"{title}\nresults -> {out}/  (re-run the same command to resume)", file=sys.stderr)
@@ -102,7 +102,10 @@ def _run_and_report(exp, out, args, title):
                   data_dir=getattr(args, "data_dir", None), reuse=getattr(args, "reuse", ()))
     print(format_table(summary))
     paths = plot_summary(summary, os.path.join(out, "summary"))
-    print(f"\nplot: {paths[0]} (and .pdf); tables: {out}/summary.csv, {out}/summary.json; "
+    poison = plot_poison(out, os.path.join(out, "poison"))
+    print(f"\nplot: {paths[0]} (and .pdf)"
+          + (f"; the poisoning points: {poison[0]}" if poison else "")
+          + f"; tables: {out}/summary.csv, {out}/summary.json; "
           f"{time.perf_counter() - t0:.0f} s")
     return summary
 
@@ -129,11 +132,6 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-# stable gradient-descent steps per task, about 1.4 / L (hvpoison/figures/lr.py, README)
-TASK_ETA = {"mnist": 0.1, "mnist-mini": 0.1, "fmnist": 0.04, "cifar10": 0.02,
-            "synthetic2d": 0.5}
-
-
 def _lam_setting(value):
     if value in ("none", "large", "cv", "learned", "learned_per_layer"):
         return value
@@ -154,10 +152,12 @@ def _cmd_attack(args) -> int:
         defense.update(settings=["large"], lam_large=setting)
     else:
         defense["settings"] = [setting]
-    eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
-    from .figures.lr import ALPHA        # outer step ~ (box width) sqrt(d / 784), per task
+    from .experiments.protocol import ALPHA, TASK_ETA    # per-task steps (README, Defaults)
 
-    alpha = args.alpha if args.alpha is not None else ALPHA.get(args.task, 1.0)
+    eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
+
+    alpha = args.alpha if args.alpha is not None or args.method != "alg2" else \
+        ALPHA.get(args.task, 1.0)
     model = {"kind": args.model}
     if args.hidden:
         model["hidden"] = args.hidden
@@ -167,11 +167,13 @@ def _cmd_attack(args) -> int:
         "data": {"task": args.task, "n_tr": args.n_tr, "n_test": args.n_test},
         "model": model, "defense": defense,
         "attack": {"n_poison": args.n_poison, "n_batches": args.n_batches,
-                   "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha},
-        "test": {"T": args.T, "eta": eta}})
+                   "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha,
+                   "method": args.method, "victim": args.victim},
+        "test": {"T": args.T, "eta": eta, "victims": args.victims or [args.victim]}})
     out = args.out or os.path.join("results", exp.name)
-    _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (eta = {eta}, "
-                                   f"alpha = {alpha})")
+    _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (method {args.method} "
+                                   f"against victim {args.victim}, eta = {eta}, alpha = "
+                                   f"{'the method default' if alpha is None else alpha})")
     return 0
 
 
@@ -185,13 +187,17 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .plots import load_summary, plot_summary
+    from .plots import load_summary, plot_poison, plot_summary
 
     summary = load_summary(args.results)
-    base = args.out or os.path.join(args.results if os.path.isdir(args.results)
-                                    else os.path.dirname(args.results) or ".", "summary")
+    folder = args.results if os.path.isdir(args.results) else \
+        os.path.dirname(args.results) or "."
+    base = args.out or os.path.join(folder, "summary")
     for p in plot_summary(summary, base):
         print(p)
+    if os.path.isdir(os.path.join(folder, "records")):      # the poisoning points
+        for p in plot_poison(folder, os.path.join(os.path.dirname(base) or ".", "poison")):
+            print(p)
     return 0
 
 
@@ -312,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Alg. 2 at cumulative poisoning fractions against one "
                        "victim; records, table and plot go to --out.",
                        epilog="examples:\n  hvpoison attack --task mnist-mini --lam none\n"
+                       "  hvpoison attack --task mnist-mini --lam -6.9 --method strong "
+                       "--victim exact --victims exact gd\n"
                        "  hvpoison attack --task fmnist --model mlp --lam learned_per_layer "
                        "--data-dir ../shared/datasets")
     c.add_argument("--task", default="mnist-mini",
@@ -325,12 +333,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-test", type=_positive_int, default=2000)
     c.add_argument("--n-poison", type=_positive_int, default=40)
     c.add_argument("--n-batches", type=int, default=5)
-    c.add_argument("--iters", type=_positive_int, default=30, help="hyperiterations per batch")
+    c.add_argument("--method", default="alg2", choices=["alg2", "strong"],
+                   help="alg2: the paper's Alg. 2; strong: the strongest recipe for --victim "
+                   "(hvpoison.methods)")
+    c.add_argument("--victim", default="gd", choices=["gd", "exact"],
+                   help="how the defender trains, as the attack anticipates it: gd (T steps, "
+                   "the paper's) or exact (to optimality; LR with L2 only)")
+    c.add_argument("--victims", nargs="+", choices=["gd", "exact"],
+                   help="victims that train each poisoned set for the test error (default: "
+                   "--victim)")
+    c.add_argument("--iters", type=_positive_int, default=None,
+                   help="hyperiterations per batch (default: 30 for alg2, 100 for strong)")
     c.add_argument("-T", type=_positive_int, default=200, help="inner gradient steps")
     c.add_argument("--eta", type=float, default=None,
                    help="inner step (default per task: about 1.4/L, see README)")
     c.add_argument("--alpha", type=float, default=None,
-                   help="outer step for X_p (default: 4 for cifar10, 1 otherwise)")
+                   help="outer step for X_p (alg2: 4 for cifar10, 1 otherwise; strong: "
+                   "Adam's step as a fraction of the box, 0.02)")
     c.add_argument("--repetitions", type=_positive_int, default=1)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--data-dir", help="directory with the dataset files (else $HVPOISON_DATA, "

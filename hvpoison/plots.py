@@ -3,7 +3,11 @@ recomputes them.
 
 :func:`plot_summary` draws, against the poisoning fraction: the test error per lam setting
 with error bars (± std over repetitions); the learned lam (one line per layer for
-``learned_per_layer``); ``||W_k||^2/P_k``; and Kuncheva's index for each ``k``.
+``learned_per_layer``); ``||W_k||^2/P_k``; and Kuncheva's index for each ``k``. With
+several test victims, each victim's test error (the first solid, the others dashed).
+
+:func:`plot_poison` shows the poisoning points beside the validation rows they were cloned
+from (images for image tasks, a scatter for 2-D ones).
 """
 from __future__ import annotations
 
@@ -86,8 +90,16 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     settings = summary["settings"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     ax = axes[0, 0]
-    for s, t in settings.items():
-        _series(ax, t, "test_error", 0, **style(s))
+    victims = summary.get("victims", ["gd"])
+    for j, v in enumerate(victims):          # the first victim solid, others dashed
+        metric = "test_error" if victims == ["gd"] else f"test_error@{v}"
+        for s, t in settings.items():
+            if metric in t:
+                kw = style(s)
+                if len(victims) > 1:
+                    kw = {**kw, "label": f"{kw['label']}, {v} victim",
+                          "ls": "-" if j == 0 else "--", "mfc": None if j == 0 else "none"}
+                _series(ax, t, metric, 0, **kw)
     ax.set_ylabel("test error")
     ax.set_title("Test error under attack")
     ax.legend()
@@ -103,6 +115,9 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     ax.set_title("Learned regularisation")
     if ax.lines:
         ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no learned λ in this experiment", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
     ax = axes[1, 0]
     for s, t in settings.items():
         n_layers = len(t["w_norm2"]["mean"][0])
@@ -133,6 +148,85 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
         a.set_xticks(fracs)
     fig.suptitle(f"{summary.get('name', '')}: {summary['model'].upper()} on {summary['task']}, "
                  f"{summary['penalty'].upper()} penalty", fontsize=13)
+    paths = save(fig, out, formats)
+    plt.close(fig)
+    return paths
+
+
+def _image(x):
+    """A feature vector as an image: 28 x 28 grey (MNIST, Fashion-MNIST), 32 x 32 RGB
+    (CIFAR-10, plane order, scaled from [-1, 1]), else None."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    if x.size == 784:
+        return x.reshape(28, 28), "gray_r"
+    if x.size == 3072:
+        img = x.reshape(3, 32, 32).transpose(1, 2, 0)
+        lo, hi = img.min(), img.max()
+        return (img + 1) / 2 if lo >= -1 and hi <= 1 and lo < 0 else img, None
+    return None, None
+
+
+def plot_poison(folder, out, *, setting=None, rep=0, n=8, formats=("png", "pdf")) -> list:
+    """Picture what the attack did: ``n`` poisoning points of the last recorded batch of
+    ``setting`` (default: the first attacked one) beside the validation rows initDp cloned
+    them from, with their (flipped) labels; image tasks show the images, 2-D tasks a
+    scatter with an arrow from each clone to its poisoning point. Returns the paths, or
+    ``[]`` when the records hold no starting points (results of hvpoison < 0.2)."""
+    import numpy as np
+
+    from .experiments.store import Store
+
+    store = Store(folder)
+    records = [r for r in store.all_records() if r.get("b") and r["rep"] == rep]
+    if setting is not None:
+        records = [r for r in records if r["setting"] == setting]
+    if not records:
+        return []
+    order = {s: i for i, s in enumerate(dict.fromkeys(r["setting"] for r in records))}
+    rec = max(records, key=lambda r: (-order[r["setting"]], r["b"]))
+    z = store.load_arrays(store.key(rep, rec["setting"], rec["b"]))
+    if "X0" not in z:
+        return []
+    X0, Xp, yp = z["X0"], z["Xp"], z["yp"]
+    plt = _pyplot()
+    title = (f"{rec['setting']}: {len(Xp)} poisoning points of batch {rec['b']} "
+             f"({rec['fraction']:.0%} poisoned), repetition {rep}")
+    if X0.shape[1] == 2:
+        fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+        for lab, c in ((0, "#1f77b4"), (1, "#d62728")):
+            m = yp == lab
+            ax.scatter(*X0[m].T, s=25, facecolors="none", edgecolors=c,
+                       label=f"validation clone (label {1 - lab})")
+            ax.scatter(*Xp[m].T, s=30, color=c, marker="x", label=f"poison, label {lab}")
+            for a, b in zip(X0[m], Xp[m]):
+                ax.annotate("", b, a, arrowprops={"arrowstyle": "->", "color": c,
+                                                  "alpha": 0.5})
+        ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=10)
+    else:
+        k = min(n, len(Xp))
+        pick = np.linspace(0, len(Xp) - 1, k).round().astype(int)
+        fig, axes = plt.subplots(2, k, figsize=(1.6 * k, 3.8), constrained_layout=True,
+                                 squeeze=False)
+        for j, i in enumerate(pick):
+            for row, (x, lab, name) in enumerate(((X0[i], 1 - yp[i], "validation row"),
+                                                  (Xp[i], yp[i], "poison"))):
+                ax = axes[row, j]
+                img, cmap = _image(x)
+                if img is None:
+                    ax.imshow(np.asarray(x)[None, :], aspect="auto", cmap="coolwarm")
+                else:
+                    ax.imshow(img, cmap=cmap, vmin=None if cmap is None else 0,
+                              vmax=None if cmap is None else 1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                ax.set_title(f"{name}\nlabel {int(lab)}", fontsize=8)
+        move = np.abs(Xp - X0).sum(axis=1).mean()
+        fig.suptitle(f"{title}\ntop: the validation rows they were cloned from; bottom: "
+                     f"the optimised points (mean L1 move {move:.1f})", fontsize=9)
     paths = save(fig, out, formats)
     plt.close(fig)
     return paths

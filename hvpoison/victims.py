@@ -151,11 +151,13 @@ class Newton:
     CG on ``(H + mu I) u = b`` at a fresh :class:`~hvpoison.objective.Point` and rebuilds
     the factor there (``P`` Hessian-vector products) when CG took more than ``refresh``
     iterations; :meth:`minimize` takes Newton steps ``w -= t H^{-1} grad`` with Armijo
-    backtracking until ``|grad| <= tol``.
+    backtracking until ``|grad| <= tol``. Above ``dense_max`` parameters no dense ``H`` is
+    formed and CG runs unpreconditioned.
     """
 
-    def __init__(self, tol=1e-9, maxiter=100, refresh=12):
+    def __init__(self, tol=1e-9, maxiter=100, refresh=12, dense_max=5000):
         self.tol, self.maxiter, self.refresh = tol, maxiter, refresh
+        self.dense_max = dense_max       # above this P: plain CG, no dense factor
         self.H = None                    # the Hessian at the last refresh, (P, P)
         self.factors = {}                # mu -> (H + mu I)^{-1} from its Cholesky factor
         self.counts = {"refreshes": 0, "cg": 0, "newton": 0}
@@ -179,6 +181,10 @@ class Newton:
 
     def solve(self, point, b, damping=0.0, tol=1e-10):
         """``u = (H + mu I)^{-1} b`` ``(P,)`` at ``point`` by PCG; returns ``(u, info)``."""
+        if b.shape[0] > self.dense_max:                      # too large to factor
+            u, info = solve_hvp(point.hvp, b, solver="cg", tol=tol, damping=damping)
+            self.counts["cg"] += info["iterations"]
+            return u, info
         if self.H is None:
             self.rebuild(point)
         M = self.inverse(float(damping))

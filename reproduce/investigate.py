@@ -12,16 +12,16 @@ import argparse
 from pathlib import Path
 
 from hvpoison.experiments import Experiment, format_table, run
-from hvpoison.figures import lr, mlp
+from hvpoison.experiments import protocol
 
 HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("task", choices=lr.TASKS)
+    ap.add_argument("task", choices=protocol.TASKS)
     ap.add_argument("--penalty", default="l2", choices=["l2", "l1"])
     ap.add_argument("--model", default="lr", choices=["lr", "mlp"])
-    ap.add_argument("--alpha", type=float, help="default: the protocol's (ALPHA in lr.py)")
+    ap.add_argument("--alpha", type=float, help="default: the protocol's (protocol.ALPHA)")
     ap.add_argument("--alpha-lam", type=float, default=0.2)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("-T", type=int, default=200)
@@ -31,8 +31,9 @@ if __name__ == "__main__":
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args()
-    a.alpha = lr.ALPHA[a.task] if a.alpha is None else a.alpha
-    cfg = (lr if a.model == "lr" else mlp).config(a.task, a.penalty, settings=a.settings)
+    a.alpha = protocol.ALPHA[a.task] if a.alpha is None else a.alpha
+    config = protocol.lr_config if a.model == "lr" else protocol.mlp_config
+    cfg = config(a.task, a.penalty, settings=a.settings)
     model = "" if a.model == "lr" else "-mlp"
     al = "" if a.alpha_lam == 0.2 else f"-al{a.alpha_lam:g}"
     cfg.update(name=f"inv-{a.task}-{a.penalty}{model}-a{a.alpha:g}{al}-k{a.iters}-T{a.T}",

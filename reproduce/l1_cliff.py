@@ -15,20 +15,20 @@ import numpy as np
 
 import hvpoison as hv
 from hvpoison.data import load_task
-from hvpoison.figures import lr, mlp
+from hvpoison.experiments import protocol
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="mnist", choices=lr.TASKS)
+    ap.add_argument("--task", default="mnist", choices=protocol.TASKS)
     ap.add_argument("--lams", type=float, nargs="+",
                     default=[-5, -4, -3.6, -3.2, -3.0, -2.8, -2.4])
     ap.add_argument("--seeds", type=int, default=5, help="Xavier draws per lam")
     ap.add_argument("--data-dir")
     a = ap.parse_args()
     s = load_task(a.task, n_tr=1000, n_test=2000, seed=0, data_dir=a.data_dir)
-    model = hv.MLP((s.Xtr.shape[1], *mlp.HIDDEN, 1), slope=0.01)
+    model = hv.MLP((s.Xtr.shape[1], *protocol.HIDDEN, 1), slope=0.01)
     obj = hv.Objective(model, "l1")
-    eta = lr.ETA[a.task]
+    eta = protocol.ETA[a.task]
     print(f"{a.task}, MLP {model.sizes}, L1, T = 200, eta = {eta}, clean test error per "
           f"Xavier draw (seeds 0..{a.seeds - 1})\n")
     print("| lam | eta exp(lam) | test error per seed | collapsed (0.5) |\n|---|---|---|---|")

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hvpoison.experiments.protocol import FIGURES
+from hvpoison.figures.lr import relative_decrease
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -121,33 +124,29 @@ def layer_claims(s):
             + _verdict(bool(rise[1:].max() > rise[0]))]
 
 
-COMPANIONS = {"fig2": ["fig2", "fig3-l2", "fig5"], "fig8": ["fig8", "fig3-l1", "fig10"],
-              "fig6": ["fig6", "fig7", "fig13"], "fig11": ["fig11", "fig12", "fig14"]}
-
-
-def _figure(fig):
+def _figure(runs, fig):
     """Links to the committed plots of ``fig`` (and the figures drawn from its runs)."""
-    return [f"![{f}](runs/{f}.png)\n" for f in COMPANIONS.get(fig, [fig])
-            if (OUT / f"{f}.png").is_file()]
+    return [f"![{f}](runs/{f}.png)\n" for f in FIGURES[fig].shows or (fig,)
+            if (runs / f"{f}.png").is_file()]
 
 
-def section_lr(fig, data, title):
-    lines = [f"## {fig}: {title}", "", *_figure(fig)]
+def section_lr(runs, fig, data):
+    lines = [f"## {fig}: {FIGURES[fig].section}", "", *_figure(runs, fig)]
     for s in data["summaries"]:
-        meta = _meta(s)
+        meta = _meta(runs, s)
         lines += [f"### {s['model'].upper()}, {s['task']}, {s['penalty'].upper()}",
                   f"settings: {meta['settings']}; run time {s['seconds'] / 60:.1f} min of "
                   f"compute on {meta['machine']}", "", error_table(s), ""]
         if {"none", "large", "learned"} <= set(s["settings"]):
             lines += lr_claims(s) + layer_claims(s) + [""]
-        lines += cross_claims(s)
+        lines += cross_claims(runs, s)
     return lines
 
 
-def cross_claims(s):
+def cross_claims(runs, s):
     """The cross-evaluation of ``reproduce/cross_eval.py``, if it was run on this experiment:
     every attack's points against every victim, and the worst case per victim."""
-    p = OUT / s["name"] / "cross_eval.json"
+    p = runs / s["name"] / "cross_eval.json"
     if not p.is_file():
         return []
     c = json.loads(p.read_text())
@@ -181,8 +180,8 @@ def cross_claims(s):
     return lines
 
 
-def section_valsize(fig, data):
-    lines = [f"## {fig}: sensitivity to the validation size", "", *_figure(fig),
+def section_valsize(runs, fig, data):
+    lines = [f"## {fig}: {FIGURES[fig].section}", "", *_figure(runs, fig),
              "| n_val | " + " | ".join(f"{f:.0%}" for f in data["summaries"][0]["settings"]
                                       ["none"]["fraction"]) + " |",
              "|---" * (len(data["summaries"][0]["settings"]["none"]["fraction"]) + 1) + "|"]
@@ -205,17 +204,17 @@ def section_valsize(fig, data):
                  f"{'monotone' if mono else 'not monotone'} in n_val): "
                  f"{_verdict(not mono)}")
     s = data["summaries"][0]
-    meta = _meta(s)
+    meta = _meta(runs, s)
     lines.append(f"\nsettings: {meta['settings']}\n")
     return lines
 
 
-def section_fig1(data):
+def section_fig1(runs, data):
     n, l2 = data["none"], data["l2"]
     lam_map = np.array(data["lam_map"])
     emap = np.array(n["error_map"])
     hurt = emap > np.quantile(emap, 0.9)
-    lines = ["## fig1: one poisoning point on two 2-D Gaussians", "", *_figure("fig1"),
+    lines = [f"## fig1: {FIGURES['fig1'].section}", "", *_figure(runs, "fig1"),
              f"settings: {json.dumps(data['config'])}; {data['seconds']:.0f} s", "",
              "| | clean val. error | with the optimised point | max of the map |",
              "|---|---|---|---|",
@@ -236,9 +235,9 @@ def section_fig1(data):
     return lines
 
 
-def _meta(s):
+def _meta(runs, s):
     name = s["name"]
-    p = OUT / name / "experiment.json"
+    p = runs / name / "experiment.json"
     if not p.is_file():
         return {"settings": "(experiment.json missing)", "machine": "?"}
     m = json.loads(p.read_text())
@@ -252,12 +251,6 @@ def _meta(s):
     machine = (f"{v['machine']} ({v['cpus']} cores, {v['platform']}), numpy {v['numpy']}, "
                f"scipy {v['scipy']}, hvpoison {v['hvpoison']}, {m['created'][:10]}")
     return {"settings": settings, "machine": machine}
-
-
-TITLES = {"fig2": "LR with L2, test error under attack",
-          "fig8": "LR with L1, test error under attack",
-          "fig6": "MLP with L2, test error and per-layer λ under attack (figs. 6, 7, 13)",
-          "fig11": "MLP with L1, test error and per-layer λ under attack (figs. 11, 12, 14)"}
 
 
 def sync(out, runs):
@@ -277,8 +270,8 @@ def sync(out, runs):
                     shutil.copyfile(d / name, runs / d.name / name)
 
 
-def _summary(name):
-    p = OUT / name / "summary.json"
+def _summary(runs, name):
+    p = runs / name / "summary.json"
     if not p.is_file():
         return None
     s = json.loads(p.read_text())
@@ -286,9 +279,6 @@ def _summary(name):
 
 
 def main(argv=None):
-    global OUT
-    from hvpoison.figures import lr, mlp
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(HERE / "out"), help="the run folders")
     ap.add_argument("--runs", default=str(HERE / "runs"), help="committed copies")
@@ -296,50 +286,44 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="read the quick-mode runs (tests)")
     a = ap.parse_args(argv)
     sync(Path(a.out), Path(a.runs))
-    OUT = Path(a.runs)
+    runs = Path(a.runs)
     lines = ["# Reproduction results", "",
              "Generated by `python reproduce/results.py` from the full-mode runs (their "
              "summaries are committed in `reproduce/runs/`; not edited by hand). Each claim "
              "line is computed from the numbers above it. An experiment appears once all "
              "its records are done.", ""]
     missing = []
-    fig1 = OUT / ("fig1-quick.json" if a.quick else "fig1.json")
-    if fig1.is_file():
-        lines += section_fig1(json.loads(fig1.read_text()))
-    else:
-        missing.append("fig1")
-    for fig, pen, module in (("fig2", "l2", lr), ("fig8", "l1", lr), ("fig6", "l2", mlp),
-                             ("fig11", "l1", mlp)):
+    rank = {"fig1": 0, "lr": 1, "mlp": 2, "valsize": 3}   # the sensitivity studies last
+    for fig in sorted((f for f in FIGURES.values() if f.section), key=lambda f: rank[f.kind]):
+        if fig.kind == "fig1":
+            p = runs / ("fig1-quick.json" if a.quick else "fig1.json")
+            if p.is_file():
+                lines += section_fig1(runs, json.loads(p.read_text()))
+            else:
+                missing.append("fig1")
+            continue
         sums = []
-        for cfg in module.experiments(a.quick, penalties=(pen,)):
-            s = _summary(cfg["name"])
+        for cfg in fig.experiments(a.quick):
+            s = _summary(runs, cfg["name"])
             if s is None:
                 missing.append(cfg["name"])
-            else:
-                sums.append(s)
-        if sums:
-            lines += section_lr(fig, {"summaries": sums}, TITLES[fig])
-    for fig, pen in (("fig4", "l2"), ("fig9", "l1")):
-        sums = []
-        for cfg in lr.valsize_experiments(a.quick, penalty=pen):
-            s = _summary(cfg["name"])
-            if s is None:
-                missing.append(cfg["name"])
-            else:
-                s["n_val"] = cfg["data"]["n_val"]
-                sums.append(s)
-        if sums:
-            lines += section_valsize(fig, {"summaries": sums, "relative_decrease": {
-                s["n_val"]: lr.relative_decrease(s) for s in sums}})
-    inv = sorted(p.parent.name for p in OUT.glob("inv-*/summary.json"))
+                continue
+            s["n_val"] = cfg["data"].get("n_val")
+            sums.append(s)
+        if sums and fig.kind == "valsize":
+            lines += section_valsize(runs, fig.name, {"summaries": sums, "relative_decrease": {
+                s["n_val"]: relative_decrease(s) for s in sums}})
+        elif sums:
+            lines += section_lr(runs, fig.name, {"summaries": sums})
+    inv = sorted(p.parent.name for p in runs.glob("inv-*/summary.json"))
     if inv:
         lines += ["## Investigations", "",
                   "Runs of `reproduce/investigate.py` (one task, changed attack settings), "
                   "made to look into a claim that is not confirmed above.", ""]
         for name in inv:
-            s = json.loads((OUT / name / "summary.json").read_text())
+            s = json.loads((runs / name / "summary.json").read_text())
             lines += [f"### {name} ({s['task']}, {s['model'].upper()}, {s['penalty'].upper()})",
-                      f"settings: {_meta(s)['settings']}", "", error_table(s), ""]
+                      f"settings: {_meta(runs, s)['settings']}", "", error_table(s), ""]
     lines += ["## Not run yet in full mode", "",
               ", ".join(missing) if missing else "(every experiment is done)", "",
               "Figs. 3, 5 and 10 are drawn from the fig2/fig8 experiments, figs. 7 and 13 "
@@ -347,8 +331,6 @@ def main(argv=None):
     Path(a.write).write_text("\n".join(lines))
     print(a.write)
 
-
-OUT = HERE / "out"
 
 if __name__ == "__main__":
     main()

@@ -74,6 +74,16 @@ def test_newton_reuses_a_stale_factor(data):
     assert solver.counts["refreshes"] == refreshes       # the old factor was good enough
 
 
+def test_newton_without_a_dense_factor_above_dense_max(data):
+    X, y, _, _ = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    big = Exact().solver()
+    big.dense_max = 2                                   # P = 4 > 2: plain CG
+    w, info = big.minimize(lambda w: obj.at(w, X, y, -2.0), np.zeros(4))
+    assert big.H is None and big.counts["refreshes"] == 0
+    np.testing.assert_allclose(w, Exact(tol=1e-11).fit(obj, X, y, -2.0), rtol=1e-6)
+
+
 @pytest.mark.parametrize("obj,msg", [
     (hv.Objective(hv.MLP((3, 4, 1)), "l2"), "victim: expected Exact\\(\\) needs a convex"),
     (hv.Objective(hv.LR(3), "l1"), "victim: expected Exact\\(\\) needs LR with an L2"),

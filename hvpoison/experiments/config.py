@@ -20,12 +20,17 @@
     lam_init = -4.0              # initL for learned lam
 
     [attack]                     # hvpoison.attack
+    method = "alg2"              # alg2 (the paper's Alg. 2) | strong (hvpoison.methods)
+    victim = "gd"                # the victim the attack anticipates: gd | exact (LR + L2)
     n_poison = 40
     n_batches = 5
-    iters = 30
+    iters = 30                   # default: the method's (alg2 30, strong 100)
+    alpha = 1.0                  # default: the method's (alg2 1.0, strong's Adam 0.02)
 
     [test]                       # training after the attack, then the test error
-    T = 200
+    victims = ["gd", "exact"]    # every poisoned set is trained by each; the first is the
+                                 # main one ("gd" alone by default)
+    T = 200                      # the gd victim's steps and step size
     eta = 0.1
     kuncheva_k = [50, 100, 200]
 
@@ -41,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SETTINGS = ("none", "large", "cv", "learned", "learned_per_layer")
+METHODS = ("alg2", "strong")
+VICTIMS = ("gd", "exact")
 
 
 @dataclass
@@ -72,12 +79,14 @@ class Defense:
 
 @dataclass
 class Attack:
+    method: str = "alg2"
+    victim: str = "gd"
     n_poison: int = 40
     n_batches: int = 5
-    iters: int = 30
+    iters: int | None = None
     T: int = 200
     eta: float = 0.1
-    alpha: float = 1.0
+    alpha: float | None = None
     alpha_lam: float = 0.2
     lam_bounds: list = field(default_factory=lambda: [-10.0, 4.0])
     restarts: int = 1
@@ -86,6 +95,7 @@ class Attack:
 
 @dataclass
 class Test:
+    victims: list = field(default_factory=lambda: ["gd"])
     T: int = 200
     eta: float = 0.1
     kuncheva_k: list = field(default_factory=lambda: [50, 100, 200])
@@ -134,6 +144,14 @@ class Experiment:
         d = self.to_dict()
         d.pop("name")
         d["data"].pop("data_dir")
+        a = d["attack"]
+        strong = a["method"] == "strong"
+        a["iters"] = a["iters"] if a["iters"] is not None else (100 if strong else 30)
+        a["alpha"] = a["alpha"] if a["alpha"] is not None else (0.02 if strong else 1.0)
+        if a["method"] == "alg2" and a["victim"] == "gd":      # as before these keys existed
+            del a["method"], a["victim"]
+        if d["test"]["victims"] == ["gd"]:
+            del d["test"]["victims"]
         if undefended:
             d.pop("defense")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -161,17 +179,41 @@ class Experiment:
         if "learned_per_layer" in self.defense.settings and self.model.kind == "lr":
             bad("defense.settings", "'learned_per_layer' only with model.kind = 'mlp'",
                 self.defense.settings)
+        a = self.attack
+        if a.method not in METHODS:
+            bad("attack.method", f"one of {list(METHODS)}", a.method)
+        if a.victim not in VICTIMS:
+            bad("attack.victim", f"one of {list(VICTIMS)}", a.victim)
+        if a.method == "alg2" and a.victim != "gd":
+            bad("attack.victim", "'gd' with attack.method = 'alg2' (Alg. 2 differentiates "
+                "T gradient steps; use method = 'strong' against 'exact')", a.victim)
+        v = self.test.victims
+        if not v or any(x not in VICTIMS for x in v) or len(set(v)) != len(v):
+            bad("test.victims", f"a non-empty list of distinct entries from {list(VICTIMS)}", v)
+        exact_needs = "model.kind = 'lr' and defense.penalty = 'l2'"
+        if ("exact" in v or a.victim == "exact") and (self.model.kind != "lr" or
+                                                       self.defense.penalty != "l2"):
+            bad("test.victims" if "exact" in v else "attack.victim",
+                f"'exact' only with {exact_needs} (a unique smooth optimum)",
+                v if "exact" in v else a.victim)
+        if a.victim == "exact" and "none" in self.defense.settings:
+            bad("defense.settings", "no 'none' with attack.victim = 'exact' (an unpenalised "
+                "LR need not have an optimum)", self.defense.settings)
+        if a.iters is not None and a.iters <= 0:
+            bad("attack.iters", "a positive integer", a.iters)
+        if a.alpha is not None and not a.alpha > 0:
+            bad("attack.alpha", "a positive number", a.alpha)
         for key, v in (("repetitions", self.repetitions), ("data.n_tr", self.data.n_tr),
                        ("data.n_test", self.data.n_test),
                        ("attack.n_poison", self.attack.n_poison),
-                       ("attack.iters", self.attack.iters), ("attack.T", self.attack.T),
+                       ("attack.T", self.attack.T),
                        ("attack.restarts", self.attack.restarts), ("test.T", self.test.T),
                        ("defense.cv_folds", self.defense.cv_folds)):
             if v <= 0:
                 bad(key, "a positive integer", v)
         if self.attack.n_batches < 0:
             bad("attack.n_batches", "a non-negative integer", self.attack.n_batches)
-        for key, v in (("attack.eta", self.attack.eta), ("attack.alpha", self.attack.alpha),
+        for key, v in (("attack.eta", self.attack.eta),
                        ("attack.alpha_lam", self.attack.alpha_lam),
                        ("test.eta", self.test.eta)):
             if not v > 0:
@@ -210,7 +252,7 @@ def _coerce(name, value, default, type_):
         ok = isinstance(value, bool)
     elif isinstance(default, int) or "int" in str(type_):
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
+    elif isinstance(default, float) or "float" in str(type_):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, str) or "str" in str(type_):
@@ -220,6 +262,7 @@ def _coerce(name, value, default, type_):
     else:  # pragma: no cover - every field has one of the types above
         ok = True
     if not ok:
-        kind = type(default).__name__ if default is not None else str(type_)
+        kind = type(default).__name__ if default is not None else \
+            str(type_).replace(" | None", "")
         raise ValueError(f"{name}: expected {kind}, got {value!r}")
     return value

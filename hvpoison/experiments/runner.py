@@ -83,7 +83,6 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
     Returns ``(record, arrays)``; ``lam0`` is the setting's lam at fraction 0 (the clean
     model Kuncheva's index compares against; None for ``b = 0``)."""
     from ..attack import attack
-    from ..evaluate import error, feature_weights, kuncheva, train, weight_norms
 
     exp = Experiment.from_dict(exp_dict)
     a, b, sd = exp.attack, unit.b, seeds(exp, unit.rep)
@@ -96,30 +95,59 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
                    n_batches=b, iters=a.iters, T=a.T, eta=a.eta, alpha=a.alpha,
                    alpha_lam=a.alpha_lam, lam=lam, learn_lam=learn,
                    lam_bounds=tuple(a.lam_bounds), box=split.box, restarts=a.restarts,
-                   seed=sd["attack"], memory=a.memory,
+                   seed=sd["attack"], memory=a.memory, victim=a.victim, method=a.method,
                    start=None if b == 0 else (b - 1, X, y))[-1]
     t1 = time.perf_counter()
-    tst = exp.test
-    w = train(obj, batch.X, batch.y, batch.lam, T=tst.T, eta=tst.eta, seed=sd["init"])
     lam0 = batch.lam if b == 0 else (np.array(lam0) if isinstance(lam0, list) else lam0)
-    w_clean = w if b == 0 else train(obj, split.Xtr, split.ytr, lam0, T=tst.T, eta=tst.eta,
-                                     seed=sd["init"])
-    d = split.Xtr.shape[1]
-    fw, fw_clean = feature_weights(obj.model, w), feature_weights(obj.model, w_clean)
+    tests = {v: test_victim(exp, v, obj, batch, split, lam0, sd["init"])
+             for v in exp.test.victims}
+    main = tests[exp.test.victims[0]]
+    if main is None:                          # the first victim does not apply: the paper's
+        main = test_victim(exp, "gd", obj, batch, split, lam0, sd["init"])
     old = np.concatenate([r for r, _, _ in blocks]) if blocks else np.array([], np.int64)
     rows = np.setdiff1d(batch.poison_idx, old)
     record = {
         "rep": unit.rep, "setting": unit.setting, "b": b, "fraction": batch.fraction,
-        "test_error": error(obj.model, w, split.Xte, split.yte),
-        "train_error": error(obj.model, w, batch.X, batch.y),
+        "test_error": main["test_error"], "train_error": main["train_error"],
         "lam": _plain(batch.lam), "lam0": _plain(lam0),
-        "w_norm2": weight_norms(obj.model, w).tolist(),
-        "kuncheva": {str(k): kuncheva(fw, fw_clean, k) for k in exp.test.kuncheva_k if k < d},
+        "w_norm2": main["w_norm2"], "kuncheva": main["kuncheva"],
         "outer": batch.trace.get("outer", []), "outer_final": batch.trace.get("final"),
         "lam_trace": batch.trace.get("lam", []), "seeds": sd,
         "seconds": {"attack": t1 - t0, "test": time.perf_counter() - t1},
     }
-    return record, {"rows": rows, "Xp": np.asarray(batch.X[rows]), "yp": np.asarray(batch.y[rows])}
+    if exp.test.victims != ["gd"]:
+        record["victims"] = {v: None if t is None else
+                             {k: t[k] for k in ("test_error", "train_error", "val_loss")}
+                             for v, t in tests.items()}
+    arrays = {"rows": rows, "Xp": np.asarray(batch.X[rows]), "yp": np.asarray(batch.y[rows])}
+    if batch.X0 is not None:                              # the clones the points started as
+        arrays["X0"] = np.asarray(batch.X0)
+    return record, arrays
+
+
+def test_victim(exp, name, obj, batch, split, lam0, seed):
+    """The test of one victim (``"gd"``: ``[test] T, eta`` from ``model.init(seed)``;
+    ``"exact"``: trained to optimality) on the batch's poisoned set: test and training
+    error, validation loss, ``||W_k||^2/P_k`` and Kuncheva's index against the same victim
+    trained on the clean set; None where the victim does not apply (``"exact"`` without
+    an L2 penalty)."""
+    from ..evaluate import error, feature_weights, kuncheva, weight_norms
+    from ..victims import GD, Exact
+
+    victim = GD(exp.test.T, exp.test.eta) if name == "gd" else Exact()
+    if name == "exact" and (Exact.unsupported(obj) or batch.lam is None):
+        return None
+    w = victim.fit(obj, batch.X, batch.y, batch.lam, seed=seed)
+    w_clean = w if batch.fraction == 0 else victim.fit(obj, split.Xtr, split.ytr, lam0,
+                                                       seed=seed)
+    d = split.Xtr.shape[1]
+    fw, fw_clean = feature_weights(obj.model, w), feature_weights(obj.model, w_clean)
+    return {"test_error": error(obj.model, w, split.Xte, split.yte),
+            "train_error": error(obj.model, w, batch.X, batch.y),
+            "val_loss": float(obj.val_loss(w, split.Xval, split.yval)),
+            "w_norm2": weight_norms(obj.model, w).tolist(),
+            "kuncheva": {str(k): kuncheva(fw, fw_clean, k) for k in exp.test.kuncheva_k
+                         if k < d}}
 
 
 def poison_blocks(store, rep, setting, n_batches) -> list:

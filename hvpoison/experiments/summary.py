@@ -1,8 +1,9 @@
 """Aggregates over repetitions: mean and std per (setting, fraction) of the test error, the
 learned ``lam`` (per component), ``||W_k||^2/P_k`` (per layer), Kuncheva's index (per
 ``k``) and ``val_loss`` (the validation loss of Eq. 3 after the attack's last step, i.e. the
-objective the attacker raises and the learned ``lam`` lowers); written as ``summary.json``
-and a long-format ``summary.csv``."""
+objective the attacker raises and the learned ``lam`` lowers); with several ``[test]
+victims``, ``test_error@V`` and ``val_loss@V`` per victim ``V`` as well; written as
+``summary.json`` and a long-format ``summary.csv``."""
 from __future__ import annotations
 
 import csv
@@ -40,6 +41,10 @@ def aggregate(records: list) -> dict:
                 vals["val_loss"] = [r["outer_final"] for r in rs]
             for k in rs[0]["kuncheva"]:
                 vals[f"kuncheva@{k}"] = [r["kuncheva"][k] for r in rs]
+            for v, t in (rs[0].get("victims") or {}).items():    # [test] victims
+                if t is not None:
+                    vals[f"test_error@{v}"] = [r["victims"][v]["test_error"] for r in rs]
+                    vals[f"val_loss@{v}"] = [r["victims"][v]["val_loss"] for r in rs]
             for m, v in vals.items():
                 st = _stats(v)
                 for f in ("mean", "std", "n"):
@@ -56,6 +61,8 @@ def summarize(exp, store) -> dict:
     records.sort(key=lambda r: (rank.get(r["setting"], 99), r["b"], r["rep"]))
     expected = exp.repetitions * len(exp.defense.settings) * (exp.attack.n_batches + 1)
     summary = {"name": exp.name, "fingerprint": exp.fingerprint(),
+               "method": exp.attack.method, "attack_victim": exp.attack.victim,
+               "victims": list(exp.test.victims),
                "complete": len(records) == expected, "records": len(records),
                "expected_records": expected, "penalty": exp.defense.penalty,
                "task": exp.data.task, "model": exp.model.kind,
@@ -78,23 +85,31 @@ def summarize(exp, store) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    """Test error (mean ± std) per fraction and setting, and the learned lam, as text."""
+    """Test error (mean ± std) per fraction and setting (one table per test victim), and
+    the learned lam, as text."""
     settings = summary["settings"]
     if not settings:
         return "(no records yet)"
     fracs = max((t["fraction"] for t in settings.values()), key=len)
     head = f"{'poisoned':>9} " + " ".join(f"{s:>17}" for s in settings)
-    lines = [f"test error, mean ± std over repetitions ({summary['task']}, "
-             f"{summary['model']}, {summary['penalty']})", head]
-    for i, f in enumerate(fracs):
-        cells = []
-        for t in settings.values():
-            if i < len(t["fraction"]):
-                mu, sd = t["test_error"]["mean"][i][0], t["test_error"]["std"][i][0]
-                cells.append(f"{mu:>9.3f} ± {sd:<5.3f}")
-            else:
-                cells.append(f"{'-':>17}")
-        lines.append(f"{f:>9.0%} " + " ".join(cells))
+    victims = summary.get("victims", ["gd"])
+    attack = "" if summary.get("method", "alg2") == "alg2" else \
+        f", attack {summary['method']} against {summary.get('attack_victim', 'gd')}"
+    lines = []
+    for j, v in enumerate(victims):
+        metric = "test_error" if victims == ["gd"] else f"test_error@{v}"
+        lines += [f"test error, mean ± std over repetitions ({summary['task']}, "
+                  f"{summary['model']}, {summary['penalty']}{attack}"
+                  + (f"; victim {v}" if len(victims) > 1 else "") + ")", head]
+        for i, f in enumerate(fracs):
+            cells = []
+            for t in settings.values():
+                if i < len(t["fraction"]) and metric in t:
+                    mu, sd = t[metric]["mean"][i][0], t[metric]["std"][i][0]
+                    cells.append(f"{mu:>9.3f} ± {sd:<5.3f}")
+                else:
+                    cells.append(f"{'-':>17}")
+            lines.append(f"{f:>9.0%} " + " ".join(cells))
     learned = {s: t for s, t in settings.items() if s.startswith("learned") and "lam" in t}
     for s, t in learned.items():
         vals = ", ".join(f"{f:.0%}: " + "/".join(f"{v:+.1f}" for v in m)

@@ -13,26 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..experiments import protocol
 from . import fig1, lr, mlp
 
-FIGURES = {
-    "fig1": "synthetic 2-D: decision boundaries, validation-error maps, best-lam map",
-    "fig2": "LR, L2: test error vs poisoning fraction (none / large / cv / learned), 3 tasks",
-    "fig3": "LR: learned lam and ||w||^2/P vs fraction, L2 and L1, 3 tasks",
-    "fig4": "LR, L2, MNIST: sensitivity to the validation size, relative error decrease",
-    "fig5": "LR, L2: Kuncheva's index of the top-k features vs fraction, 3 tasks",
-    "fig8": "LR, L1: test error vs poisoning fraction, 3 tasks",
-    "fig9": "LR, L1, MNIST: sensitivity to the validation size",
-    "fig10": "LR, L1: Kuncheva's index vs fraction, 3 tasks",
-    "fig6": "MLP, L2: test error vs fraction (none / large / learned / learned per layer)",
-    "fig7": "MLP, L2: learned lam per layer vs fraction",
-    "fig11": "MLP, L1: test error vs fraction",
-    "fig12": "MLP, L1: learned lam per layer vs fraction",
-    "fig13": "MLP, L2: ||W_k||^2/P_k per layer vs fraction",
-    "fig14": "MLP, L1: ||W_k||^2/P_k per layer vs fraction",
-}
-MLP_FIGURES = {"fig6": ("l2", "error"), "fig7": ("l2", "lam"), "fig13": ("l2", "norm"),
-               "fig11": ("l1", "error"), "fig12": ("l1", "lam"), "fig14": ("l1", "norm")}
+FIGURES = {name: f.description for name, f in protocol.FIGURES.items()}   # name -> what
 
 
 def _finished(exp, folder):
@@ -86,60 +70,55 @@ def _dump(path, obj):
 
 def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
               progress=True, tasks=None):
-    """Run figure ``name`` (a key of ``FIGURES``) on ``tasks`` (default: all three);
-    returns ``(written files, seconds)``."""
-    if name not in FIGURES:
-        raise ValueError(f"FIGURE: expected one of {list(FIGURES)}, got {name!r}")
-    tasks = tuple(tasks or lr.TASKS)     # run these; finished runs of the others are drawn too
+    """Run figure ``name`` (a key of ``protocol.FIGURES``) on ``tasks`` (default: all
+    three) and draw it; returns ``(written files, seconds)``."""
+    if name not in protocol.FIGURES:
+        raise ValueError(f"FIGURE: expected one of {list(protocol.FIGURES)}, got {name!r}")
+    fig = protocol.FIGURES[name]
+    tasks = tuple(tasks or protocol.TASKS)  # run these; finished runs of the others are drawn
     for t in tasks:
-        if t not in lr.TASKS:
-            raise ValueError(f"--tasks: expected entries from {list(lr.TASKS)}, got {t!r}")
+        if t not in protocol.TASKS:
+            raise ValueError(f"--tasks: expected entries from {list(protocol.TASKS)}, "
+                             f"got {t!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = out / (name + ("-quick" if quick else ""))
     t0 = time.perf_counter()
-    if name == "fig1":
+    if fig.kind == "fig1":
         res = fig1.compute(quick)
         _dump(f"{base}.json", res)
-        paths = fig1.plot(res, base)
-    elif name in MLP_FIGURES:
-        penalty, kind = MLP_FIGURES[name]
-        sums = _run_all(mlp.experiments(quick, lr.TASKS, (penalty,)), out, n_jobs, data_dir,
-                        progress, tasks)
-        title = f"MLP {'-'.join(map(str, mlp.HIDDEN))}, {penalty.upper()}: "
-        if kind == "error":
-            paths = lr.plot_error(sums, base, title + "test error under the optimal attack")
-        elif kind == "lam":
-            paths = mlp.plot_lam_layers(sums, base, title + "learned λ per layer")
-        else:
-            paths = mlp.plot_norm_layers(sums, base, title + "||W_k||²/P_k per layer")
-        _dump(f"{base}.json", {"figure": name, "quick": quick, "summaries": sums})
+        return [f"{base}.json", *map(str, fig1.plot(res, base))], time.perf_counter() - t0
+    extra = {}
+    if fig.kind == "valsize":
+        sums = _run_all(fig.experiments(quick), out, n_jobs, data_dir, progress)
+        extra = {"relative_decrease": {s["n_val"]: lr.relative_decrease(s) for s in sums}}
     else:
-        penalty = "l1" if name in ("fig8", "fig9", "fig10") else "l2"
-        if name in ("fig4", "fig9"):
-            sums = _run_all(lr.valsize_experiments(quick, penalty=penalty), out, n_jobs,
-                            data_dir, progress)
-            paths = lr.plot_valsize(sums, base, f"LR, {penalty.upper()}, MNIST: size of the "
-                                    "trusted validation set")
-            extra = {"relative_decrease": {s["n_val"]: lr.relative_decrease(s) for s in sums}}
-        elif name == "fig3":
-            sums = _run_all(lr.experiments(quick, lr.TASKS), out, n_jobs, data_dir, progress,
-                            tasks)
-            paths = []
-            for pen in ("l2", "l1"):
-                sel = [s for s in sums if s["penalty"] == pen]
-                paths += lr.plot_lam_norm(sel, f"{base}-{pen}",
-                                          f"LR, {pen.upper()}: learned λ and ||w||²/P")
-            extra = {}
-        else:
-            sums = _run_all(lr.experiments(quick, lr.TASKS, (penalty,)), out, n_jobs,
-                            data_dir, progress, tasks)
-            if name in ("fig2", "fig8"):
-                paths = lr.plot_error(sums, base, f"LR, {penalty.upper()}: test error "
-                                      "under the optimal attack")
-            else:
-                paths = lr.plot_kuncheva(sums, base, f"LR, {penalty.upper()}: stability of "
-                                         "the top-k features")
-            extra = {}
-        _dump(f"{base}.json", {"figure": name, "quick": quick, "summaries": sums, **extra})
+        sums = _run_all(fig.experiments(quick), out, n_jobs, data_dir, progress, tasks)
+    paths = _draw(fig, sums, base)
+    _dump(f"{base}.json", {"figure": name, "quick": quick, "summaries": sums, **extra})
     return [f"{base}.json", *map(str, paths)], time.perf_counter() - t0
+
+
+def _draw(fig, sums, base):
+    """The plot of ``fig`` (its ``plot`` kind) from the experiments' summaries."""
+    pen = fig.penalties[0].upper()
+    if fig.kind == "mlp":
+        title = f"MLP {'-'.join(map(str, protocol.HIDDEN))}, {pen}: "
+        if fig.plot == "error":
+            return lr.plot_error(sums, base, title + "test error under the optimal attack")
+        if fig.plot == "lam":
+            return mlp.plot_lam_layers(sums, base, title + "learned λ per layer")
+        return mlp.plot_norm_layers(sums, base, title + "||W_k||²/P_k per layer")
+    if fig.plot == "valsize":
+        return lr.plot_valsize(sums, base, f"LR, {pen}, MNIST: size of the trusted "
+                               "validation set")
+    if fig.plot == "lam_norm":
+        paths = []
+        for p in fig.penalties:
+            sel = [s for s in sums if s["penalty"] == p]
+            paths += lr.plot_lam_norm(sel, f"{base}-{p}", f"LR, {p.upper()}: learned λ and "
+                                      "||w||²/P")
+        return paths
+    if fig.plot == "error":
+        return lr.plot_error(sums, base, f"LR, {pen}: test error under the optimal attack")
+    return lr.plot_kuncheva(sums, base, f"LR, {pen}: stability of the top-k features")

@@ -1,5 +1,6 @@
-"""Figs. 2, 3, 5, 8, 10 (LR on MNIST, Fashion-MNIST and CIFAR-10) and Fig. 4/9 (the size
-of the trusted validation set), as experiments of :mod:`hvpoison.experiments` plus plots.
+"""Drawing Figs. 2, 3, 5, 8, 10 (LR on MNIST, Fashion-MNIST and CIFAR-10) and Fig. 4/9 (the
+size of the trusted validation set); their experiments are in
+:mod:`hvpoison.experiments.protocol`.
 
 * Fig. 2 (L2) / Fig. 8 (L1): test error vs poisoning fraction for lam none / large /
   lam_CV / learned, one panel per task.
@@ -12,55 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-TASKS = ("mnist", "fmnist", "cifar10")
 TITLES = {"mnist": "MNIST 0 vs 8", "fmnist": "Fashion-MNIST trouser vs pullover",
           "cifar10": "CIFAR-10 airplane vs frog"}
-# Inner step: about 1.4 / L with L = lambda_max(X^T X / n) / 4 of the task (58, 132, 295),
-# so gradient descent is stable on every task (README, Defaults).
-ETA = {"mnist": 0.1, "fmnist": 0.04, "cifar10": 0.02}
-# Outer step for X_p: alpha is the Frobenius length of one step over all n_p x d coordinates,
-# so the same per-pixel move, relative to the feature box, needs alpha ~ (hi - lo) sqrt(d).
-# MNIST and F-MNIST (d = 784, box [0, 1]): 1; CIFAR-10 (d = 3072, box [-1, 1]):
-# 2 sqrt(3072 / 784) = 3.96 ~ 4 (with alpha = 1 the attack was step-limited on CIFAR-10:
-# reproduce/RESULTS.md, investigations).
-ALPHA = {"mnist": 1.0, "fmnist": 1.0, "cifar10": 4.0}
-# "Large" constant lam: costs clean accuracy, still trains (measured, README).
-LAM_LARGE = {("mnist", "l2"): -1.0, ("fmnist", "l2"): 0.0, ("cifar10", "l2"): 0.0,
-             ("mnist", "l1"): -3.0, ("fmnist", "l1"): -3.0, ("cifar10", "l1"): -4.0}
-KUNCHEVA_K = {"mnist": [50, 100, 200], "fmnist": [50, 100, 200], "cifar10": [100, 300, 1000]}
-VAL_FRACTIONS = (0.025, 0.05, 0.1, 0.2, 0.4)       # n_val / n_tr for Fig. 4/9
-
-
-def config(task, penalty, quick=False, settings=("none", "large", "cv", "learned"),
-           n_val=None, name=None) -> dict:
-    """The experiment behind one panel (documented protocol; ``quick`` shrinks it)."""
-    cfg = {"name": name or f"lr-{task}-{penalty}" + ("-quick" if quick else ""),
-           "repetitions": 5, "seed": 0,
-           "data": {"task": task, "n_tr": 1000, "n_val": n_val, "n_test": 2000},
-           "model": {"kind": "lr"},
-           "defense": {"penalty": penalty, "settings": list(settings),
-                       "lam_large": LAM_LARGE[(task, penalty)], "lam_init": -4.0},
-           "attack": {"n_poison": 40, "n_batches": 5, "iters": 30, "T": 200, "eta": ETA[task],
-                      "alpha": ALPHA[task], "alpha_lam": 0.2},
-           "test": {"T": 200, "eta": ETA[task], "kuncheva_k": KUNCHEVA_K[task]}}
-    if quick:
-        cfg["repetitions"] = 1
-        cfg["data"].update(n_tr=200, n_test=1000,
-                           n_val=None if n_val is None else max(4, n_val // 5))
-        cfg["defense"].update(cv_grid=[-6.0, -3.0, 0.0], cv_folds=3)
-        cfg["attack"].update(n_poison=10, n_batches=2, iters=5, T=60)
-        cfg["test"].update(T=60, kuncheva_k=[k // 4 for k in KUNCHEVA_K[task]])
-    return cfg
-
-
-def experiments(quick=False, tasks=TASKS, penalties=("l2", "l1")) -> list:
-    return [config(t, p, quick) for p in penalties for t in tasks]
-
-
-def valsize_experiments(quick=False, task="mnist", penalty="l2") -> list:
-    return [config(task, penalty, quick, settings=("none", "learned"), n_val=int(f * 1000),
-                   name=f"lr-{task}-{penalty}-val{int(f * 1000)}" + ("-quick" if quick else ""))
-            for f in VAL_FRACTIONS]
 
 
 # -- plots ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Figs. 6, 7, 11-14: the MLP (two Leaky-ReLU hidden layers) under the optimal attack.
+"""Drawing Figs. 6, 7, 11-14: the MLP (two Leaky-ReLU hidden layers) under the optimal
+attack; the experiments are in :mod:`hvpoison.experiments.protocol`.
 
 * Fig. 6 (L2) / Fig. 11 (L1): test error vs fraction for lam none / large / learned (one
   lam) / learned per layer.
@@ -10,36 +11,7 @@ The paper omits lam_CV for the MLP (too expensive), and so do we. For the MLP at
 """
 from __future__ import annotations
 
-from .lr import ALPHA, ETA, KUNCHEVA_K, TITLES, _panel, _save
-
-TASKS = ("mnist", "fmnist", "cifar10")
-SETTINGS = ("none", "large", "learned", "learned_per_layer")
-HIDDEN = [32, 16]
-# "Large" constant lam for the MLP: costs clean accuracy, still trains (MNIST, measured:
-# clean error 1.15 % none, 1.95 % at L2 -2, 1.55 % at L1 -5). Not tuned for the other tasks.
-LAM_LARGE = {"l2": -2.0, "l1": -5.0}
-
-
-def config(task, penalty, quick=False, settings=SETTINGS) -> dict:
-    cfg = {"name": f"mlp-{task}-{penalty}" + ("-quick" if quick else ""),
-           "repetitions": 3, "seed": 0,
-           "data": {"task": task, "n_tr": 1000, "n_test": 2000},
-           "model": {"kind": "mlp", "hidden": list(HIDDEN), "slope": 0.01},
-           "defense": {"penalty": penalty, "settings": list(settings),
-                       "lam_large": LAM_LARGE[penalty], "lam_init": -4.0},
-           "attack": {"n_poison": 40, "n_batches": 5, "iters": 30, "T": 200, "eta": ETA[task],
-                      "alpha": ALPHA[task], "alpha_lam": 0.2},
-           "test": {"T": 200, "eta": ETA[task], "kuncheva_k": KUNCHEVA_K[task]}}
-    if quick:
-        cfg["repetitions"] = 1
-        cfg["data"].update(n_tr=200, n_test=1000)
-        cfg["attack"].update(n_poison=10, n_batches=2, iters=4, T=40)
-        cfg["test"].update(T=40, kuncheva_k=[k // 4 for k in KUNCHEVA_K[task]])
-    return cfg
-
-
-def experiments(quick=False, tasks=TASKS, penalties=("l2", "l1")) -> list:
-    return [config(t, p, quick) for p in penalties for t in tasks]
+from .lr import TITLES, _panel, _save
 
 
 def plot_lam_layers(summaries, path, title, formats=("png", "pdf")):

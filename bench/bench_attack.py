@@ -1,0 +1,184 @@
+"""Attack strength, side by side with secml 0.15.6, on secml's own protocol (issue #14).
+
+Run:  python bench/bench_attack.py [--tasks mnist fmnist] [--seeds 0 1 2] \
+          [--secml-python /root/secml-venv/bin/python] [--data-dir ../shared/datasets] \
+          > bench/out/attack.md
+
+The protocol is :mod:`attack_protocol` (MNIST 0-vs-8 and Fashion-MNIST trouser-vs-pullover,
+``n_tr = 1000``, ``n_val = 100``, ``n_test = 1000``, box ``[0, 1]``, L2 LR with ``C = 1``,
+five cumulative batches of 40 label-flipped validation clones). Attackers:
+
+- ``alg2``: ``hv.attack`` with its defaults (the paper's Alg. 2: RMD through ``T = 200`` GD
+  steps from zero, normalised steps ``alpha = 1``, 30 hyperiterations);
+- ``strong/exact``: ``method="strong", victim="exact"`` (damped implicit hypergradient at the
+  warm-started optimum, Adam, 100 hyperiterations);
+- ``strong/gd``: ``method="strong", victim="gd"`` (RMD through the GD victim, Adam, 100);
+- ``secml``: ``CAttackPoisoningLogisticRegression`` (pgd-ls), run by ``secml_peer.py`` in
+  its own virtual environment (``--secml-python``), or read from
+  ``bench/out/secml/{task}-s{seed}-out.npz`` when that exists.
+
+``--model mlp``: the paper's MLP ``784-32-16-1`` with the same L2 ``lam``, ``alg2`` against
+``strong/gd`` only (no Exact victim for a non-convex model), the GD victim's test error
+averaged over three seeded Xavier starts.
+
+Every attacker's poisoned training sets are then trained by the same two victims, here:
+``exact`` (to optimality, ``hv.victims.Exact``) and ``gd`` (the paper's test-time training,
+``T = 200`` steps of the task's ``eta`` from zero). Reported per fraction: the test error and
+the attacker's objective (validation loss) under each victim, and the attack time.
+BLAS is pinned to one thread for every timing (the machine has two busy cores).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_k, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import attack_protocol as proto  # noqa: E402
+from common import header  # noqa: E402
+
+import hvpoison as hv  # noqa: E402
+from hvpoison.experiments.protocol import ETA  # noqa: E402
+from hvpoison.victims import GD, Exact  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "out")
+ATTACKS = ("alg2", "strong/exact", "strong/gd", "secml")
+
+
+def objective(model, d):
+    """L2-penalised LR, or the paper's MLP ``d-32-16-1`` (Leaky ReLU, slope 0.01)."""
+    return hv.Objective(hv.LR(d) if model == "lr" else hv.MLP((d, 32, 16, 1), 0.01), "l2")
+
+
+def hv_attack(name, sp, task, seed, model="lr"):
+    """``(X_b, y_b for b = 1..5, seconds)`` of one hvpoison attacker."""
+    obj = objective(model, sp.Xtr.shape[1])
+    method, victim = {"alg2": ("alg2", "gd"), "strong/exact": ("strong", "exact"),
+                      "strong/gd": ("strong", "gd")}[name]
+    t0 = time.perf_counter()
+    batches = hv.attack(obj, sp.Xtr, sp.ytr, sp.Xval, sp.yval, n_poison=proto.N_POISON,
+                        n_batches=proto.N_BATCHES, lam=proto.LAM, box=(0.0, 1.0), seed=seed,
+                        T=200, eta=ETA[task], victim=victim, method=method)
+    secs = time.perf_counter() - t0
+    return [(b.X, b.y) for b in batches[1:]], secs
+
+
+def secml_attack(task, seed, python):
+    """secml's poisoned sets, from its cached output or by running ``secml_peer.py``."""
+    os.makedirs(os.path.join(OUT, "secml"), exist_ok=True)
+    base = os.path.join(OUT, "secml", f"{task}-s{seed}")
+    if not os.path.exists(base + "-out.npz"):
+        if python is None:
+            return None
+        proto.export(task, seed, base + "-in.npz")
+        subprocess.run([python, os.path.join(HERE, "secml_peer.py"), base + "-in.npz",
+                        base + "-out.npz"], check=True)
+    z = np.load(base + "-out.npz")
+    inp = np.load(base + "-in.npz")
+    X, y = inp["Xtr"].copy(), inp["ytr"].copy()
+    sets = []
+    for b in range(proto.N_BATCHES):
+        rows = inp["replace"][b * proto.N_POISON:(b + 1) * proto.N_POISON]
+        X[rows], y[rows] = z["Xp"][b], z["yp"][b]
+        sets.append((X.copy(), y.copy()))
+    return sets, float(z["seconds"].sum())
+
+
+def evaluate(sets, sp, task, model="lr"):
+    """Per victim: test error and validation loss of each batch's poisoned set (the MLP:
+    the GD victim only, averaged over three seeded Xavier starts)."""
+    obj = objective(model, sp.Xtr.shape[1])
+    victims = (("exact", Exact()), ("gd", GD(200, ETA[task]))) if model == "lr" else \
+        (("gd", GD(200, ETA[task])),)
+    seeds = (0,) if model == "lr" else (0, 1, 2)
+    out = {}
+    for vname, victim in victims:
+        errs, vals = [], []
+        for X, y in sets:
+            ws = [victim.fit(obj, X, y, proto.LAM, seed=s) for s in seeds]
+            errs.append(float(np.mean([hv.error(obj.model, w, sp.Xte, sp.yte) for w in ws])))
+            vals.append(float(np.mean([obj.val_loss(w, sp.Xval, sp.yval) for w in ws])))
+        out[vname] = {"test_error": errs, "val_loss": vals}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=list(proto.TASKS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--attacks", nargs="+", default=list(ATTACKS))
+    ap.add_argument("--secml-python", default=None)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--model", default="lr", choices=["lr", "mlp"],
+                    help="mlp: the paper's MLP against the GD victim, alg2 vs strong/gd")
+    ap.add_argument("--json", default=os.path.join(OUT, "attack.json"))
+    args = ap.parse_args(argv)
+    os.makedirs(OUT, exist_ok=True)
+    results = json.load(open(args.json)) if os.path.exists(args.json) else {}
+    for task in args.tasks:
+        for seed in args.seeds:
+            sp = proto.split(task, seed, args.data_dir)
+            clean = evaluate([(sp.Xtr, sp.ytr)], sp, task, args.model)
+            for name in args.attacks:
+                if args.model == "mlp" and name not in ("alg2", "strong/gd"):
+                    continue
+                if name == "secml":
+                    got = secml_attack(task, seed, args.secml_python)
+                    if got is None:
+                        print(f"# {task} seed {seed}: secml skipped (no output, no "
+                              "--secml-python)", file=sys.stderr)
+                        continue
+                else:
+                    got = hv_attack(name, sp, task, seed, args.model)
+                sets, secs = got
+                res = evaluate(sets, sp, task, args.model)
+                for v in res:
+                    res[v]["test_error"] = clean[v]["test_error"] + res[v]["test_error"]
+                    res[v]["val_loss"] = clean[v]["val_loss"] + res[v]["val_loss"]
+                res["seconds"] = secs
+                tkey = task if args.model == "lr" else f"{task}-mlp"
+                results[f"{tkey}/{seed}/{name}"] = res
+                v = "exact" if "exact" in res else "gd"
+                print(f"# {tkey} seed {seed} {name:<13} {secs:7.1f} s  {v} "
+                      + " ".join(f"{e:.3f}" for e in res[v]["test_error"]),
+                      file=sys.stderr, flush=True)
+                with open(args.json, "w") as f:
+                    json.dump(results, f, indent=1)
+    print(report(results))
+
+
+def report(results):
+    """Markdown: one table per task and victim, rows attacker/seed, columns fractions."""
+    lines = [header(), ""]
+    keys = sorted({tuple(k.split("/", 2)[:2]) for k in results})
+    for task in sorted({t for t, _ in keys}):
+        for victim in ("exact", "gd"):
+            if not any(victim in r for k, r in results.items() if k.startswith(task + "/")):
+                continue
+            lines += [f"### {task}, victim `{victim}`: test error (validation loss)", "",
+                      "| attacker | seed | 0 % | 4 % | 8 % | 12 % | 16 % | 20 % | time (s) |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for name in ATTACKS:
+                for seed in sorted({s for t, s in keys if t == task}, key=int):
+                    r = results.get(f"{task}/{seed}/{name}")
+                    if r is None:
+                        continue
+                    cells = [f"{e:.3f} ({v:.2f})" for e, v in
+                             zip(r[victim]["test_error"], r[victim]["val_loss"])]
+                    lines.append(f"| {name} | {seed} | " + " | ".join(cells) +
+                                 f" | {r['seconds']:.0f} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
