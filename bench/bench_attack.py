@@ -177,7 +177,40 @@ def report(results):
                     lines.append(f"| {name} | {seed} | " + " | ".join(cells) +
                                  f" | {r['seconds']:.0f} |")
             lines.append("")
+        lines += targets(results, task)
     return "\n".join(lines)
+
+
+def _compare(results, task, a, b, victim):
+    """``(holds, worst gap, seeds)``: whether ``a``'s test error is at least ``b``'s at every
+    poisoned fraction and seed both were run on, under ``victim``."""
+    seeds = sorted({k.split("/")[1] for k in results if k.startswith(task + "/")}, key=int)
+    gaps = [ea - eb for s in seeds
+            if f"{task}/{s}/{a}" in results and f"{task}/{s}/{b}" in results
+            for ea, eb in zip(results[f"{task}/{s}/{a}"][victim]["test_error"][1:],
+                              results[f"{task}/{s}/{b}"][victim]["test_error"][1:])]
+    run = [s for s in seeds if f"{task}/{s}/{a}" in results and f"{task}/{s}/{b}" in results]
+    return (bool(gaps) and min(gaps) >= 0), (min(gaps) if gaps else None), run
+
+
+def targets(results, task):
+    """The issue's targets, computed from the numbers above (never typed by hand)."""
+    out = [f"Targets on {task} (computed):", ""]
+    for a, b, v in (("strong/exact", "secml", "exact"), ("strong/gd", "alg2", "gd"),
+                    ("strong/exact", "alg2", "exact")):
+        ok, gap, seeds = _compare(results, task, a, b, v)
+        if seeds:
+            out.append(f"- `{a}` at least `{b}` at every fraction, victim `{v}`, seeds "
+                       f"{', '.join(seeds)}: {'**yes**' if ok else '**no**'} (smallest "
+                       f"difference {gap:+.3f})")
+    ratios = [results[f"{task}/{s}/secml"]["seconds"] / results[f"{task}/{s}/strong/exact"]
+              ["seconds"] for s in range(3) if f"{task}/{s}/secml" in results and
+              f"{task}/{s}/strong/exact" in results]
+    if ratios:
+        out.append(f"- attack time, secml / `strong/exact`: "
+                   + ", ".join(f"{r:.0f}x" for r in ratios)
+                   + f" (target: at least 20x): {'**yes**' if min(ratios) >= 20 else '**no**'}")
+    return out + [""]
 
 
 if __name__ == "__main__":

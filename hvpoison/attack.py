@@ -183,8 +183,8 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
                                              alpha_lam, lam_bounds)
             outer.append(value)
             lams.append(lam_k)
-            if Xp_k is not None and (best is None or float(value) > best[0]):
-                best = (float(value), k, Xp_k, lam_k)        # the iterate just measured
+            if Xp_k is not None and (best is None or ctx.sign * float(value) > best[0]):
+                best = (ctx.sign * float(value), k, Xp_k, lam_k)  # the iterate just measured
             lam_k = lam_next
             if callback is not None:               # asked for: a wait for the device
                 callback(ctx.b, k, ctx.sign * float(value),
@@ -193,9 +193,9 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
              "lam": [None if v is None else to_numpy(v).tolist() for v in lams]}
     if best is not None:
         final = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)
-        if ctx.sign * best[0] > final:              # an earlier iterate was better
+        if best[0] > final:                         # an earlier iterate was better
             Xc[ctx.rows], lam_k = best[2], best[3]
-            final = ctx.sign * best[0]
+            final = best[0]
             trace["best"] = best[1]
     else:
         final = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)
@@ -249,7 +249,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     model = obj.model
     pt = obj.at(model.init(0, dtype=Xtr.dtype), Xtr, ytr, lam)       # validates Xtr, ytr, lam
     xp, ytr = pt.xp, pt.y
-    yval = obj._checked(pt.w, Xval, yval)
+    yval = obj._checked(pt.w, Xval, yval, ("Xval", "yval"))
     n, d = Xtr.shape
     n_poison = _checks.positive_int("n_poison", n_poison)
     if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 0:
@@ -274,7 +274,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         _checks.fail("box", "(low, high) with low < high", repr(box))
     if target is not None:
         Xt, yt = target
-        yt = obj._checked(pt.w, Xt, yt)
+        yt = obj._checked(pt.w, Xt, yt, ("target[0]", "target[1]"))
     else:
         Xt, yt = Xval, yval
     ctx = Context(obj, xp, Xtr.dtype, victim, Xt, yt, Xval, yval, target is not None,
@@ -310,7 +310,7 @@ def _checked_start(obj, pt, start, n_batches, shape):
     b0, X, y = start
     if isinstance(b0, bool) or not isinstance(b0, (int, np.integer)) or not 0 <= b0 <= n_batches:
         _checks.fail("start[0]", f"a batch index in [0, {n_batches}]", repr(b0))
-    y = obj._checked(pt.w, X, y)
+    y = obj._checked(pt.w, X, y, ("start[1]", "start[2]"))
     if X.shape != shape:
         _checks.fail("start[1]", f"the poisoned training set of shape {shape}",
                      _checks._describe(X))

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import _checks
 from .backend import get_array_module, is_cupy_array, to_numpy
+from .hypergrad.result import DivergenceError
 from .hypergrad.rmd import unroll
 from .victims import as_victim
 
@@ -85,11 +86,20 @@ def lam_cv(obj, X, y, grid=None, *, K=5, T=1000, eta=0.1, seed=0):
     cross-entropy on ``X`` ``(n, d)``, ``y`` ``(n,)``.
 
     ``grid`` defaults to ``linspace(-8, 2, 11)`` (log-scale ``lam``).  Folds are a seeded
-    permutation.  Returns ``(best_lam, mean_losses)``.
+    permutation; a ``lam`` whose training diverges with ``eta`` gets the loss ``inf``.
+    Returns ``(best_lam, mean_losses)``.
     """
     if obj.penalty is None:
         _checks.fail("obj", "an Objective with a penalty", repr(obj))
-    grid = np.linspace(-8.0, 2.0, 11) if grid is None else np.asarray(grid, dtype=float)
+    if grid is None:
+        grid = np.linspace(-8.0, 2.0, 11)
+    else:
+        try:
+            grid = np.asarray(grid, dtype=float).ravel()
+        except (TypeError, ValueError):
+            _checks.fail("grid", "a non-empty list of finite lam values", repr(grid), TypeError)
+        if grid.size == 0 or not np.isfinite(grid).all():
+            _checks.fail("grid", "a non-empty list of finite lam values", repr(grid.tolist()))
     K = _checks.positive_int("K", K)
     n = X.shape[0]
     if K < 2 or K > n:
@@ -102,6 +112,13 @@ def lam_cv(obj, X, y, grid=None, *, K=5, T=1000, eta=0.1, seed=0):
             mask = np.ones(n, bool)
             mask[f] = False
             tr, va = xp.asarray(np.flatnonzero(mask)), xp.asarray(f)
-            w = train(obj, X[tr], y[tr], float(lam), T=T, eta=eta, seed=seed)
+            try:
+                w = train(obj, X[tr], y[tr], float(lam), T=T, eta=eta, seed=seed)
+            except DivergenceError:             # this lam cannot be trained with eta
+                losses[i] = np.inf
+                break
             losses[i] += float(obj.val_loss(w, X[va], y[va])) / K
+    if not np.isfinite(losses).any():
+        raise DivergenceError(f"lam_cv: training diverged for every lam of the grid "
+                              f"{grid.tolist()} with eta = {eta}; lower eta")
     return float(grid[int(np.argmin(losses))]), losses

@@ -30,6 +30,9 @@ paper's algorithm, unchanged) and ``"strong"``: against ``GD``, RMD + Adam(0.02)
 iterations keeping the best iterate; against ``Exact``, Implicit(damping_per_batch=0.006) +
 Adam(0.02) for 100 iterations keeping the best iterate (bench/RESULTS.md: the measurements
 that chose them).
+
+On a GPU, ``alg2`` never waits for the device inside a batch; keeping the best iterate reads
+each hyperiteration's objective, and the Exact victim's Newton reads norms, so those wait.
 """
 from __future__ import annotations
 
@@ -71,18 +74,21 @@ class RMD:
         the defender's ``dlam`` on the validation set (None unless ``need_dlam``)."""
         w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]  # [A4]
         e = ctx.exp_lam(lam_k)
-        hg = _rmd(ctx.obj, w0, Xc, yc, ctx.rows, ctx.Xt, ctx.yt, e, ctx.lam_shape,
-                  ctx.victim.T, ctx.victim.eta, self.memory)                      # [A5]
+        with np.errstate(over="ignore", invalid="ignore"):   # a diverging step: see final
+            hg = _rmd(ctx.obj, w0, Xc, yc, ctx.rows, ctx.Xt, ctx.yt, e, ctx.lam_shape,
+                      ctx.victim.T, ctx.victim.eta, self.memory)                  # [A5]
         if self.warm:
             st["w"] = hg.info["w_T"]
         dlam = hg.dlam
         if need_dlam and ctx.target:                  # the defender's: the validation loss
-            dlam = _rmd(ctx.obj, w0, Xc, yc, None, ctx.Xval, ctx.yval, e, ctx.lam_shape,
-                        ctx.victim.T, ctx.victim.eta, self.memory).dlam
+            with np.errstate(over="ignore", invalid="ignore"):
+                dlam = _rmd(ctx.obj, w0, Xc, yc, None, ctx.Xval, ctx.yval, e,
+                            ctx.lam_shape, ctx.victim.T, ctx.victim.eta, self.memory).dlam
         return hg.value, hg.dXp, dlam
 
     def final(self, ctx, st, Xc, yc, lam_k):
-        """The attacker's objective at the batch's end, as the victim trains."""
+        """The attacker's objective at the batch's end, as the victim trains (a diverged
+        training raises :class:`~hvpoison.hypergrad.result.DivergenceError` here)."""
         w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]
         w_T = unroll(ctx.obj, w0, Xc, yc, ctx.as_lam(lam_k), ctx.victim.T, ctx.victim.eta)
         return ctx.sign * float(ctx.obj.val_loss(w_T, ctx.Xt, ctx.yt))

@@ -176,10 +176,10 @@ class Objective:
         return per_group
 
     # -- checked entry points ---------------------------------------------------------
-    def _checked(self, w, X, y):
+    def _checked(self, w, X, y, names=("X", "y")):
         _checks.params("w", w, self.model.n_params)
-        _checks.features("X", X, self.model.n_features, w.dtype)
-        return _checks.labels("y", y, X.shape[0], w.dtype)
+        _checks.features(names[0], X, self.model.n_features, w.dtype)
+        return _checks.labels(names[1], y, X.shape[0], w.dtype)
 
     def at(self, w, X, y, lam=None):
         """Validate once and return the :class:`Point` (Eq. 1 at ``w`` ``(P,)``, ``X``

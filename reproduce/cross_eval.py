@@ -49,12 +49,14 @@ GRID = np.arange(-10.0, 2.01, 0.5)
 def tuned(obj, X, y, split, grid, T, eta, seed):
     """The weights for the lam of ``grid`` with the lowest validation loss (Eq. 3); a lam
     whose training diverges (a large L1 step on the MLP can) is not a candidate."""
-    def val_loss(w):
-        return float(obj.val_loss(w, split.Xval, split.yval)) if np.isfinite(w).all() \
-            else np.inf
+    def fit(lam):
+        try:
+            w = hv.train(obj, X, y, lam, T=T, eta=eta, seed=seed)
+        except hv.DivergenceError:
+            return None, np.inf
+        return w, float(obj.val_loss(w, split.Xval, split.yval))
 
-    ws = [hv.train(obj, X, y, lam, T=T, eta=eta, seed=seed) for lam in grid]
-    return min(ws, key=val_loss)
+    return min((fit(lam) for lam in grid), key=lambda wl: wl[1])[0]
 
 
 def cross_eval(folder, data_dir=None, grid=GRID):

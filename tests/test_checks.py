@@ -101,5 +101,5 @@ def test_implicit_checks_poison_idx_and_validation_set():
     o = hv.Objective(hv.LR(3), "l2")
     with pytest.raises(ValueError, match=r"poison_idx: expected indices in \[0, 4\)"):
         hv.implicit_hypergrad(o, X, y, np.array([7]), X, y, 0.0)
-    with pytest.raises(ValueError, match=r"X: expected shape \(n, 3\)"):
+    with pytest.raises(ValueError, match=r"Xval: expected shape \(n, 3\)"):   # names Xval
         hv.implicit_hypergrad(o, X, y, None, np.ones((2, 2)), y[:2], 0.0)

@@ -38,8 +38,13 @@ def test_lam_cv_prefers_weak_regularisation_on_clean_separable_data():
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] > 0).astype(float)
     obj = hv.Objective(hv.LR(3), "l2")
-    best, losses = hv.lam_cv(obj, X, y, grid=[-6.0, -2.0, 2.0], K=3, T=200, eta=0.5)
+    best, losses = hv.lam_cv(obj, X, y, grid=[-6.0, -2.0, 1.0], K=3, T=200, eta=0.5)
     assert best in (-6.0, -2.0) and losses[2] > losses[0]
+    # lam = 2 diverges with eta = 0.5 (e^2 eta > 2): no candidate, its loss is inf
+    best, losses = hv.lam_cv(obj, X, y, grid=[-6.0, 2.0], K=3, T=200, eta=0.5)
+    assert best == -6.0 and np.isinf(losses[1])
+    with pytest.raises(hv.DivergenceError, match="every lam of the grid"):
+        hv.lam_cv(obj, X, y, grid=[2.0, 3.0], K=3, T=200, eta=0.5)
     with pytest.raises(ValueError, match="K: expected an integer in"):
         hv.lam_cv(obj, X, y, K=1)
 

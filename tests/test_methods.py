@@ -320,3 +320,67 @@ def test_attack_bad_new_arguments(data, kw, exc, msg):
 def test_parts_bad_input(make, exc, msg):
     with pytest.raises(exc, match=msg):
         make()
+
+
+@pytest.mark.parametrize("call,exc,msg", [
+    (lambda o, X, y, Xv, yv: hv.evaluate(o, X, y, Xv, yv, -1.0, T=0), ValueError,
+     "T: expected a positive integer"),
+    (lambda o, X, y, Xv, yv: hv.train(o, X, y, -1.0, eta=-0.1), ValueError,
+     "eta: expected a positive finite number"),
+    (lambda o, X, y, Xv, yv: hv.unroll(o, np.zeros(4), X, y, -1.0, 2.5, 0.1), TypeError,
+     "T: expected a positive integer"),
+    (lambda o, X, y, Xv, yv: hv.lam_cv(o, X, y, grid=[]), ValueError,
+     "grid: expected a non-empty list of finite lam values"),
+    (lambda o, X, y, Xv, yv: hv.lam_cv(o, X, y, grid=[0.0, np.inf]), ValueError,
+     "grid: expected a non-empty list"),
+    (lambda o, X, y, Xv, yv: hv.implicit_hypergrad(o, X, y, [0], Xv[:, :2], yv, -1.0),
+     ValueError, "Xval: expected shape"),
+    (lambda o, X, y, Xv, yv: hv.rmd(o, np.zeros(4), X, y, [0], Xv, yv[:3], -1.0, 5, 0.1),
+     ValueError, "yval: expected shape"),
+    (lambda o, X, y, Xv, yv: hv.attack(o, X, y, Xv, yv, n_poison=2, n_batches=1, lam=-1.0,
+                                       target=(Xv[:, :2], yv)), ValueError,
+     "target\\[0\\]: expected shape"),
+])
+def test_api_arguments_are_checked_and_named(data, call, exc, msg):
+    X, y, Xv, yv = data
+    with pytest.raises(exc, match=msg):
+        call(hv.Objective(hv.LR(3), "l2"), X, y, Xv, yv)
+
+
+def test_keep_best_follows_the_attackers_sign_when_targeted(data):
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    Xt, yt = blobs(6, d=3, seed=9)
+    b = hv.attack(obj, X, y, Xv, yv, n_poison=4, n_batches=1, T=60, eta=0.5, lam=-1.0,
+                  seed=3, box=(-2.0, 2.0), target=(Xt, 1 - yt), targeted=True,
+                  method=Method(RMD(), Adam(0.5), 15, keep_best=True))[-1]
+    # trace["outer"] holds sign * loss: the attacker's objective, which keep_best maximises
+    assert b.trace["final"] >= max(b.trace["outer"]) - 1e-12
+
+
+def test_divergence_is_an_error_naming_the_step_and_lam():
+    """Issue #15, item 2: a step too large for e^lam is an error, never a silent result."""
+    from hvpoison.data import load_task
+
+    s = load_task("mnist-mini", n_tr=200, n_test=200, seed=0)
+    obj = hv.Objective(hv.LR(784), "l2")
+    with pytest.raises(hv.DivergenceError, match=r"eta = 0.1 with lam = 4.0; eta must stay "
+                                                 r"below 2 / L = 0.0\d+"):
+        hv.train(obj, s.Xtr, s.ytr, 4.0, T=200, eta=0.1)
+    w = hv.train(obj, s.Xtr, s.ytr, 4.0, T=200, eta=0.02)        # below the bound: trains
+    assert np.isfinite(w).all()
+    with pytest.raises(hv.DivergenceError, match="lam = 25.0"):
+        hv.attack(obj, s.Xtr, s.ytr, s.Xval, s.yval, n_poison=5, n_batches=1, iters=2, T=50,
+                  lam=25.0, seed=0)
+
+
+def test_a_diverging_experiment_fails_with_one_line(tmp_path, capsys):
+    from hvpoison.cli import main
+
+    path = tmp_path / "e.toml"
+    path.write_text('name = "d"\n[data]\ntask = "mnist-mini"\nn_tr = 100\nn_test = 200\n'
+                    '[defense]\nsettings = ["large"]\nlam_large = 4.0\n'
+                    '[attack]\nn_poison = 5\nn_batches = 1\niters = 2\nT = 50\n[test]\nT = 50\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "DivergenceError: gradient descent diverged" in err[-1] and "lower eta" in err[-1]

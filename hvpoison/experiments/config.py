@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,6 +204,7 @@ class Experiment:
             bad("attack.iters", "a positive integer", a.iters)
         if a.alpha is not None and not a.alpha > 0:
             bad("attack.alpha", "a positive number", a.alpha)
+        self._validate_values(bad)
         for key, v in (("repetitions", self.repetitions), ("data.n_tr", self.data.n_tr),
                        ("data.n_test", self.data.n_test),
                        ("attack.n_poison", self.attack.n_poison),
@@ -215,15 +217,59 @@ class Experiment:
             bad("attack.n_batches", "a non-negative integer", self.attack.n_batches)
         for key, v in (("attack.eta", self.attack.eta),
                        ("attack.alpha_lam", self.attack.alpha_lam),
-                       ("test.eta", self.test.eta)):
-            if not v > 0:
-                bad(key, "a positive number", v)
+                       ("test.eta", self.test.eta), ("attack.alpha", self.attack.alpha)):
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                bad(key, "a positive finite number", v)
         if self.attack.memory not in ("store", "checkpoint", "reverse"):
             bad("attack.memory", "'store', 'checkpoint' or 'reverse'", self.attack.memory)
         if self.attack.n_poison * self.attack.n_batches > self.data.n_tr:
             bad("attack.n_poison * attack.n_batches", f"at most data.n_tr = {self.data.n_tr}",
                 self.attack.n_poison * self.attack.n_batches)
         return self
+
+
+    def _validate_values(self, bad):
+        """The ranges of the keys a record would otherwise trip over only when it starts."""
+        def finite(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and \
+                math.isfinite(x)
+
+        if not self.name or not isinstance(self.name, str) or "/" in self.name:
+            bad("name", "a non-empty name without '/'", self.name)
+        if self.seed < 0:
+            bad("seed", "a non-negative integer", self.seed)
+        if self.data.n_val is not None and self.data.n_val <= 0:
+            bad("data.n_val", "a positive integer (or no key: the task's default)",
+                self.data.n_val)
+        lb = self.attack.lam_bounds
+        if len(lb) != 2 or not all(finite(x) for x in lb) or not lb[0] < lb[1]:
+            bad("attack.lam_bounds", "[low, high] with finite low < high", lb)
+        for key, v in (("defense.lam_large", self.defense.lam_large),
+                       ("defense.lam_init", self.defense.lam_init)):
+            if not finite(v):
+                bad(key, "a finite number (log-scale lam)", v)
+        if not lb[0] <= self.defense.lam_init <= lb[1]:
+            bad("defense.lam_init", f"a value inside attack.lam_bounds {lb}",
+                self.defense.lam_init)
+        if not self.defense.cv_grid or not all(finite(x) for x in self.defense.cv_grid):
+            bad("defense.cv_grid", "a non-empty list of finite numbers", self.defense.cv_grid)
+        if not 2 <= self.defense.cv_folds <= self.data.n_tr:
+            bad("defense.cv_folds", f"an integer in [2, data.n_tr = {self.data.n_tr}]",
+                self.defense.cv_folds)
+        k = self.test.kuncheva_k
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in k):
+            bad("test.kuncheva_k", "a list of positive integers", k)
+        m = self.model
+        if not m.hidden or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                                   for x in m.hidden):
+            bad("model.hidden", "a non-empty list of positive integers (hidden widths)",
+                m.hidden)
+        if not (finite(m.slope) and m.slope >= 0):
+            bad("model.slope", "a finite number >= 0 (the Leaky-ReLU slope)", m.slope)
+        if m.kind == "lr" and (m.hidden != Model().hidden or m.slope != Model().slope):
+            bad("model.hidden" if m.hidden != Model().hidden else "model.slope",
+                "no value with model.kind = 'lr' (they set the MLP's layers)",
+                m.hidden if m.hidden != Model().hidden else m.slope)
 
 
 def _build(cls, d, where):

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -119,7 +120,8 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
         record["victims"] = {v: None if t is None else
                              {k: t[k] for k in ("test_error", "train_error", "val_loss")}
                              for v, t in tests.items()}
-    arrays = {"rows": rows, "Xp": np.asarray(batch.X[rows]), "yp": np.asarray(batch.y[rows])}
+    arrays = {"rows": rows, "Xp": np.asarray(batch.X[rows]), "yp": np.asarray(batch.y[rows]),
+              "b": np.asarray(b)}
     if batch.X0 is not None:                              # the clones the points started as
         arrays["X0"] = np.asarray(batch.X0)
     return record, arrays
@@ -189,10 +191,27 @@ class _Inline:
         pass
 
 
+def _die_with_parent(parent):
+    """Worker initializer: on Linux, ask the kernel to SIGKILL this worker when the driver
+    dies (``PR_SET_PDEATHSIG``), so a killed ``hvpoison run --jobs N`` leaves no orphans."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PDEATHSIG
+        except OSError:                         # pragma: no cover - no libc.so.6
+            return
+    if os.getppid() != parent:                  # the driver died before the line above
+        os._exit(1)
+
+
 class _Pool(_Inline):
     def __init__(self, n_jobs):
         self.capacity = n_jobs
-        self.ex = cf.ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn"))
+        self.ex = cf.ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_die_with_parent,
+                                         initargs=(os.getpid(),))
 
     def submit(self, fn, *args):
         return self.ex.submit(fn, *args)
@@ -292,6 +311,10 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
     experiments; a missing ``"none"`` record is copied from one whose experiment differs
     from ``exp`` only in ``[defense]`` (the undefended victim never reads it), instead of
     being computed again.
+
+    The folder is locked while the run lasts (a second run on it stops at once with a
+    ``ValueError``), and every record found is validated first: a corrupt or inconsistent
+    one moves to ``records/quarantine/`` with a warning naming it and is computed again.
     """
     if isinstance(exp, dict):
         exp = Experiment.from_dict(exp)
@@ -299,7 +322,19 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
         raise TypeError(f"exp: expected an Experiment or a dict, got {type(exp).__name__}")
     exp.validate()
     store = Store(out)
+    with store.lock():
+        return _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress,
+                           data_dir, max_records, reuse)
+
+
+def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data_dir,
+                max_records, reuse):
     store.open(exp, overwrite=overwrite)
+    for _, message in store.validate(exp):           # corrupt records: quarantined, redone
+        if progress:
+            sys.stderr.write(f"warning: {message}\n")
+        else:
+            warnings.warn(message, UserWarning, stacklevel=3)
     exp_dict = exp.to_dict()
     reps, settings, nb = range(exp.repetitions), exp.defense.settings, exp.attack.n_batches
     units = [Unit(r, "cv") for r in reps if "cv" in settings]

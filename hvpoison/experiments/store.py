@@ -11,10 +11,21 @@
 
 A record exists once its ``.json`` exists: the ``.npz`` is written first, each through a
 temporary file and ``os.replace``, so an interrupted run leaves whole records or none.
+
+The folder checks itself. A run holds an advisory lock on ``OUT/.lock`` (``flock``,
+released by the operating system when the process dies, so a killed run leaves no stale
+lock): a second run on the same folder stops at once. Before resuming, every record is
+validated (its JSON parses, has the fields of its kind, names its own key, holds finite
+numbers; its NPZ loads with consistent shapes and the experiment's batch size); one that
+fails moves to ``OUT/records/quarantine/`` with a warning naming it, and is computed again.
+A folder with records but no ``experiment.json`` is refused (its records could belong to
+any experiment) unless ``overwrite``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import platform
 import sys
@@ -123,24 +134,139 @@ class Store:
             return []
         return [json.loads(p.read_text()) for p in sorted(self.records.glob("r*-b*.json"))]
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold ``OUT/.lock`` for the duration (``ValueError`` naming the folder and the
+        holder's pid when another process holds it)."""
+        import fcntl
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        f = open(self.out / ".lock", "a+")
+        try:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "?"
+                raise ValueError(f"--out: expected a results folder no other run is using, "
+                                 f"got {self.out} (in use by hvpoison process {holder}; "
+                                 "wait for it to finish or choose another folder)") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield self
+        finally:
+            f.close()                      # closing releases the lock
+
+    def validate(self, exp) -> list:
+        """Quarantine every record of the folder that fails :func:`record_problem` for
+        ``exp``; returns ``[(key, message), ...]`` of those moved."""
+        if not self.records.is_dir():
+            return []
+        bad = []
+        for p in sorted(self.records.glob("r*.json")):
+            reason = record_problem(self, p.stem, exp)
+            if reason is not None:
+                q = self.records / "quarantine"
+                q.mkdir(exist_ok=True)
+                for f in (p, p.with_suffix(".npz")):
+                    if f.exists():
+                        os.replace(f, q / f.name)
+                bad.append((p.stem, f"{p}: {reason}; moved to {q}/ and computed again"))
+        return bad
+
     def open(self, exp, overwrite=False):
-        """Create the folder, or check that it holds the same experiment (then resume)."""
+        """Create the folder, or check that it holds the same experiment (then resume);
+        call it while holding :meth:`lock`."""
         meta_path = self.out / "experiment.json"
         if self.records.is_dir():                  # a write cut short by a kill
             for p in self.records.glob(".*.tmp"):
                 p.unlink()
+        if not meta_path.is_file() and not overwrite and self.records.is_dir() and \
+                any(self.records.glob("r*.json")):
+            raise ValueError(f"--out: {self.out} holds records but no experiment.json, so "
+                             "nothing says which experiment they belong to; choose another "
+                             "folder or pass --overwrite")
         if meta_path.is_file() and not overwrite:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("fingerprint") != exp.fingerprint():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except ValueError as exc:
+                raise ValueError(f"{meta_path}: not valid JSON ({exc}); restore it or pass "
+                                 "--overwrite") from None
+            if not isinstance(meta, dict) or meta.get("fingerprint") != exp.fingerprint():
                 raise ValueError(f"--out: {self.out} holds results of a different experiment "
-                                 f"(fingerprint {meta.get('fingerprint')}, this one "
+                                 f"(fingerprint {meta.get('fingerprint') if isinstance(meta, dict) else None}, this one "
                                  f"{exp.fingerprint()}); choose another folder or pass "
                                  "--overwrite")
             return meta
         if overwrite and self.records.is_dir():
+            import shutil
+
             for p in self.records.iterdir():
-                p.unlink()
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         meta = {"config": exp.to_dict(), "fingerprint": exp.fingerprint(),
                 "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_json(meta_path, meta)
         return meta
+
+
+_FIELDS = {"unit": ("rep", "setting", "b", "fraction", "test_error", "train_error", "lam",
+                    "w_norm2", "kuncheva", "seconds"),
+           "cv": ("rep", "lam_cv", "grid", "cv_loss", "seconds")}
+
+
+def _finite(v) -> bool:
+    if isinstance(v, bool):
+        return True
+    if isinstance(v, (int, float)):
+        return math.isfinite(v)
+    if isinstance(v, dict):
+        return all(_finite(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return all(_finite(x) for x in v)
+    return True
+
+
+def record_problem(store, key, exp):
+    """Why record ``key`` of ``store`` cannot be used for ``exp``, or None if it can."""
+    path = store.records / f"{key}.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"not a valid JSON record ({type(exc).__name__}: {exc})"
+    if not isinstance(rec, dict):
+        return f"not a JSON object but {type(rec).__name__}"
+    kind = "cv" if key.endswith("-cv") else "unit"
+    missing = [f for f in _FIELDS[kind] if f not in rec]
+    if missing:
+        return f"missing fields {missing}"
+    own = store.key(rec["rep"], "cv" if kind == "cv" else rec["setting"],
+                    None if kind == "cv" else rec["b"]) \
+        if isinstance(rec["rep"], int) and (kind == "cv" or isinstance(rec["b"], int)) else None
+    if own != key:
+        return f"its fields name another record ({own})"
+    if kind == "cv":
+        return None if _finite(rec["lam_cv"]) else "a non-finite lam_CV"
+    if not (_finite(rec["test_error"]) and _finite(rec["w_norm2"]) and _finite(rec["lam"])
+            and isinstance(rec["test_error"], (int, float)) and 0 <= rec["test_error"] <= 1):
+        return "non-finite or out-of-range numbers (test_error, w_norm2 or lam)"
+    npz = path.with_suffix(".npz")
+    if not npz.is_file():
+        return "its .npz (the poisoning points) is missing"
+    try:
+        z = store.load_arrays(key)
+        rows, Xp, yp = z["rows"], z["Xp"], z["yp"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable archive is a bad record
+        return f"its .npz does not load ({type(exc).__name__}: {exc})"
+    n_new = 0 if rec["b"] == 0 else exp.attack.n_poison
+    if rows.shape != (n_new,) or yp.shape != (n_new,) or Xp.ndim != 2 or \
+            Xp.shape[0] != n_new or ("X0" in z and z["X0"].shape != Xp.shape):
+        return (f"its .npz holds {rows.shape[0] if rows.ndim else '?'} points of shape "
+                f"{Xp.shape}, not batch {rec['b']}'s {n_new}")
+    if "b" in z and int(z["b"]) != rec["b"]:
+        return f"its .npz is batch {int(z['b'])}'s, not batch {rec['b']}'s"
+    if n_new and (rows.min() < 0 or rows.max() >= exp.data.n_tr or
+                  not np.isfinite(Xp).all()):
+        return "its .npz holds rows outside the training set or non-finite points"
+    return None

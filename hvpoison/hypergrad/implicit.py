@@ -212,7 +212,7 @@ def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None,
                                           polish=polish)
     point = obj.at(w_star, Xtr, ytr, lam)
     rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], point.xp)
-    yv = obj._checked(w_star, Xval, yval)
+    yv = obj._checked(w_star, Xval, yval, ("Xval", "yval"))
     val = obj._point(w_star, Xval, yv, None, None)
     u, lin_info = solve_hvp(lambda v: point.hvp(v), val.grad(), solver=solver, tol=tol,
                             maxiter=maxiter, dense_max=dense_max, damping=damping)

@@ -11,6 +11,11 @@ class ConvergenceWarning(UserWarning):
     hypergradient may be inaccurate; carries no array (shape: none)."""
 
 
+class DivergenceError(ArithmeticError):
+    """Gradient descent (Eq. 6) diverged: ``w_T`` is not finite or exploded (shape: none);
+    the message names ``T``, ``eta`` and ``lam`` and the stable step bound."""
+
+
 def warn(msg):
     warnings.warn(msg, ConvergenceWarning, stacklevel=3)
 

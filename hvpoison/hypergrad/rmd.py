@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import _checks
 from ..backend import get_array_module
-from .result import Hypergrad, warn
+from .result import DivergenceError, Hypergrad, warn
 
 MEMORY = ("store", "checkpoint", "reverse")
 
@@ -45,7 +45,7 @@ def _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
     """Validate once; return what the unchecked loops need."""
     pt = obj.at(w0, Xtr, ytr, lam)
     rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], pt.xp)
-    yval = obj._checked(w0, Xval, yval)
+    yval = obj._checked(w0, Xval, yval, ("Xval", "yval"))
     T = _checks.positive_int("T", T)
     eta = _checks.positive_float("eta", eta)
     return pt, rows, yval, T, eta
@@ -59,7 +59,40 @@ def unroll(obj, w0, X, y, lam, T, eta, keep=None):
     (for Alg. 1 to store).  Returns ``w_T`` (a new array).
     """
     pt = obj.at(w0, X, y, lam)
-    return _forward(obj, w0.copy(), pt.X, pt.y, pt.e, pt.lam_shape, 0, T, eta, keep)
+    T = _checks.positive_int("T", T)
+    eta = _checks.positive_float("eta", eta)
+    with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
+        w_T = _forward(obj, w0.copy(), pt.X, pt.y, pt.e, pt.lam_shape, 0, T, eta, keep)
+    check_diverged(obj, w0, w_T, X, pt.y, lam, T, eta)
+    return w_T
+
+
+EXPLODED = 1e8      # |w_T| beyond this (and beyond 1e8 |w_0|) is divergence, not learning
+
+
+def check_diverged(obj, w0, w_T, X, y, lam, T, eta):
+    """Raise :class:`DivergenceError` when ``w_T`` ``(P,)`` is not finite or exploded,
+    naming the step size, ``lam`` and ``T``, with the curvature bound ``2 / L`` at ``w0``
+    (``L`` by power iteration on ``H v``) the step must stay below."""
+    xp = get_array_module(w_T)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = float(xp.linalg.norm(w_T))
+    if math.isfinite(norm) and norm <= EXPLODED * max(1.0, float(xp.linalg.norm(w0))):
+        return
+    v = xp.ones_like(w0) / math.sqrt(w0.shape[0])
+    pt = obj.at(w0, X, y, lam)
+    L = 0.0
+    for _ in range(30):                                     # power iteration on H at w0
+        Hv = pt.hvp(v)
+        L = float(xp.linalg.norm(Hv))
+        if not (L > 0 and math.isfinite(L)):
+            break
+        v = Hv / L
+    bound = f"2 / L = {2 / L:.3g} (L ~ {L:.3g}, the largest curvature at w_0)" if L > 0 \
+        else "2 / L"
+    raise DivergenceError(
+        f"gradient descent diverged: |w_T| = {norm:.3g} after T = {T} steps of eta = {eta:g} "
+        f"with lam = {lam!r}; eta must stay below {bound}: lower eta or lam")
 
 
 def _forward(obj, w, X, y, e, shape, t0, t1, eta, keep=None, out=None):
