@@ -207,7 +207,7 @@ def targets(results, task):
               ["seconds"] for s in range(3) if f"{task}/{s}/secml" in results and
               f"{task}/{s}/strong/exact" in results]
     if ratios:
-        out.append(f"- attack time, secml / `strong/exact`: "
+        out.append("- attack time, secml / `strong/exact`: "
                    + ", ".join(f"{r:.0f}x" for r in ratios)
                    + f" (target: at least 20x): {'**yes**' if min(ratios) >= 20 else '**no**'}")
     return out + [""]

@@ -1,0 +1,184 @@
+"""A results folder that checks itself and an experiment checked before any work (issue
+#15): corrupt records are quarantined, named and recomputed; a folder is locked while a run
+uses it; records without experiment.json are refused; every bad key of an experiment file is
+one line naming it, exit 2, nothing written; killing the driver kills its workers; a
+diverging step is an error."""
+import json
+
+import pytest
+
+from hvpoison.cli import main
+from hvpoison.experiments import run
+
+from test_experiment_victims import cfg
+
+
+CORRUPTIONS = {
+    "empty json": lambda rec, npz: rec.write_text(""),
+    "garbage json": lambda rec, npz: rec.write_text("{not json"),
+    "empty object": lambda rec, npz: rec.write_text("{}"),
+    "a list": lambda rec, npz: rec.write_text("[1, 2]"),
+    "another record's fields": lambda rec, npz: rec.write_text(
+        rec.read_text().replace('"b": 2', '"b": 1')),
+    "nan test error": lambda rec, npz: rec.write_text(
+        json.dumps({**json.loads(rec.read_text()), "test_error": float("nan")})),
+    "truncated npz": lambda rec, npz: npz.write_bytes(npz.read_bytes()[:100]),
+    "garbage npz": lambda rec, npz: npz.write_bytes(b"PK\x03\x04garbage"),
+    "missing npz": lambda rec, npz: npz.unlink(),
+    "npz of another batch": lambda rec, npz: npz.write_bytes(
+        npz.with_name(npz.name.replace("-b2", "-b1")).read_bytes()),
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished")
+    return out, run(cfg(), out, progress=False)
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_a_corrupt_record_is_quarantined_named_and_recomputed(finished, tmp_path, name):
+    import shutil
+
+    src, summary = finished
+    out = tmp_path / "r"
+    shutil.copytree(src, out)
+    rec, npz = out / "records" / "r000-large-b2.json", out / "records" / "r000-large-b2.npz"
+    CORRUPTIONS[name](rec, npz)
+    with pytest.warns(UserWarning, match="r000-large-b2.json: .*moved to .*quarantine"):
+        again = run(cfg(), out, progress=False)
+    assert (out / "records" / "quarantine" / "r000-large-b2.json").exists()
+    assert json.loads(rec.read_text())["b"] == 2                       # recomputed
+    assert again["settings"]["large"]["test_error"] == summary["settings"]["large"]["test_error"]
+
+
+def test_records_without_experiment_json_are_refused(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished[0], out)
+    (out / "experiment.json").unlink()
+    with pytest.raises(ValueError, match="holds records but no experiment.json"):
+        run(cfg(attack={"iters": 3}), out, progress=False)
+    assert not (out / "experiment.json").exists()
+    run(cfg(attack={"iters": 3}), out, progress=False, overwrite=True)   # explicit: allowed
+
+
+def test_a_second_run_on_a_locked_folder_stops_at_once(tmp_path):
+    from hvpoison.experiments import Store
+
+    import os
+
+    with Store(tmp_path).lock():
+        tmp = tmp_path / "records" / ".r000-none-b0.json.x.tmp"   # the holder's write
+        tmp.parent.mkdir()
+        tmp.write_text("in flight")
+        with pytest.raises(ValueError, match=f"in use by hvpoison process {os.getpid()}"):
+            run(cfg(), tmp_path, progress=False)
+        assert tmp.exists()                 # the refused run touched nothing
+        assert not (tmp_path / "experiment.json").exists()
+    run(cfg(attack={"n_batches": 1}), tmp_path, progress=False)   # released: runs
+    assert not tmp.exists()
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from hvpoison.experiments import Store\n"
+            f"s = Store({str(tmp_path)!r}).lock(); s.__enter__(); print('locked', flush=True);"
+            " time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    with pytest.raises(ValueError, match="in use by hvpoison process"):
+        run(cfg(attack={"n_batches": 1}), tmp_path, progress=False)
+    p.kill()
+    p.wait()
+    run(cfg(attack={"n_batches": 1}), tmp_path, progress=False)   # the OS released it
+
+
+# -- every configuration error before any work (issue #15, item 8) ----------------------
+BAD_FILES = [
+    ('[attack]\nalpha = inf', "attack.alpha: expected a positive finite number"),
+    ('[attack]\nalpha = 0', "attack.alpha: expected a positive"),
+    ('[attack]\neta = nan', "attack.eta: expected a positive finite number"),
+    ('[test]\neta = -0.1', "test.eta: expected a positive finite number"),
+    ('[attack]\nalpha_lam = inf', "attack.alpha_lam: expected a positive finite number"),
+    ('[attack]\nlam_bounds = [4, -10]', "attack.lam_bounds: expected [low, high]"),
+    ('[attack]\nlam_bounds = [1.0]', "attack.lam_bounds: expected [low, high]"),
+    ('[attack]\nlam_bounds = ["a", "b"]', "attack.lam_bounds: expected [low, high]"),
+    ('[attack]\nlam_bounds = [-10, inf]', "attack.lam_bounds: expected [low, high]"),
+    ('[test]\nkuncheva_k = ["a"]', "test.kuncheva_k: expected a list of positive integers"),
+    ('[test]\nkuncheva_k = [-5]', "test.kuncheva_k: expected a list of positive integers"),
+    ('[test]\nkuncheva_k = [50.5]', "test.kuncheva_k: expected a list of positive integers"),
+    ('[model]\nkind = "mlp"\nhidden = [0]', "model.hidden: expected a non-empty list"),
+    ('[model]\nkind = "mlp"\nhidden = [-3]', "model.hidden: expected a non-empty list"),
+    ('[model]\nkind = "mlp"\nhidden = [3.5]', "model.hidden: expected a non-empty list"),
+    ('[model]\nkind = "mlp"\nhidden = []', "model.hidden: expected a non-empty list"),
+    ('[model]\nkind = "mlp"\nslope = -1', "model.slope: expected a finite number >= 0"),
+    ('[model]\nkind = "mlp"\nslope = nan', "model.slope: expected a finite number >= 0"),
+    ('[model]\nhidden = [8]', "model.hidden: expected no value with model.kind = 'lr'"),
+    ('[model]\nslope = 0.2', "model.slope: expected no value with model.kind = 'lr'"),
+    ('[defense]\nlam_init = inf', "defense.lam_init: expected a finite number"),
+    ('[defense]\nlam_init = 9.0', "defense.lam_init: expected a value inside"),
+    ('[defense]\nlam_large = nan', "defense.lam_large: expected a finite number"),
+    ('[defense]\ncv_folds = 1', "defense.cv_folds: expected an integer in [2,"),
+    ('[defense]\ncv_folds = 500', "defense.cv_folds: expected an integer in [2,"),
+    ('[defense]\ncv_grid = []', "defense.cv_grid: expected a non-empty list"),
+    ('[defense]\ncv_grid = ["x"]', "defense.cv_grid: expected a non-empty list"),
+    ('[defense]\ncv_grid = [nan]', "defense.cv_grid: expected a non-empty list"),
+    ('seed = -1', "seed: expected a non-negative integer"),
+    ('name = ""', "name: expected a non-empty name"),
+    ('name = "a/b"', "name: expected a non-empty name"),
+    ('[data]\nn_val = 0', "data.n_val: expected a positive integer"),
+    ('[data]\ntask = "mnist08"', "data.task: expected one of"),
+    ('[attack]\nmemory = "disk"', "attack.memory: expected"),
+    ('[attack]\nT = 0', "attack.T: expected a positive integer"),
+    ('[attack]\nmethod = "best"', "attack.method: expected one of"),
+    ('[test]\nvictims = ["exact"]\n[defense]\npenalty = "l1"', "test.victims: expected 'exact'"),
+    ('[attack]\nbogus = 1', "attack.bogus: unknown key"),
+]
+
+
+@pytest.mark.parametrize("text,msg", BAD_FILES, ids=[m.split(":")[0] + f"-{i}"
+                                                     for i, (_, m) in enumerate(BAD_FILES)])
+def test_a_bad_experiment_file_is_one_line_exit_2_nothing_written(tmp_path, capsys, text, msg):
+    path = tmp_path / "bad.toml"
+    head = ("" if text.startswith("name") else 'name = "bad"\n') + \
+        ("" if "[data]" in text else '[data]\ntask = "mnist-mini"\nn_tr = 100\n')
+    # keep the top-level keys above the first table
+    top = [ln for ln in text.splitlines() if "=" in ln and not text.startswith("[")]
+    path.write_text((("\n".join(top) + "\n") if top else "") + head
+                    + ("" if top else text + "\n"))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0], err
+    assert not out.exists()
+
+
+def test_killing_the_driver_leaves_no_worker_behind(tmp_path):
+    """SIGKILL of `hvpoison run --jobs 2` (issue #15, item 6): the workers die with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    path = tmp_path / "e.toml"
+    path.write_text('name = "k"\nrepetitions = 3\n[data]\ntask = "mnist-mini"\nn_tr = 300\n'
+                    '[attack]\nn_poison = 20\nn_batches = 3\niters = 20\nT = 100\n'
+                    '[test]\nT = 100\n')
+    p = subprocess.Popen([sys.executable, "-m", "hvpoison", "run", str(path), "--out",
+                          str(tmp_path / "o"), "--jobs", "2", "--quiet"])
+    deadline = time.time() + 120
+    workers = []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = [c for c in psutil.Process(p.pid).children(recursive=True)
+                   if "resource_tracker" not in " ".join(c.cmdline())]
+    assert len(workers) >= 2, "the workers did not start"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, [w.pid for w in alive]
