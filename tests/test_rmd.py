@@ -137,3 +137,18 @@ def test_rmd_bad_input(kw, exc, msg):
     with pytest.raises(exc, match=msg):
         hv.rmd(obj, np.zeros(4), X, y, a["poison_idx"], Xv, yv, 0.0, a["T"], a["eta"],
                memory=a["memory"])
+
+
+def test_kept_points_stay_at_their_own_step():
+    """unroll(keep=) used to hand out points whose w moved on to w_T (issue #16, item 1)."""
+    rng = np.random.default_rng(0)
+    model = hv.MLP((3, 4, 1), slope=0.1)
+    obj = hv.Objective(model, "l2")
+    X, y = rng.normal(size=(20, 3)), (rng.random(20) < 0.5).astype(float)
+    kept = {}
+    hv.unroll(obj, model.init(1), X, y, -1.0, 6, 0.3, keep=lambda t, p: kept.__setitem__(t, p))
+    v = rng.normal(size=model.n_params)
+    w = model.init(1)
+    for t in range(6):
+        np.testing.assert_allclose(kept[t].hvp(v), obj.hvp(w, X, y, -1.0, v), rtol=1e-12)
+        w = w - 0.3 * obj.grad(w, X, y, -1.0)

@@ -56,13 +56,17 @@ def unroll(obj, w0, X, y, lam, T, eta, keep=None):
     (Alg. 1 line [F]).
 
     ``keep(t, point)`` is called with every step's :class:`~hvpoison.objective.Point`
-    (for Alg. 1 to store).  Returns ``w_T`` (a new array).
+    (for Alg. 1 to store); each stays valid at its own ``w_t``.  Returns ``w_T`` (a new
+    array).
     """
     pt = obj.at(w0, X, y, lam)
     T = _checks.positive_int("T", T)
     eta = _checks.positive_float("eta", eta)
+    # with keep, every w_t gets its own row of a (T, P) buffer, so a kept point stays the
+    # point at w_t (in place, it would follow w to w_T)
+    out = None if keep is None else get_array_module(w0).empty((T, w0.shape[0]), w0.dtype)
     with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
-        w_T = _forward(obj, w0.copy(), pt.X, pt.y, pt.e, pt.lam_shape, 0, T, eta, keep)
+        w_T = _forward(obj, w0.copy(), pt.X, pt.y, pt.e, pt.lam_shape, 0, T, eta, keep, out)
     check_diverged(obj, w0, w_T, X, pt.y, lam, T, eta)
     return w_T
 
