@@ -158,7 +158,13 @@ def hyperiteration(ctx, method, states, Xc, yc, lam_k, learn_lam, alpha_lam, lam
     xp = ctx.xp
     value, dXp, dlam = method.hypergrad(ctx, hg_state, Xc, yc, lam_k, learn_lam)  # [A4]-[A5]
     if ctx.b:
-        Xc[ctx.rows] = method.step(ctx, step_state, Xc[ctx.rows], ctx.sign * dXp)  # [A6]
+        def objective(Xp):                 # the attacker's, as the victim trains (LineSearch)
+            Xtry = Xc.copy()
+            Xtry[ctx.rows] = Xp
+            return method.hypergrad.final(ctx, hg_state, Xtry, yc, lam_k)
+
+        Xc[ctx.rows] = method.step(ctx, step_state, Xc[ctx.rows], ctx.sign * dXp,
+                                   ctx.sign * value, objective)                  # [A6]
     if learn_lam:                                                            # [A7]
         lam_k = xp.clip(lam_k - alpha_lam * xp.sign(dlam), *lam_bounds)   # g/|g| per component
     return value, lam_k

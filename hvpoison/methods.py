@@ -20,6 +20,9 @@ Outer steps on ``X_p`` (ascent, then the projection on the box ``Phi``):
 ``Normalised(alpha)``       ``X_p + alpha g / ||g||`` (Alg. 2 [A6]; ``per_point``: each
                             point's row normalised on its own)
 ``Adam(lr)``                Adam on ``g`` with step ``lr * (high - low)`` per coordinate
+``LineSearch(alpha)``       backtracking along ``g / ||g||`` until the true objective (the
+                            victim retrained) rises
+(``decay`` on Normalised and Adam: the schedule ``step / (1 + decay k)``)
 
 The defender's ``lam`` always takes Alg. 2's step [A7], ``lam - alpha_lam sign(dlam)``,
 with ``dlam`` the exact (undamped) hypergradient of the validation loss: the defender learns
@@ -149,43 +152,97 @@ class Implicit:
 
 
 # -- outer steps on X_p ([A6]) ----------------------------------------------------------
+def _decay(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v >= 0):
+        _checks.fail(name, "a finite number >= 0", repr(v))
+
+
 @dataclass(frozen=True)
 class Normalised:
-    """``Pi_Phi(X_p + alpha g / ||g||)`` (Alg. 2 [A6]); ``per_point``: row by row."""
+    """``Pi_Phi(X_p + alpha_k g / ||g||)`` (Alg. 2 [A6]); ``per_point``: row by row; the
+    schedule ``alpha_k = alpha / (1 + decay k)`` (``decay = 0``: Alg. 2's constant step)."""
 
     alpha: float = 1.0
     per_point: bool = False
+    decay: float = 0.0
 
     def __post_init__(self):
         _checks.positive_float("alpha", self.alpha)
         if not isinstance(self.per_point, bool):
             _checks.fail("per_point", "True or False", repr(self.per_point), TypeError)
+        _decay("decay", self.decay)
 
     def start(self, ctx, Xp):
-        return None
+        return {"k": 0}
 
-    def __call__(self, ctx, st, Xp, g):
+    def __call__(self, ctx, st, Xp, g, value=None, objective=None):
         xp = ctx.xp
+        alpha = self.alpha if not self.decay else self.alpha / (1 + self.decay * st["k"])
+        st["k"] += 1
         if self.per_point:
             norm = xp.linalg.norm(g, axis=1, keepdims=True)
-            return xp.clip(Xp + self.alpha * g / xp.where(norm > 0, norm, 1.0), *ctx.box)
+            return xp.clip(Xp + alpha * g / xp.where(norm > 0, norm, 1.0), *ctx.box)
         norm = xp.linalg.norm(g)                                       # g = 0: no step
-        scale = (self.alpha / xp.where(norm > 0, norm, 1.0)).astype(ctx.dtype)
+        scale = (alpha / xp.where(norm > 0, norm, 1.0)).astype(ctx.dtype)
         return ops.impl("ascent_project", xp)(xp, Xp, g, scale, ctx.box[0], ctx.box[1])
 
 
 @dataclass(frozen=True)
+class LineSearch:
+    """Backtracking on the true objective: try ``Pi_Phi(X_p + t g / ||g||)`` from the last
+    accepted length ``t`` (``alpha`` at first) grown by ``grow``; halve ``t`` (``shrink``)
+    until the attacker's objective, as the victim trains, rises, at most ``tries`` times
+    (else no step, only the projection). Each try costs one training of the victim."""
+
+    alpha: float = 1.0
+    shrink: float = 0.5
+    grow: float = 2.0
+    tries: int = 6
+
+    def __post_init__(self):
+        _checks.positive_float("alpha", self.alpha)
+        if isinstance(self.shrink, bool) or not isinstance(self.shrink, (int, float)) or \
+                not 0 < self.shrink < 1:
+            _checks.fail("shrink", "a number in (0, 1)", repr(self.shrink))
+        if isinstance(self.grow, bool) or not isinstance(self.grow, (int, float)) or \
+                not (np.isfinite(self.grow) and self.grow >= 1):
+            _checks.fail("grow", "a finite number >= 1", repr(self.grow))
+        _checks.positive_int("tries", self.tries)
+
+    def start(self, ctx, Xp):
+        return {"t": self.alpha / self.grow}
+
+    def __call__(self, ctx, st, Xp, g, value=None, objective=None):
+        xp = ctx.xp
+        norm = float(xp.linalg.norm(g))
+        if norm == 0 or objective is None:
+            return xp.clip(Xp, *ctx.box)
+        current = float(value)
+        t = st["t"] * self.grow
+        for _ in range(self.tries):
+            trial = xp.clip(Xp + (t / norm) * g, *ctx.box)
+            if objective(trial) > current:
+                st["t"] = t
+                return trial
+            t *= self.shrink
+        st["t"] = t
+        return xp.clip(Xp, *ctx.box)         # no step (a clone outside the box: projected)
+
+
+@dataclass(frozen=True)
 class Adam:
-    """Adam ascent on ``X_p`` (Kingma & Ba), step ``lr * (high - low)`` per coordinate,
-    then the box projection; the moments restart with every batch and restart."""
+    """Adam ascent on ``X_p`` (Kingma & Ba), step ``lr * (high - low) / (1 + decay k)`` per
+    coordinate, then the box projection; the moments restart with every batch and restart."""
 
     lr: float = 0.02
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    decay: float = 0.0
 
     def __post_init__(self):
         _checks.positive_float("lr", self.lr)
+        _decay("decay", self.decay)
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
@@ -195,14 +252,14 @@ class Adam:
     def start(self, ctx, Xp):
         return {"m": ctx.xp.zeros_like(Xp), "v": ctx.xp.zeros_like(Xp), "t": 0}
 
-    def __call__(self, ctx, st, Xp, g):
+    def __call__(self, ctx, st, Xp, g, value=None, objective=None):
         xp = ctx.xp
         st["t"] += 1
         st["m"] = self.beta1 * st["m"] + (1 - self.beta1) * g
         st["v"] = self.beta2 * st["v"] + (1 - self.beta2) * g * g
         mhat = st["m"] / (1 - self.beta1 ** st["t"])
         vhat = st["v"] / (1 - self.beta2 ** st["t"])
-        step = self.lr * (ctx.box[1] - ctx.box[0])
+        step = self.lr * (ctx.box[1] - ctx.box[0]) / (1 + self.decay * (st["t"] - 1))
         return xp.clip(Xp + step * mhat / (xp.sqrt(vhat) + self.eps), *ctx.box)
 
 
@@ -222,9 +279,9 @@ class Method:
         if not isinstance(self.hypergrad, (RMD, Implicit)):
             _checks.fail("method.hypergrad", "RMD(...) or Implicit(...)",
                          repr(self.hypergrad), TypeError)
-        if not isinstance(self.step, (Normalised, Adam)):
-            _checks.fail("method.step", "Normalised(...) or Adam(...)", repr(self.step),
-                         TypeError)
+        if not isinstance(self.step, (Normalised, Adam, LineSearch)):
+            _checks.fail("method.step", "Normalised(...), Adam(...) or LineSearch(...)",
+                         repr(self.step), TypeError)
         _checks.positive_int("iters", self.iters)
         if not isinstance(self.keep_best, bool):
             _checks.fail("keep_best", "True or False", repr(self.keep_best), TypeError)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import hvpoison as hv
 from helpers import rel_err
 from hvpoison.attack import Context
-from hvpoison.methods import RMD, Adam, Implicit, Method, Normalised
+from hvpoison.methods import RMD, Adam, Implicit, LineSearch, Method, Normalised
 from hvpoison.victims import GD, Exact
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -224,6 +224,11 @@ METHODS = {
     "rmd-warm+normalised": dict(method=Method(RMD(warm=True), Normalised(0.3), 15)),
     "rmd+adam-per-point": dict(method=Method(RMD(), Adam(0.05), 15, keep_best=True)),
     "normalised-per-point": dict(method=Method(RMD(), Normalised(0.3, per_point=True), 15)),
+    "normalised-decay": dict(method=Method(RMD(), Normalised(0.5, decay=0.2), 15)),
+    "adam-decay": dict(method=Method(RMD(), Adam(0.05, decay=0.1), 15)),
+    "rmd+line-search": dict(method=Method(RMD(), LineSearch(0.5), 15)),
+    "implicit+line-search": dict(method=Method(Implicit(), LineSearch(0.5), 15),
+                                 victim="exact"),
     "implicit-damped": dict(method=Method(Implicit(damping=0.01), Adam(0.05), 15),
                             victim="exact"),
 }
@@ -309,6 +314,12 @@ def test_attack_bad_new_arguments(data, kw, exc, msg):
     (lambda: Adam(lr=0), ValueError, "lr: expected a positive finite number"),
     (lambda: Adam(beta1=1.0), ValueError, "beta1: expected a number in \\[0, 1\\)"),
     (lambda: Adam(eps=0), ValueError, "eps: expected a positive finite number"),
+    (lambda: Adam(decay=-1), ValueError, "decay: expected a finite number >= 0"),
+    (lambda: Normalised(decay=float("inf")), ValueError, "decay: expected a finite number"),
+    (lambda: LineSearch(alpha=0), ValueError, "alpha: expected a positive finite number"),
+    (lambda: LineSearch(shrink=1.0), ValueError, "shrink: expected a number in \\(0, 1\\)"),
+    (lambda: LineSearch(grow=0.5), ValueError, "grow: expected a finite number >= 1"),
+    (lambda: LineSearch(tries=0), ValueError, "tries: expected a positive integer"),
     (lambda: Method(hypergrad="rmd"), TypeError, "method.hypergrad: expected RMD"),
     (lambda: Method(step="adam"), TypeError, "method.step: expected Normalised"),
     (lambda: Method(keep_best=1), TypeError, "keep_best: expected True or False"),
@@ -384,3 +395,12 @@ def test_a_diverging_experiment_fails_with_one_line(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "DivergenceError: gradient descent diverged" in err[-1] and "lower eta" in err[-1]
+
+
+def test_line_search_only_takes_steps_that_raise_the_true_objective(data):
+    """With a deterministic victim (LR from zeros) each hyperiteration's objective is the one
+    the line search accepted: the trace never falls."""
+    b = _attack(data, n_batches=1, method=Method(RMD(), LineSearch(1.0), 12))[-1]
+    outer = b.trace["outer"]
+    assert all(n >= o - 1e-12 for o, n in zip(outer[1:], outer[2:]))
+    assert outer[-1] > outer[1]
