@@ -147,7 +147,7 @@ class Newton:
     """Newton's method for a convex ``L`` with a stale Cholesky preconditioner.
 
     State (explicit, owned by the caller who keeps this object): ``H`` at the last refresh,
-    the inverses of ``H + mu I`` formed from it (by Cholesky), and counters. :meth:`solve` runs preconditioned
+    the preconditioners ``(H + mu I)^{-1}`` formed from it (by Cholesky), and counters. :meth:`solve` runs preconditioned
     CG on ``(H + mu I) u = b`` at a fresh :class:`~hvpoison.objective.Point` and rebuilds
     the factor there (``P`` Hessian-vector products) when CG took more than ``refresh``
     iterations; :meth:`minimize` takes Newton steps ``w -= t H^{-1} grad`` with Armijo
@@ -159,24 +159,32 @@ class Newton:
         self.tol, self.maxiter, self.refresh = tol, maxiter, refresh
         self.dense_max = dense_max       # above this P: plain CG, no dense factor
         self.H = None                    # the Hessian at the last refresh, (P, P)
-        self.factors = {}                # mu -> (H + mu I)^{-1} from its Cholesky factor
+        self.factors = {}                # mu -> r -> (H + mu I)^{-1} r (by Cholesky)
         self.counts = {"refreshes": 0, "cg": 0, "newton": 0}
 
     def rebuild(self, point):
         """Take ``H`` at ``point`` (``P`` products, blocked where the model can); the
-        inverses of ``H + mu I`` are formed as :meth:`solve` needs them."""
+        preconditioners of ``H + mu I`` are formed as :meth:`solve` needs them."""
         self.H = dense_hessian(point.hvp, point.w, point.hvp_block)
         self.factors = {}
         self.counts["refreshes"] += 1
 
-    def inverse(self, mu):
-        """``(H + mu I)^{-1}`` ``(P, P)`` for the stored ``H``, from its Cholesky factor
-        (applied as one matrix-vector product: half the memory traffic of two triangular
-        solves)."""
+    INVERSE_MAX = 1500      # up to this P the explicit inverse is cheaper to apply
+
+    def preconditioner(self, mu):
+        """``r -> (H + mu I)^{-1} r`` for the stored ``H``, from its Cholesky factor: for
+        ``P <= INVERSE_MAX`` the explicit inverse (one matrix-vector product, half the
+        memory traffic of two triangular solves), above it the two solves (forming the
+        inverse would cost ``2 P^3``)."""
         if mu not in self.factors:
             xp = get_array_module(self.H)
             eye = xp.eye(self.H.shape[0], dtype=self.H.dtype)
-            self.factors[mu] = cho_solve(cho_factor(self.H + mu * eye), eye)
+            L = cho_factor(self.H + mu * eye)
+            if self.H.shape[0] <= self.INVERSE_MAX:
+                M = cho_solve(L, eye)
+                self.factors[mu] = lambda r: M @ r
+            else:
+                self.factors[mu] = lambda r: cho_solve(L, r)
         return self.factors[mu]
 
     def solve(self, point, b, damping=0.0, tol=1e-10):
@@ -187,9 +195,8 @@ class Newton:
             return u, info
         if self.H is None:
             self.rebuild(point)
-        M = self.inverse(float(damping))
         u, info = solve_hvp(point.hvp, b, solver="cg", tol=tol, damping=damping,
-                            precond=lambda r: M @ r,
+                            precond=self.preconditioner(float(damping)),
                             maxiter=10 * self.refresh + 50)
         self.counts["cg"] += info["iterations"]
         if info["iterations"] > self.refresh:

@@ -404,3 +404,13 @@ def test_line_search_only_takes_steps_that_raise_the_true_objective(data):
     outer = b.trace["outer"]
     assert all(n >= o - 1e-12 for o, n in zip(outer[1:], outer[2:]))
     assert outer[-1] > outer[1]
+
+
+def test_newton_preconditioner_by_triangular_solves_above_inverse_max(data, monkeypatch):
+    from hvpoison.victims import Newton
+
+    X, y, _, _ = data
+    obj = hv.Objective(hv.LR(3), "l2")
+    monkeypatch.setattr(Newton, "INVERSE_MAX", 2)           # P = 4: the two solves
+    w, info = Exact().solver().minimize(lambda w: obj.at(w, X, y, -2.0), np.zeros(4))
+    np.testing.assert_allclose(w, Exact(tol=1e-11).fit(obj, X, y, -2.0), rtol=1e-6)
