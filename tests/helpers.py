@@ -17,6 +17,14 @@ import hvpoison as hv
 H = 1e-5          # central-difference step: truncation ~H^2 ~ 1e-10, round-off ~eps/H ~ 1e-11
 
 
+def blobs(n, d=2, seed=0, sep=1.0, spread=0.8):
+    """Two Gaussian classes at ``+-sep`` in ``d`` dimensions: ``(X (n, d), y (n,))``."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 2).astype(float)
+    X = rng.normal(size=(n, d)) * spread + np.where(y[:, None] > 0, sep, -sep)
+    return X, y
+
+
 def rel_err(a, b):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))

@@ -1,18 +1,12 @@
 """Writes tests/data/alg2_golden.npz: Alg. 2's outputs on small seeded problems, made with
-the code of commit 700f237 (before Alg. 2 was split into methods). test_attack.py checks that
+the code of commit 700f237 (before Alg. 2 was split into methods). test_methods.py checks that
 ``method="alg2"`` still gives exactly these numbers. Run only to record a deliberate change."""
 import os
 
 import numpy as np
 
 import hvpoison as hv
-
-
-def blobs(n, d=2, seed=0, sep=1.0, spread=0.8):
-    rng = np.random.default_rng(seed)
-    y = (np.arange(n) % 2).astype(float)
-    X = rng.normal(size=(n, d)) * spread + np.where(y[:, None] > 0, sep, -sep)
-    return X, y
+from helpers import blobs
 
 
 CASES = {

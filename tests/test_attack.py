@@ -3,13 +3,7 @@ import numpy as np
 import pytest
 
 import hvpoison as hv
-
-
-def blobs(n, d=2, seed=0, sep=1.0, spread=0.8):
-    rng = np.random.default_rng(seed)
-    y = (np.arange(n) % 2).astype(float)
-    X = rng.normal(size=(n, d)) * spread + np.where(y[:, None] > 0, sep, -sep)
-    return X, y
+from helpers import blobs
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hvpoison as hv
-from helpers import rel_err
+from helpers import blobs, rel_err
 from hvpoison.attack import Context
 from hvpoison.methods import RMD, Adam, Implicit, LineSearch, Method, Normalised
 from hvpoison.victims import GD, Exact
 
 sys.path.insert(0, os.path.dirname(__file__))
 import make_alg2_golden as golden  # noqa: E402
-
-
-def blobs(n, d=2, seed=0, sep=1.0, spread=0.8):
-    rng = np.random.default_rng(seed)
-    y = (np.arange(n) % 2).astype(float)
-    X = rng.normal(size=(n, d)) * spread + np.where(y[:, None] > 0, sep, -sep)
-    return X, y
 
 
 @pytest.fixture(scope="module")
