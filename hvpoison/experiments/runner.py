@@ -100,11 +100,11 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
                    start=None if b == 0 else (b - 1, X, y))[-1]
     t1 = time.perf_counter()
     lam0 = batch.lam if b == 0 else (np.array(lam0) if isinstance(lam0, list) else lam0)
-    tests = {v: test_victim(exp, v, obj, batch, split, lam0, sd["init"])
+    tests = {v: victim_test(exp, v, obj, batch, split, lam0, sd["init"])
              for v in exp.test.victims}
     main = tests[exp.test.victims[0]]
     if main is None:                          # the first victim does not apply: the paper's
-        main = test_victim(exp, "gd", obj, batch, split, lam0, sd["init"])
+        main = victim_test(exp, "gd", obj, batch, split, lam0, sd["init"])
     old = np.concatenate([r for r, _, _ in blocks]) if blocks else np.array([], np.int64)
     rows = np.setdiff1d(batch.poison_idx, old)
     record = {
@@ -127,7 +127,7 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
     return record, arrays
 
 
-def test_victim(exp, name, obj, batch, split, lam0, seed):
+def victim_test(exp, name, obj, batch, split, lam0, seed):
     """The test of one victim (``"gd"``: ``[test] T, eta`` from ``model.init(seed)``;
     ``"exact"``: trained to optimality) on the batch's poisoned set: test and training
     error, validation loss, ``||W_k||^2/P_k`` and Kuncheva's index against the same victim
