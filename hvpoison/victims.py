@@ -147,11 +147,11 @@ class Newton:
     """Newton's method for a convex ``L`` with a stale Cholesky preconditioner.
 
     State (explicit, owned by the caller who keeps this object): ``H`` at the last refresh,
-    the preconditioners ``(H + mu I)^{-1}`` formed from it (by Cholesky), and counters. :meth:`solve` runs preconditioned
-    CG on ``(H + mu I) u = b`` at a fresh :class:`~hvpoison.objective.Point` and rebuilds
-    the factor there (``P`` Hessian-vector products) when CG took more than ``refresh``
-    iterations; :meth:`minimize` takes Newton steps ``w -= t H^{-1} grad`` with Armijo
-    backtracking until ``|grad| <= tol``. Above ``dense_max`` parameters no dense ``H`` is
+    the preconditioners ``(H + mu I)^{-1}`` formed from it (by Cholesky), and counters.
+    :meth:`solve` runs preconditioned CG on ``(H + mu I) u = b`` at a fresh
+    :class:`~hvpoison.objective.Point` and takes ``H`` anew there (``P`` Hessian-vector
+    products) when CG took more than ``refresh`` iterations; :meth:`minimize` takes Newton
+    steps ``w -= t H^{-1} grad`` with Armijo backtracking until ``|grad| <= tol``. Above ``dense_max`` parameters no dense ``H`` is
     formed and CG runs unpreconditioned.
     """
 
