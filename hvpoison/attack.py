@@ -266,7 +266,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     victim = as_victim(victim, T, eta, w_init)
     if isinstance(method, str) and method == "alg2" and alpha is not None:
         alpha = _checks.positive_float("alpha", alpha)
-    method = as_method(method, victim, iters, alpha, memory)
+    method = as_method(method, victim, iters, alpha, memory, model)
     method.hypergrad.check(victim, obj)
     alpha_lam = (method.step.alpha if hasattr(method.step, "alpha") else method.step.lr) \
         if alpha_lam is None else _checks.positive_float("alpha_lam", alpha_lam)

@@ -407,3 +407,18 @@ def test_newton_preconditioner_by_triangular_solves_above_inverse_max(data, monk
     monkeypatch.setattr(Newton, "INVERSE_MAX", 2)           # P = 4: the two solves
     w, info = Exact().solver().minimize(lambda w: obj.at(w, X, y, -2.0), np.zeros(4))
     np.testing.assert_allclose(w, Exact(tol=1e-11).fit(obj, X, y, -2.0), rtol=1e-6)
+
+
+def test_strong_is_chosen_per_victim_and_model():
+    from hvpoison.methods import as_method
+
+    lr, mlp = hv.LR(3), hv.MLP((3, 4, 1))
+    m = as_method("strong", GD(), model=mlp)
+    assert isinstance(m.step, Normalised) and m.step.alpha == 1.0 and not m.keep_best
+    assert m.iters == 100 and isinstance(m.hypergrad, RMD)
+    m = as_method("strong", GD(), model=lr)
+    assert isinstance(m.step, Adam) and m.keep_best
+    m = as_method("strong", Exact(), model=lr)
+    assert isinstance(m.hypergrad, Implicit) and not m.keep_best
+    assert m.hypergrad.damping_per_batch == 0.006
+    assert as_method("alg2", GD(), model=mlp).step == Normalised(1.0)
