@@ -45,6 +45,14 @@ def positive_float(name, value):
     return float(value)
 
 
+def nonnegative_float(name, value):
+    """A finite number >= 0 (a damping, a decay)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not (np.isfinite(value) and value >= 0):
+        fail(name, "a finite number >= 0", repr(value))
+    return float(value)
+
+
 def floating_dtype(name, dtype):
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):

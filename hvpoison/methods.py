@@ -114,11 +114,8 @@ class Implicit:
 
     def __post_init__(self):
         _checks.positive_float("train_tol", self.train_tol)
-        for name in ("damping", "damping_per_batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not \
-                    (np.isfinite(v) and v >= 0):
-                _checks.fail(name, "a finite number >= 0", repr(v))
+        _checks.nonnegative_float("damping", self.damping)
+        _checks.nonnegative_float("damping_per_batch", self.damping_per_batch)
 
     def check(self, victim, obj):
         if not isinstance(victim, Exact):
@@ -158,11 +155,6 @@ class Implicit:
 
 
 # -- outer steps on X_p ([A6]) ----------------------------------------------------------
-def _decay(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v >= 0):
-        _checks.fail(name, "a finite number >= 0", repr(v))
-
-
 @dataclass(frozen=True)
 class Normalised:
     """``Pi_Phi(X_p + alpha_k g / ||g||)`` (Alg. 2 [A6]); ``per_point``: row by row; the
@@ -176,7 +168,7 @@ class Normalised:
         _checks.positive_float("alpha", self.alpha)
         if not isinstance(self.per_point, bool):
             _checks.fail("per_point", "True or False", repr(self.per_point), TypeError)
-        _decay("decay", self.decay)
+        _checks.nonnegative_float("decay", self.decay)
 
     def start(self, ctx, Xp):
         return {"k": 0}
@@ -248,7 +240,7 @@ class Adam:
 
     def __post_init__(self):
         _checks.positive_float("lr", self.lr)
-        _decay("decay", self.decay)
+        _checks.nonnegative_float("decay", self.decay)
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:

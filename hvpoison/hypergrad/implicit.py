@@ -130,9 +130,7 @@ def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000,
     """
     if solver not in SOLVERS:
         _checks.fail("solver", f"one of {SOLVERS}", repr(solver))
-    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.floating)) or \
-            not (np.isfinite(damping) and damping >= 0):
-        _checks.fail("damping", "a finite number >= 0", repr(damping))
+    damping = _checks.nonnegative_float("damping", damping)
     if precond is not None and not callable(precond):
         _checks.fail("precond", "None or a callable r -> M r", repr(precond), TypeError)
     xp = get_array_module(b)
