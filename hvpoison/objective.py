@@ -87,6 +87,18 @@ class Point:
             out[:, j] = self.hvp(xp.ascontiguousarray(V[:, j]))
         return out
 
+    def hessian_factor(self):
+        """``(U, c)`` with ``H = U U^T + diag(c)`` (Eq. 4; ``U`` ``(P, n)`` the model's
+        Gram factor, ``c`` ``(P,)`` the penalty's diagonal Hessian: ``e^lam`` on penalised
+        weights for L2, zero for L1 and on the bias), or None for models without one."""
+        xp, model = self.xp, self.obj.model
+        if not model.low_rank_hessian:
+            return None
+        c = xp.zeros_like(self.w)
+        if self.e is not None:
+            self.obj.penalty.add_hvp(xp, self.w, self.e, xp.ones_like(self.w), c)
+        return model.hessian_factor(self.w, self.tape, self.curv), c
+
     def hvp_mixed(self, v, rows=None, out=None, with_x=True):
         """``(H v, M_X^T v, M_lam^T v)`` from one R pass.
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import hvpoison as hv
 from helpers import blobs, rel_err
 from hvpoison.attack import Context
+from hvpoison.hypergrad import dense_hessian
 from hvpoison.methods import RMD, Adam, Implicit, LineSearch, Method, Normalised
 from hvpoison.victims import GD, Exact
 
@@ -75,6 +76,28 @@ def test_newton_without_a_dense_factor_above_dense_max(data):
     w, info = big.minimize(lambda w: obj.at(w, X, y, -2.0), np.zeros(4))
     assert big.H is None and big.counts["refreshes"] == 0
     np.testing.assert_allclose(w, Exact(tol=1e-11).fit(obj, X, y, -2.0), rtol=1e-6)
+
+
+def test_newton_with_fewer_rows_than_parameters_uses_the_woodbury_factor():
+    """n < P / 2 (CIFAR-10's shape): the Hessian is kept as ``U U^T + diag(c)``; with a
+    damping every diagonal entry is positive and the preconditioner is the exact inverse;
+    without, the bias entry is approximated and the optimum is still the trust region's."""
+    X, y = blobs(12, d=40, seed=3)
+    obj = hv.Objective(hv.LR(40), "l2")
+    pt = obj.at(np.full(41, 0.01), X, y, -1.0)
+    solver = Exact().solver()
+    solver.rebuild(pt)
+    assert solver.H is None and solver.UC[0].shape == (41, 12)
+    H = dense_hessian(pt.hvp, pt.w)
+    U, c = solver.UC
+    np.testing.assert_allclose(U @ U.T + np.diag(c), H, rtol=1e-10, atol=1e-13)
+    r = np.random.default_rng(0).normal(size=41)
+    np.testing.assert_allclose(solver.preconditioner(0.3)(r), np.linalg.solve(H + 0.3 *
+                                                                              np.eye(41), r),
+                               rtol=1e-9)
+    w = Exact(tol=1e-10).fit(obj, X, y, -1.0)
+    w_ref, _ = hv.train_stationary(obj, X, y, -1.0, tol=1e-11)
+    assert np.linalg.norm(obj.grad(w, X, y, -1.0)) <= 1e-10 and rel_err(w, w_ref) <= 1e-7
 
 
 @pytest.mark.parametrize("obj,msg", [

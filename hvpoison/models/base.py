@@ -113,6 +113,13 @@ class Model:
         ``H V`` (Eq. 4), for models with ``blocked_rop``."""
         raise NotImplementedError
 
+    low_rank_hessian = False    # True: hessian_factor gives the model part of H as U U^T
+
+    def hessian_factor(self, w, tape, curv):
+        """``U`` ``(P, n)`` with the model part of ``H`` (Eq. 4) equal to ``U U^T``, for
+        models with ``low_rank_hessian`` (a GLM: one curvature per row)."""
+        raise NotImplementedError
+
     def mixed_x(self, w, bwd, rbwd, v, rows):
         """Mixed product (line 4) ``grad_X (v^T grad_w)`` for ``rows``, shape
         ``(len(rows), d)`` (``(n, d)`` for None): ``M_X^T v`` of Eq. 4 / Alg. 1 [R1]."""

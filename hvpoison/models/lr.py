@@ -77,6 +77,15 @@ class LR(Model):
         out[-1] = RZ.sum(axis=0)
         return out
 
+    low_rank_hessian = True
+
+    def hessian_factor(self, w, tape, curv):
+        """``U = A^T diag(sqrt(curv))`` ``(P, n)``, ``A = [X 1]``: lines 2-3 say the model
+        part of ``H`` is ``A^T diag(curv) A = U U^T`` (``curv >= 0``), of rank ``<= n``."""
+        xp = get_array_module(w)
+        s = xp.sqrt(curv)
+        return xp.concatenate([tape.X.T * s, s[None, :]], axis=0)
+
     def mixed_x(self, w, bwd, rbwd, v, rows):
         xp = get_array_module(w)
         s, Rs = (bwd.s, rbwd.Rs) if rows is None else (bwd.s[rows], rbwd.Rs[rows])
