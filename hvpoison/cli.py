@@ -202,17 +202,22 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
+    from .experiments.protocol import FIGURES as PROTOCOL
     from .figures import FIGURES, reproduce
 
     names = list(FIGURES) if args.figures == ["all"] else args.figures
+    if args.figures == ["all"] and args.attack == "strong":
+        names = [n for n in names if PROTOCOL[n].strong]
     for n in names:
         if n not in FIGURES:
             raise ValueError(f"FIGURE: expected one of {list(FIGURES) + ['all']}, got {n!r}")
+        PROTOCOL[n].experiments(attack=args.attack)          # --attack fits every figure
     for n in names:
-        print(f"{n}: {FIGURES[n]} ({'quick' if args.quick else 'full'} mode)", file=sys.stderr)
+        print(f"{n}: {FIGURES[n]} ({'quick' if args.quick else 'full'} mode"
+              + (", strong attack" if args.attack == "strong" else "") + ")", file=sys.stderr)
         paths, secs = reproduce(n, quick=args.quick, out=args.out, n_jobs=args.jobs,
                                 data_dir=args.data_dir, progress=not args.quiet,
-                                tasks=args.tasks)
+                                tasks=args.tasks, attack=args.attack)
         print(f"{n}: {', '.join(map(str, paths))} ({secs:.0f} s)")
     return 0
 
@@ -385,12 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "the full protocol is in reproduce/README.md.",
                        epilog="examples:\n  hvpoison reproduce fig1\n"
                        "  hvpoison reproduce fig2 fig5 --quick --data-dir ../shared/datasets\n"
-                       "  hvpoison reproduce all --jobs 2")
+                       "  hvpoison reproduce all --jobs 2\n"
+                       "  hvpoison reproduce fig2 fig8 --attack strong --jobs 2")
     c.add_argument("figures", nargs="+", metavar="FIGURE",
                    help="fig1 .. fig14 (see reproduce/README.md), or all")
     c.add_argument("--tasks", nargs="+", metavar="TASK",
                    help="restrict figs. 2-14 to these tasks (mnist fmnist cifar10)")
     c.add_argument("--quick", action="store_true", help="small settings (minutes)")
+    c.add_argument("--attack", default="alg2", choices=["alg2", "strong"],
+                   help="the paper's Alg. 2, or the strongest attack found (fig2, fig8: "
+                   "one run per victim it anticipates; reproduce/README.md)")
     c.add_argument("--out", default=os.path.join("reproduce", "out"), help="output folder")
     c.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes")
     c.add_argument("--data-dir", help="directory with the dataset files")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hvpoison.experiments.protocol import FIGURES
+from hvpoison.experiments.protocol import FIGURES, STRONG, TASKS, strong_experiments
+from hvpoison.experiments.protocol import strong_views as protocol_views
 from hvpoison.figures.lr import relative_decrease
 
 HERE = Path(__file__).resolve().parent
@@ -58,54 +59,72 @@ def error_table(s):
     return "\n".join(lines)
 
 
+# The claims of Sect. V-A/B that lr_verdicts judges, in the order of the summary table.
+CLAIMS = {"doubles": "the attack at least doubles the error (none)",
+          "large_costs": "the large λ costs clean accuracy",
+          "mitigates": "learned λ mitigates",
+          "close": "learned λ stays close to the best",
+          "val_loss": "learned λ keeps the validation loss lowest",
+          "lam_rises": "λ increases with the fraction and levels off",
+          "cv": "λ_CV does not protect",
+          "kuncheva": "Kuncheva: features fall, regularisation keeps them"}
+
+
 def lr_claims(s):
-    """The claims of Sect. V-A/B for one task and penalty, checked on the numbers."""
+    """The claim lines of Sect. V-A/B for one task and penalty, computed from ``s``."""
+    return [line for _, line, _ in lr_verdicts(s)]
+
+
+def lr_verdicts(s):
+    """``[(claim, line, ok), ...]``: each claim of :data:`CLAIMS` that ``s`` (a summary with
+    the settings none, large and learned) can judge, with the numbers that decide it."""
     st, out = s["settings"], []
+
+    def add(claim, text, ok):
+        out.append((claim, f"{text}: {_verdict(ok)}", bool(ok)))
+
     none, large, learned = (_mean(st[k], "test_error") for k in ("none", "large", "learned"))
     sd_learned = _std(st["learned"], "test_error")
-    out.append(f"- the attack against λ = −∞ raises the test error well above the clean error "
-               f"(at least doubles it at the largest fraction): {none[0]:.3f} → {none[-1]:.3f}: "
-               f"{_verdict(none[-1] >= 2 * none[0])}")
-    out.append(f"- the large constant λ costs accuracy on clean data: {large[0]:.3f} vs "
-               f"{none[0]:.3f} (none) and {learned[0]:.3f} (learned): "
-               f"{_verdict(large[0] > min(none[0], learned[0]))}")
-    out.append(f"- learned λ mitigates the attack: at the largest fraction {learned[-1]:.3f} "
-               f"(learned) vs {none[-1]:.3f} (none): {_verdict(learned[-1] < none[-1])}")
+    add("doubles", f"- the attack against λ = −∞ raises the test error well above the clean "
+        f"error (at least doubles it at the largest fraction): {none[0]:.3f} → {none[-1]:.3f}",
+        none[-1] >= 2 * none[0])
+    add("large_costs", f"- the large constant λ costs accuracy on clean data: {large[0]:.3f} "
+        f"vs {none[0]:.3f} (none) and {learned[0]:.3f} (learned)",
+        large[0] > min(none[0], learned[0]))
+    add("mitigates", f"- learned λ mitigates the attack: at the largest fraction "
+        f"{learned[-1]:.3f} (learned) vs {none[-1]:.3f} (none)", learned[-1] < none[-1])
     best = np.minimum(none, large)
     gap = learned - best
-    ok = _close(learned, best)
-    out.append("- learned λ stays close to the best of none and large at every fraction "
-               "(within 0.01 or 25 % of the better error): gaps "
-               + ", ".join(f"{g:+.3f}" for g in gap) + " (std of learned: "
-               + ", ".join(f"{d:.3f}" for d in sd_learned) + f"): {_verdict(ok)}")
+    add("close", "- learned λ stays close to the best of none and large at every fraction "
+        "(within 0.01 or 25 % of the better error): gaps " + ", ".join(f"{g:+.3f}" for g in gap)
+        + " (std of learned: " + ", ".join(f"{d:.3f}" for d in sd_learned) + ")",
+        _close(learned, best))
     if all("val_loss" in st[k] for k in ("none", "large", "learned")):
         vl = {k: _mean(st[k], "val_loss")[-1] for k in ("none", "large", "learned")}
-        ok = bool(vl["learned"] <= min(vl["none"], vl["large"]) + 0.01)
-        out.append(f"- (what λ is learned for) learned λ keeps the validation loss of Eq. 3 "
-                   f"lowest at the largest fraction: none {vl['none']:.3f}, large "
-                   f"{vl['large']:.3f}, learned {vl['learned']:.3f}: {_verdict(ok)}")
+        add("val_loss", f"- (what λ is learned for) learned λ keeps the validation loss of "
+            f"Eq. 3 lowest at the largest fraction: none {vl['none']:.3f}, large "
+            f"{vl['large']:.3f}, learned {vl['learned']:.3f}",
+            vl["learned"] <= min(vl["none"], vl["large"]) + 0.01)
     lam = _mean(st["learned"], "lam")
-    rises = lam[-1] > lam[0]
     early, late = lam[2] - lam[0], lam[-1] - lam[-3]
-    out.append(f"- learned λ increases with the fraction ({lam[0]:+.2f} → {lam[-1]:+.2f}) and "
-               f"then levels off (rise over the first two steps {early:+.2f}, over the last "
-               f"two {late:+.2f}): {_verdict(rises and late < early)}")
+    add("lam_rises", f"- learned λ increases with the fraction ({lam[0]:+.2f} → {lam[-1]:+.2f}) "
+        f"and then levels off (rise over the first two steps {early:+.2f}, over the last two "
+        f"{late:+.2f})", lam[-1] > lam[0] and late < early)
     if "cv" in st:
         cv = _mean(st["cv"], "test_error")
         lam_cv = _mean(st["cv"], "lam")[0]
-        out.append(f"- λ_CV (tuned on clean data, λ_CV = {lam_cv:+.1f}) does not protect: "
-                   f"at {st['cv']['fraction'][-1]:.0%} {cv[-1]:.3f} vs {none[-1]:.3f} (none) and "
-                   f"{learned[-1]:.3f} "
-                   f"(learned): {_verdict(cv[-1] > learned[-1] + 0.5 * (none[-1] - learned[-1]))}")
+        add("cv", f"- λ_CV (tuned on clean data, λ_CV = {lam_cv:+.1f}) does not protect: at "
+            f"{st['cv']['fraction'][-1]:.0%} {cv[-1]:.3f} vs {none[-1]:.3f} (none) and "
+            f"{learned[-1]:.3f} (learned)",
+            cv[-1] > learned[-1] + 0.5 * (none[-1] - learned[-1]))
     ks = [m for m in st["none"] if m.startswith("kuncheva@")]
     if ks:
         k = ks[len(ks) // 2]
         kn, kl = _mean(st["none"], k), _mean(st["large"], k)
-        out.append(f"- Kuncheva's index ({k.replace('kuncheva@', 'top ')}) falls with the "
-                   f"fraction (from the first poisoned fraction on), and regularisation keeps the "
-                   f"features more stable: none "
-                   f"{kn[1]:.2f} → {kn[-1]:.2f}, large {kl[1]:.2f} → {kl[-1]:.2f}: "
-                   f"{_verdict(kn[-1] < kn[1] and kl[-1] > kn[-1])}")
+        add("kuncheva", f"- Kuncheva's index ({k.replace('kuncheva@', 'top ')}) falls with the "
+            f"fraction (from the first poisoned fraction on), and regularisation keeps the "
+            f"features more stable: none {kn[1]:.2f} → {kn[-1]:.2f}, large {kl[1]:.2f} → "
+            f"{kl[-1]:.2f}", kn[-1] < kn[1] and kl[-1] > kn[-1])
     return out
 
 
@@ -124,6 +143,13 @@ def layer_claims(s):
             + _verdict(bool(rise[1:].max() > rise[0]))]
 
 
+def _judged(s):
+    """``{claim: ok}`` of ``s`` (empty without the settings the claims compare)."""
+    if not {"none", "large", "learned"} <= set(s["settings"]):
+        return {}
+    return {claim: ok for claim, _, ok in lr_verdicts(s)}
+
+
 def _figure(runs, fig):
     """Links to the committed plots of ``fig`` (and the figures drawn from its runs)."""
     return [f"![{f}](runs/{f}.png)\n" for f in FIGURES[fig].shows or (fig,)
@@ -140,6 +166,63 @@ def section_lr(runs, fig, data):
         if {"none", "large", "learned"} <= set(s["settings"]):
             lines += lr_claims(s) + layer_claims(s) + [""]
         lines += cross_claims(runs, s)
+        if s["model"] == "lr" and data.get("strong") is not None:
+            lines += section_strong(runs, s, data["strong"].get((s["task"], s["penalty"])))
+    return lines
+
+
+VICTIMS = {"gd": "the GD victim (the paper's test: `[test] T` gradient steps)",
+           "exact": "the Exact victim (trained to optimality by Newton's method)"}
+
+
+def strong_views(runs, task, penalty, quick=False):
+    """The strong attack on ``(task, penalty)``: ``(views, done)``, ``done`` ``{victim the
+    attack anticipates: its finished run's summary}`` and ``views`` ``{victim: summary with
+    the settings none, large, cv and learned}`` (:func:`protocol.strong_views
+    <hvpoison.experiments.protocol.strong_views>`: the Exact victim's "none" is the GD
+    victim's run's)."""
+    done = {c["attack"]["victim"]: s for c in strong_experiments(quick, (task,), (penalty,))
+            if (s := _summary(runs, c["name"])) is not None}
+    views = {k[2]: v for k, v in protocol_views(list(done.values())).items()}
+    return views, done
+
+
+def section_strong(runs, alg2, strong):
+    """Beside one Alg. 2 experiment: the same task and penalty under ``method="strong"``,
+    per victim, with every claim judged again."""
+    head = [f"#### {alg2['task']}, {alg2['penalty'].upper()}, under the strongest attack "
+            "(`method=\"strong\"`)", ""]
+    if strong is None or not strong[0]:
+        return head + ["(not run yet in full mode)", ""]
+    views, done = strong
+    lines = head + ["For each victim, the attack that anticipates it (`hvpoison.methods."
+                    "strong`: RMD + Adam against GD, the implicit hypergradient + Adam against "
+                    "Exact, 100 hyperiterations); the defender's learned λ takes Alg. 2's "
+                    "step [A7] on the exact hypergradient of the validation loss (Eq. 3) "
+                    "whatever the attacker does.", ""]
+    for v, s in views.items():
+        meta = _meta(runs, done[v])
+        lines += [f"**Against {VICTIMS[v]}** — `{done[v]['name']}`: {meta['settings']}; run "
+                  f"time {done[v]['seconds'] / 60:.1f} min of compute on {meta['machine']}"
+                  + ("; the `none` column is the GD victim's (no optimum without a penalty)"
+                     if v != "gd" else ""), "", error_table(s), ""]
+        a, b = _mean(alg2["settings"]["none"], "test_error"), _mean(s["settings"]["none"],
+                                                                   "test_error")
+        cmp = [f"{k} {_mean(alg2['settings'][k], 'test_error')[-1]:.3f} → "
+               f"{_mean(s['settings'][k], 'test_error')[-1]:.3f}" for k in s["settings"]
+               if k in alg2["settings"]]
+        lines += [f"- beside Alg. 2 (its GD victim), test error at "
+                  f"{s['settings']['none']['fraction'][-1]:.0%}: " + ", ".join(cmp)
+                  + f" (none: {b[-1] / a[-1]:.2f}× Alg. 2's error)"]
+        lines += lr_claims(s)
+        other = [k for k in done[v]["settings"] if "test_error@exact" in done[v]["settings"][k]
+                 ] if v == "gd" else []
+        if other:
+            lines.append("- the same points trained by the Exact victim (the attack did not "
+                         "anticipate it), at the largest fraction: " + ", ".join(
+                             f"{k} {_mean(done[v]['settings'][k], 'test_error@exact')[-1]:.3f}"
+                             for k in other))
+        lines.append("")
     return lines
 
 
@@ -177,6 +260,32 @@ def cross_claims(runs, s):
               f"(none): {_verdict(learned < none)}",
               f"  - learned λ stays close to the best of none and large (within 0.01 or 25 %): "
               f"none {none:.3f}, large {large:.3f}, learned {learned:.3f}: {_verdict(ok)}", ""]
+    return lines
+
+
+def claims_table(verdicts, penalty):
+    """The summary at the top of RESULTS.md for one penalty: claim x (task, attack, victim)
+    -> confirmed (✓) / not confirmed (✗), from ``verdicts[(penalty, task, attack, victim)]
+    = {claim: ok}`` (— : not run in full mode; blank: the run cannot judge that claim)."""
+    cols = [(t, a, v) for t in TASKS
+            for a, v in [("alg2", "gd")] + [("strong", v) for v, _ in STRONG[penalty]]]
+    fig = "2" if penalty == "l2" else "8"
+    lines = [f"**LR, {penalty.upper()}** (fig. {fig}; attack / victim)", "",
+             "| claim | " + " | ".join(f"{t} {a}/{v}" for t, a, v in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for claim, title in CLAIMS.items():
+        cells = []
+        for t, a, v in cols:
+            got = verdicts.get((penalty, t, a, v))
+            cells.append("—" if got is None else "" if claim not in got else
+                         "✓" if got[claim] else "✗")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    n = {k: sum(ok for ok in got.values()) for k, got in verdicts.items() if k[0] == penalty}
+    m = {k: len(got) for k, got in verdicts.items() if k[0] == penalty}
+    lines += ["", "confirmed / judged: " + ", ".join(f"{t} {a}/{v} {n[(penalty, t, a, v)]}/"
+                                                     f"{m[(penalty, t, a, v)]}"
+                                                     for t, a, v in cols
+                                                     if (penalty, t, a, v) in n), ""]
     return lines
 
 
@@ -235,6 +344,15 @@ def section_fig1(runs, data):
     return lines
 
 
+def _attack_settings(a):
+    if a.get("method", "alg2") == "alg2":
+        return f"attack iters {a['iters']}"             # alpha follows, after eta
+    own = [k for k in ("iters", "alpha") if a.get(k) is None]
+    return (f"attack {a['method']} against {a.get('victim', 'gd')} (its own "
+            + " and ".join({"iters": "iters", "alpha": "step"}[k] for k in own)
+            + "".join(f", {k} {a[k]}" for k in ("iters", "alpha") if k not in own) + ")")
+
+
 def _meta(runs, s):
     name = s["name"]
     p = runs / name / "experiment.json"
@@ -244,8 +362,10 @@ def _meta(runs, s):
     c, v = m["config"], m["versions"]
     settings = (f"n_tr {c['data']['n_tr']}, n_val {c['data']['n_val'] or 'default'}, "
                 f"n_test {c['data']['n_test']}, {c['repetitions']} repetitions, "
-                f"attack iters {c['attack']['iters']}, T {c['attack']['T']}, "
-                f"eta {c['attack']['eta']}, alpha {c['attack']['alpha']}, alpha_lam "
+                + _attack_settings(c["attack"]) + f", T {c['attack']['T']}, "
+                f"eta {c['attack']['eta']}, "
+                + (f"alpha {c['attack']['alpha']}, " if c["attack"].get("method", "alg2") ==
+                   "alg2" else "") + "alpha_lam "
                 f"{c['attack']['alpha_lam']}, lam_large {c['defense']['lam_large']}, "
                 f"lam_init {c['defense']['lam_init']}")
     machine = (f"{v['machine']} ({v['cpus']} cores, {v['platform']}), numpy {v['numpy']}, "
@@ -292,7 +412,7 @@ def main(argv=None):
              "summaries are committed in `reproduce/runs/`; not edited by hand). Each claim "
              "line is computed from the numbers above it. An experiment appears once all "
              "its records are done.", ""]
-    missing = []
+    missing, verdicts = [], {}
     rank = {"fig1": 0, "lr": 1, "mlp": 2, "valsize": 3}   # the sensitivity studies last
     for fig in sorted((f for f in FIGURES.values() if f.section), key=lambda f: rank[f.kind]):
         if fig.kind == "fig1":
@@ -313,8 +433,31 @@ def main(argv=None):
         if sums and fig.kind == "valsize":
             lines += section_valsize(runs, fig.name, {"summaries": sums, "relative_decrease": {
                 s["n_val"]: relative_decrease(s) for s in sums}})
+        elif sums and fig.kind == "lr":
+            strong = {}
+            for s in sums:
+                key = (s["task"], s["penalty"])
+                strong[key] = strong_views(runs, *key, quick=a.quick)
+                verdicts[(s["penalty"], s["task"], "alg2", "gd")] = _judged(s)
+                for v, view in strong[key][0].items():
+                    verdicts[(s["penalty"], s["task"], "strong", v)] = _judged(view)
+                missing += [c["name"] for c in strong_experiments(a.quick, (s["task"],),
+                                                                  (s["penalty"],))
+                            if _summary(runs, c["name"]) is None]
+            lines += section_lr(runs, fig.name, {"summaries": sums, "strong": strong})
         elif sums:
             lines += section_lr(runs, fig.name, {"summaries": sums})
+    if verdicts:
+        summary = ["## Summary: the paper's claims under each attack and victim", "",
+                   "Each cell is the verdict of the claim line of that experiment below "
+                   "(Alg. 2, the paper's attack, against the GD victim; the strongest attack "
+                   "found, `method=\"strong\"`, against the victim it anticipates: the GD "
+                   "victim, or for L2 the Exact one trained to optimality). ✓ confirmed, "
+                   "✗ not confirmed, — not run in full mode, blank: not judged there.", ""]
+        for pen in ("l2", "l1"):
+            if any(k[0] == pen for k in verdicts):
+                summary += claims_table(verdicts, pen)
+        lines[4:4] = summary
     inv = sorted(p.parent.name for p in runs.glob("inv-*/summary.json"))
     if inv:
         lines += ["## Investigations", "",

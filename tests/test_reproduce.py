@@ -81,6 +81,17 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     own = json.loads((folder / "summary.json").read_text())["settings"]
     for a, v in [("none", "none"), ("large", "large"), ("learned", "A's learned lam")]:
         assert errors[a][v] == [own[a]["test_error"]["mean"][-1][0]], (a, v)
+    # the strong attack's runs of figs. 2 and 8 (issue 17): one per victim it anticipates
+    assert main(["reproduce", "fig2", "fig8", "--attack", "strong", "--quick", "--quiet",
+                 "--out", str(tmp_path), "--data-dir", str(SHARED)]) == 0
+    for f in ("fig2", "fig8"):
+        data = json.loads((tmp_path / f"{f}-strong-quick.json").read_text())
+        assert data["attack"] == "strong" and len(data["summaries"]) == (6 if f == "fig2" else 3)
+        assert all(s["complete"] and s["method"] == "strong" for s in data["summaries"])
+        assert (tmp_path / f"{f}-strong-quick.png").stat().st_size > 20_000
+    rec = json.loads((tmp_path / "lr-cifar10-l1-strong-gd-quick" / "records" /
+                      "r000-none-b2.json").read_text())
+    assert rec["copied_from"].endswith("lr-cifar10-l2-strong-gd-quick")
     # RESULTS.md is generated from the experiments' summaries (here: the quick ones)
     sys.path.insert(0, str(ROOT / "reproduce"))
     import results
@@ -89,7 +100,12 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
                   "--write", str(tmp_path / "RESULTS.md"), "--quick"])
     assert (tmp_path / "runs" / "lr-mnist-l2-quick" / "summary.json").is_file()
     text = (tmp_path / "RESULTS.md").read_text()
-    assert text.count("### ") == 12 and "sensitivity to the validation size" in text
+    assert text.count("\n### ") == 12 and "sensitivity to the validation size" in text
+    # beside each LR experiment its strong runs; at the top every verdict, none missing
+    assert text.count("under the strongest attack (`method=\"strong\"`)") == 6
+    assert text.count("**Against the Exact victim") == 3
+    top = text.split("\n## fig2")[0]
+    assert "| claim |" in top and "—" not in top.split("**LR, L2**")[1]
     assert "learned λ per layer (hidden 1 / hidden 2 / output)" in text
     assert "confirmed**" in text and "fig1" in text.split("Not run yet")[1]
     assert text.count("Cross-evaluation") == 1 and "against the strongest attack found" in text

@@ -141,7 +141,8 @@ class Experiment:
 
         ``undefended=True``: of what the ``"none"`` setting's records depend on, i.e.
         everything but ``[defense]``; two experiments that differ only in the penalty (the
-        L2 and L1 runs of a figure) share those records."""
+        L2 and L1 runs of a figure) share those records. The Exact victim never tests
+        them (no penalty: no unique optimum), so ``[test] victims`` counts without it."""
         d = self.to_dict()
         d.pop("name")
         d["data"].pop("data_dir")
@@ -151,10 +152,11 @@ class Experiment:
         a["alpha"] = a["alpha"] if a["alpha"] is not None else (0.02 if strong else 1.0)
         if a["method"] == "alg2" and a["victim"] == "gd":      # as before these keys existed
             del a["method"], a["victim"]
-        if d["test"]["victims"] == ["gd"]:
-            del d["test"]["victims"]
         if undefended:
             d.pop("defense")
+            d["test"]["victims"] = [v for v in d["test"]["victims"] if v != "exact"]
+        if d["test"]["victims"] == ["gd"]:
+            del d["test"]["victims"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> "Experiment":

@@ -69,12 +69,15 @@ def _dump(path, obj):
 
 
 def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
-              progress=True, tasks=None):
+              progress=True, tasks=None, attack="alg2"):
     """Run figure ``name`` (a key of ``protocol.FIGURES``) on ``tasks`` (default: all
-    three) and draw it; returns ``(written files, seconds)``."""
+    three) and draw it; returns ``(written files, seconds)``. ``attack="strong"``: the
+    figure's experiments under ``method="strong"`` (figs. 2 and 8), drawn per victim beside
+    the Alg. 2 runs finished in ``out`` (``figN-strong.png``)."""
     if name not in protocol.FIGURES:
         raise ValueError(f"FIGURE: expected one of {list(protocol.FIGURES)}, got {name!r}")
     fig = protocol.FIGURES[name]
+    fig.experiments(attack=attack)                       # a bad --attack: before any work
     tasks = tuple(tasks or protocol.TASKS)  # run these; finished runs of the others are drawn
     for t in tasks:
         if t not in protocol.TASKS:
@@ -82,7 +85,7 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
                              f"got {t!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    base = out / (name + ("-quick" if quick else ""))
+    base = out / (name + ("-strong" if attack == "strong" else "") + ("-quick" if quick else ""))
     t0 = time.perf_counter()
     if fig.kind == "fig1":
         res = fig1.compute(quick)
@@ -93,10 +96,31 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
         sums = _run_all(fig.experiments(quick), out, n_jobs, data_dir, progress)
         extra = {"relative_decrease": {s["n_val"]: lr.relative_decrease(s) for s in sums}}
     else:
-        sums = _run_all(fig.experiments(quick), out, n_jobs, data_dir, progress, tasks)
-    paths = _draw(fig, sums, base)
-    _dump(f"{base}.json", {"figure": name, "quick": quick, "summaries": sums, **extra})
+        sums = _run_all(fig.experiments(quick, attack=attack), out, n_jobs, data_dir,
+                        progress, tasks)
+    paths = _draw_strong(fig, sums, base, out, quick) if attack == "strong" else \
+        _draw(fig, sums, base)
+    _dump(f"{base}.json", {"figure": name, "quick": quick, "attack": attack,
+                           "summaries": sums, **extra})
     return [f"{base}.json", *map(str, paths)], time.perf_counter() - t0
+
+
+def _draw_strong(fig, sums, base, out, quick):
+    """A strong-attack figure: a row per victim, the finished Alg. 2 runs dotted."""
+    from ..experiments import Experiment
+
+    pen = fig.penalties[0]
+    views = protocol.strong_views(sums)
+    rows = {f"strong attack, {protocol.VICTIM_LABELS[v]}": [views[k] for k in views if
+                                                          k[2] == v]
+            for v, _ in protocol.STRONG[pen] if any(k[2] == v for k in views)}
+    baseline = {}
+    for t in protocol.TASKS:
+        exp = Experiment.from_dict(protocol.lr_config(t, pen, quick))
+        if (s := _finished(exp, Path(out) / exp.name)) is not None:
+            baseline[t] = s
+    return lr.plot_error_victims(rows, base, f"LR, {pen.upper()}: the strongest attack "
+                                 "found, per victim", baseline)
 
 
 def _draw(fig, sums, base):

@@ -53,6 +53,39 @@ def plot_error(summaries, path, title, formats=("png", "pdf")):
     return paths
 
 
+def plot_error_victims(rows, path, title, baseline=None, formats=("png", "pdf")):
+    """Figs. 2 / 8 under the strong attack: one row of panels per victim (``rows``: ``{victim
+    label: [summary per task]}``, each with the settings to draw), one column per task; the
+    Alg. 2 run of the same task and setting (``baseline``: ``{task: summary}``), when given,
+    thin and dotted in the same colour, so the extra damage reads off the gap."""
+    from ..plots import _pyplot, style
+
+    plt = _pyplot()
+    tasks = list(dict.fromkeys(s["task"] for sums in rows.values() for s in sums))
+    fig, axes = plt.subplots(len(rows), len(tasks), figsize=(5 * len(tasks), 4 * len(rows)),
+                             constrained_layout=True, squeeze=False, sharex="col")
+    for i, (label, sums) in enumerate(rows.items()):
+        by_task = {s["task"]: s for s in sums}
+        for j, task in enumerate(tasks):
+            ax = axes[i][j]
+            for setting, t in (by_task[task]["settings"] if task in by_task else {}).items():
+                kw = style(setting)
+                _panel(ax, t, "test_error", **kw)
+                base = (baseline or {}).get(task, {}).get("settings", {}).get(setting)
+                if base is not None:
+                    ax.plot(base["fraction"], [m[0] for m in base["test_error"]["mean"]],
+                            color=kw["color"], ls=":", lw=1.2, alpha=0.8)
+            ax.set_title(f"{TITLES.get(task, task)}\n{label}", fontsize=11)
+            ax.set_ylabel("test error")
+            if i == len(rows) - 1:
+                ax.set_xlabel("fraction of poisoning points")
+    axes[0][0].legend(title="solid: strong; dotted: Alg. 2" if baseline else None)
+    fig.suptitle(title)
+    paths = _save(fig, path, formats)
+    plt.close(fig)
+    return paths
+
+
 def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
     """Fig. 3: learned lam (top) and ``||w||^2/P`` (bottom, log scale) per task."""
     from ..plots import _pyplot, style

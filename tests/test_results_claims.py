@@ -1,0 +1,112 @@
+"""reproduce/results.py judges the paper's claims from the numbers: every verdict follows the
+summary it is given (none is typed by hand), the summary table is made of the same verdicts,
+and the Exact victim's view of a strong run takes its "none" from the GD victim's run."""
+import sys
+from pathlib import Path
+
+import pytest
+
+from hvpoison.experiments import protocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
+import results  # noqa: E402
+
+FR = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def table(err, lam=None, val=None, kun=None):
+    """A summary's table for one setting: the metrics lr_verdicts reads, std 0."""
+    t = {"fraction": FR, "test_error": {"mean": [[e] for e in err], "std": [[0.0]] * len(FR)}}
+    for name, v in (("lam", lam), ("val_loss", val), ("kuncheva@100", kun)):
+        if v is not None:
+            t[name] = {"mean": [[x] for x in v], "std": [[0.0]] * len(FR)}
+    return t
+
+
+def summary(none=None, large=None, learned=None, cv=None, lam=None, val=None, kun=None):
+    """A summary in which the paper's eight claims all hold; arguments replace one series."""
+    none = none or [0.02, 0.04, 0.06, 0.08, 0.10, 0.12]
+    large = large or [0.03, 0.035, 0.04, 0.045, 0.05, 0.055]
+    learned = learned or [0.02, 0.034, 0.041, 0.046, 0.05, 0.056]
+    cv = cv or none
+    lam = lam or [-10, -3, -1.5, -1.2, -1.0, -0.9]
+    val = val or {"none": 0.6, "large": 0.45, "learned": 0.44}
+    kun = kun or {"none": [1, 0.6, 0.5, 0.4, 0.35, 0.3], "large": [1, 0.9, 0.8, 0.7, 0.6, 0.5]}
+    return {"task": "mnist", "penalty": "l2", "settings": {
+        "none": table(none, val=[val["none"]] * 6, kun=kun["none"]),
+        "large": table(large, lam=[-1.0] * 6, val=[val["large"]] * 6, kun=kun["large"]),
+        "cv": table(cv, lam=[-8.0] * 6, kun=kun["none"]),
+        "learned": table(learned, lam=lam, val=[val["learned"]] * 6, kun=kun["large"])}}
+
+
+def verdicts(s):
+    return {claim: ok for claim, _, ok in results.lr_verdicts(s)}
+
+
+def test_all_claims_hold_on_numbers_made_for_them():
+    v = verdicts(summary())
+    assert list(v) == list(results.CLAIMS) and all(v.values())
+
+
+# per claim: the smallest change of the numbers that makes it (and only it) fail
+BREAK = {
+    "doubles": {"none": [0.05, 0.06, 0.07, 0.08, 0.09, 0.095]},
+    "large_costs": {"large": [0.015, 0.035, 0.04, 0.045, 0.05, 0.055]},
+    "mitigates": {"large": [0.03, 0.05, 0.07, 0.09, 0.11, 0.13],    # no defence helps:
+                  "learned": [0.02, 0.045, 0.065, 0.085, 0.105, 0.125],  # as bad
+                  "cv": [0.02, 0.04, 0.06, 0.08, 0.10, 0.14]},
+    "close": {"learned": [0.02, 0.034, 0.08, 0.046, 0.05, 0.056]},
+    "val_loss": {"val": {"none": 0.6, "large": 0.40, "learned": 0.44}},
+    "lam_rises": {"lam": [-10, -9.8, -9.6, -5, -3, -1]},
+    "cv": {"cv": [0.02, 0.034, 0.041, 0.046, 0.05, 0.06]},
+    "kuncheva": {"kun": {"none": [1, 0.6, 0.5, 0.4, 0.35, 0.3],
+                         "large": [1, 0.9, 0.8, 0.5, 0.3, 0.2]}},
+}
+
+
+@pytest.mark.parametrize("claim", list(BREAK))
+def test_a_claim_line_follows_its_numbers(claim):
+    change = BREAK[claim]
+    before, s = summary(), summary(**change)
+    v = verdicts(s)
+    assert not v[claim] and all(ok for c, ok in v.items() if c != claim), v
+    line = {c: ln for c, ln, _ in results.lr_verdicts(s)}[claim]
+    assert line.endswith("**not confirmed**")
+    assert line != {c: ln for c, ln, _ in results.lr_verdicts(before)}[claim]
+
+
+def test_the_summary_table_shows_the_verdicts_and_what_was_not_run():
+    good, bad = verdicts(summary()), verdicts(summary(**BREAK["mitigates"]))
+    text = "\n".join(results.claims_table({("l2", "mnist", "alg2", "gd"): good,
+                                           ("l2", "mnist", "strong", "gd"): bad}, "l2"))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| learned λ mitigates"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    # mnist alg2/gd, strong/gd, strong/exact, then fmnist and cifar10 (not run)
+    assert cells[:3] == ["✓", "✗", "—"] and set(cells[3:]) == {"—"}
+    assert "mnist alg2/gd 8/8, mnist strong/gd " in text
+
+
+def test_the_exact_victims_view_takes_none_from_the_gd_run():
+    gd, exact = summary(), summary()
+    gd.update(method="strong", attack_victim="gd")
+    del exact["settings"]["none"]
+    exact.update(method="strong", attack_victim="exact")
+    views = protocol.strong_views([gd, exact])
+    assert list(views[("mnist", "l2", "exact")]["settings"]) == ["none", "large", "cv",
+                                                                 "learned"]
+    assert views[("mnist", "l2", "exact")]["settings"]["none"] is gd["settings"]["none"]
+    assert protocol.strong_views([exact]) == {}                 # no GD run: no view
+
+
+def test_strong_experiments_share_the_undefended_records_across_penalties():
+    from hvpoison.experiments import Experiment
+
+    exps = {c["name"]: Experiment.from_dict(c) for c in protocol.strong_experiments()}
+    assert set(exps) == {f"lr-{t}-{p}-strong-{v}" for t in protocol.TASKS
+                         for p, vs in protocol.STRONG.items() for v, _ in vs}
+    for t in protocol.TASKS:
+        l2, l1 = exps[f"lr-{t}-l2-strong-gd"], exps[f"lr-{t}-l1-strong-gd"]
+        assert l2.test.victims == ["gd", "exact"] and l1.test.victims == ["gd"]
+        assert l2.fingerprint(undefended=True) == l1.fingerprint(undefended=True)
+        assert l2.fingerprint() != l1.fingerprint()
+        assert "none" not in exps[f"lr-{t}-l2-strong-exact"].defense.settings
