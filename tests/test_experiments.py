@@ -164,6 +164,72 @@ def test_parallel_processes_equal_the_serial_run(serial, tmp_path):
     assert_same(run(SMALL, tmp_path, n_jobs=2, progress=False), serial[1])
 
 
+def records_of(folder):
+    """Every record (timings and provenance dropped) and its arrays, for exact comparison."""
+    store = Store(folder)
+    out = {}
+    for p in sorted((folder / "records").glob("r*.json")):
+        rec = {k: v for k, v in json.loads(p.read_text()).items()
+               if k not in ("seconds", "copied_from")}
+        arrays = store.load_arrays(p.stem) if p.with_suffix(".npz").is_file() else {}
+        out[p.stem] = (rec, {k: np.asarray(arrays[k]) for k in arrays})
+    return out
+
+
+def assert_bit_identical(a, b):
+    ra, rb = records_of(a), records_of(b)
+    assert ra.keys() == rb.keys() and len(ra) == 20
+    for k in ra:
+        assert ra[k][0] == rb[k][0], k                       # every number, exactly
+        assert ra[k][1].keys() == rb[k][1].keys(), k
+        for name in ra[k][1]:
+            np.testing.assert_array_equal(ra[k][1][name], rb[k][1][name], err_msg=k)
+
+
+def test_parallel_processes_give_bit_identical_records(serial, tmp_path):
+    """Every unit computes with one BLAS thread in every executor (runner.one_blas_thread),
+    so --jobs 2 and the serial run agree to the last bit, not within a tolerance."""
+    run(SMALL, tmp_path, n_jobs=2, progress=False)
+    assert_bit_identical(serial[0], tmp_path)
+
+
+def test_units_compute_with_one_blas_thread():
+    from threadpoolctl import threadpool_info
+
+    from hvpoison.experiments.runner import one_blas_thread
+
+    with one_blas_thread():
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    assert blas and all(p["num_threads"] == 1 for p in blas)
+
+
+@pytest.mark.slow
+def test_dask_survives_the_loss_of_the_worker_holding_the_data(serial, tmp_path):
+    """Two worker processes; after the 4th record every worker holding the data (the
+    repetitions' splits) is SIGKILLed by its PID. A split is a task's result (not scattered
+    data), so the scheduler computes it again; the run ends with the serial run's records."""
+    import os
+
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    killed = []
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        def kill_the_holder(done, total, key, rec):
+            if done == 4 and not killed:
+                who = {k: ws for k, ws in client.who_has().items()    # the data, not results
+                       if not str(k).startswith(("run_unit", "run_cv")) and ws}
+                holders = sorted({a for ws in who.values() for a in ws})
+                pids = client.run(os.getpid)
+                for addr in holders:          # every copy of the data goes (tasks that
+                    os.kill(pids[addr], signal.SIGKILL)      # needed it copied it over)
+                    killed.append(addr)
+
+        run(SMALL, tmp_path, client=client, progress=kill_the_holder)
+    assert killed, "no worker was killed"
+    assert_bit_identical(serial[0], tmp_path)
+
+
 def test_dask_local_cluster_equals_the_serial_run(serial, tmp_path):
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,

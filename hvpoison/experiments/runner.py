@@ -6,8 +6,10 @@ the poisoning points of batches ``1..b-1`` (Alg. 2's cumulative fractions) and, 
 ``cv`` setting, the repetition's ``lam_CV``. The driver keeps every ready unit in flight,
 writes each result as one record the moment it arrives (:mod:`.store`), then submits the
 units it unblocks. Every unit draws its randomness from seeds derived from
-``(seed, repetition)`` only, so the results do not depend on the scheduler, the number of
-workers, the order of completion, or on how often the run was interrupted and resumed.
+``(seed, repetition)`` only, and computes with one BLAS thread (:func:`one_blas_thread`),
+so the records are bit-identical whatever the scheduler, the number of workers, the order
+of completion, or how often the run was interrupted and resumed. On Dask a split is the
+result of a task (:func:`load_split_task`), so the loss of any worker is recomputed.
 """
 from __future__ import annotations
 
@@ -63,8 +65,32 @@ def victim(exp: Experiment, setting: str, d: int, lam_cv=None):
         setting.startswith("learned")
 
 
+@contextmanager
+def one_blas_thread():
+    """Every unit computes with one BLAS thread, whichever executor runs it (threadpoolctl):
+    a sum over threads changes the order of additions, so this is what makes a serial run,
+    ``--jobs N`` and a Dask cluster give bit-identical records on the same machine and
+    libraries. Parallelism comes from running units side by side (``--jobs``)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def load_split_task(exp_dict: dict, rep: int, data_dir=None):
+    """:func:`load_split` as a task: Dask keeps the split as the result of this task, not
+    as scattered data, so when the worker holding it is lost the scheduler computes it
+    again (it depends only on ``(seed, rep)``); the workers need the dataset files."""
+    return load_split(Experiment.from_dict(exp_dict), rep, data_dir)
+
+
 def run_cv(exp_dict: dict, rep: int, split) -> dict:
     """``lam_CV``: K-fold cross-validation on the clean training set of repetition ``rep``."""
+    with one_blas_thread():
+        return _run_cv(exp_dict, rep, split)
+
+
+def _run_cv(exp_dict, rep, split):
     from ..evaluate import lam_cv
 
     exp = Experiment.from_dict(exp_dict)
@@ -83,6 +109,11 @@ def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=
 
     Returns ``(record, arrays)``; ``lam0`` is the setting's lam at fraction 0 (the clean
     model Kuncheva's index compares against; None for ``b = 0``)."""
+    with one_blas_thread():
+        return _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0)
+
+
+def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
     from ..attack import attack
 
     exp = Experiment.from_dict(exp_dict)
@@ -184,8 +215,9 @@ class _Inline:
     def wait(self, futures):
         return list(futures)
 
-    def scatter(self, obj):
-        return obj
+    def split(self, exp, rep, data_dir):
+        """Repetition ``rep``'s split, as the units of this executor take it."""
+        return load_split(exp, rep, data_dir)
 
     def close(self):
         pass
@@ -241,8 +273,8 @@ class _Dask(_Inline):
     def wait(self, futures):
         return set(self.distributed.wait(list(futures), return_when="FIRST_COMPLETED").done)
 
-    def scatter(self, obj):
-        return self.client.scatter(obj, broadcast=False)
+    def split(self, exp, rep, data_dir):
+        return self.client.submit(load_split_task, exp.to_dict(), rep, data_dir, pure=True)
 
     def close(self):
         if self.own:
@@ -361,7 +393,7 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
 
     def split_of(rep):
         if rep not in splits:
-            splits[rep] = ex.scatter(load_split(exp, rep, data_dir))
+            splits[rep] = ex.split(exp, rep, data_dir)
         return splits[rep]
 
     def ready(u):
