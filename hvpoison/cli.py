@@ -93,9 +93,11 @@ DEMO = {"name": "demo", "repetitions": 1, "seed": 0,
 
 def _run_and_report(exp, out, args, title):
     from .experiments import format_table, run
+    from .experiments.runner import check
     from .plots import plot_poison, plot_summary
 
     t0 = time.perf_counter()
+    check(exp, out, getattr(args, "data_dir", None))     # a bad key: one line, nothing else
     print(f"{title}\nresults -> {out}/  (re-run the same command to resume)", file=sys.stderr)
     summary = run(exp, out, n_jobs=args.jobs, scheduler=getattr(args, "scheduler", None),
                   overwrite=args.overwrite, progress=not args.quiet,

@@ -98,6 +98,7 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
 
 
 # -- every configuration error before any work (issue #15, item 8) ----------------------
+SMALL_DATA = '[data]\ntask = "mnist-mini"\nn_tr = 250\nn_test = 200\n'
 BAD_FILES = [
     ('[attack]\nalpha = inf', "attack.alpha: expected a positive finite number"),
     ('[attack]\nalpha = 0', "attack.alpha: expected a positive"),
@@ -137,6 +138,12 @@ BAD_FILES = [
     ('[attack]\nmethod = "best"', "attack.method: expected one of"),
     ('[test]\nvictims = ["exact"]\n[defense]\npenalty = "l1"', "test.victims: expected 'exact'"),
     ('[attack]\nbogus = 1', "attack.bogus: unknown key"),
+    # decided by the data (runner.preflight): gradient descent would diverge at once
+    (SMALL_DATA + '[defense]\nsettings = ["large"]\nlam_large = 4.0',
+     "defense.lam_large: expected a value at which gradient descent with attack.eta = 0.1"),
+    (SMALL_DATA + '[attack]\neta = 1.0\nn_poison = 5', "attack.eta: expected a value at "
+     "which gradient descent"),
+    (SMALL_DATA + '[test]\neta = 0.5', "test.eta: expected a value at which gradient descent"),
 ]
 
 

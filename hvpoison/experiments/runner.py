@@ -84,6 +84,33 @@ def load_split_task(exp_dict: dict, rep: int, data_dir=None):
     return load_split(Experiment.from_dict(exp_dict), rep, data_dir)
 
 
+def preflight(exp: Experiment, split):
+    """What the data decides about the configuration, checked before any work: every fixed
+    ``lam`` (the "none" and "large" settings) must let gradient descent at ``[attack]`` and
+    ``[test] eta`` train on the clean training set of repetition 0 (``eta < 2 / L``, ``L``
+    the largest curvature at ``w_0 = 0``: :func:`hvpoison.hypergrad.rmd.curvature`). LR only
+    (the MLP's curvature moves with ``w``; its training raises
+    :class:`~hvpoison.hypergrad.result.DivergenceError` instead); a learned ``lam`` that
+    climbs past the stable range raises that error, naming ``eta`` and ``lam``."""
+    from ..hypergrad.rmd import curvature
+
+    if exp.model.kind != "lr":
+        return
+    d = split.Xtr.shape[1]
+    for setting in [s for s in ("none", "large") if s in exp.defense.settings]:
+        obj, lam, _ = victim(exp, setting, d)
+        L = curvature(obj, np.zeros(obj.model.n_params), split.Xtr, split.ytr, lam)
+        for key, eta in (("attack.eta", exp.attack.eta), ("test.eta", exp.test.eta)):
+            if eta >= 2 / L:
+                what = "defense.lam_large" if setting == "large" else key
+                got = exp.defense.lam_large if setting == "large" else eta
+                raise ValueError(
+                    f"{what}: expected a value at which gradient descent with {key} = {eta:g}"
+                    f" trains the {setting!r} setting ({key} < 2 / L = {2 / L:.3g}, L ~ "
+                    f"{L:.3g} the largest curvature on the clean training set), got {got!r}:"
+                    f" lower {key}" + (" or defense.lam_large" if setting == "large" else ""))
+
+
 def run_cv(exp_dict: dict, rep: int, split) -> dict:
     """``lam_CV``: K-fold cross-validation on the clean training set of repetition ``rep``."""
     with one_blas_thread():
@@ -352,11 +379,34 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
         exp = Experiment.from_dict(exp)
     elif not isinstance(exp, Experiment):
         raise TypeError(f"exp: expected an Experiment or a dict, got {type(exp).__name__}")
-    exp.validate()
-    store = Store(out)
+    store = check(exp, out, data_dir)
     with store.lock():
         return _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress,
                            data_dir, max_records, reuse)
+
+
+def check(exp: Experiment, out, data_dir=None) -> Store:
+    """Every check that needs no work: the configuration (:meth:`Experiment.validate`) and,
+    unless ``out`` holds a finished run of it, what the data decides (:func:`preflight`);
+    raises ``ValueError`` naming the key. :func:`run` calls it first; the CLI too, before it
+    prints anything."""
+    exp.validate()
+    store = Store(out)
+    if not _complete(exp, store):
+        preflight(exp, load_split(exp, 0, data_dir))
+    return store
+
+
+def _complete(exp, store) -> bool:
+    """Whether ``store`` holds a finished run of ``exp`` (its summary says so)."""
+    import json
+
+    try:
+        s = json.loads((store.out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(s, dict) and bool(s.get("complete")) and \
+        s.get("fingerprint") == exp.fingerprint()
 
 
 def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data_dir,
