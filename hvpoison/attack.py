@@ -36,7 +36,7 @@ import numpy as np
 from . import _checks
 from .backend import to_numpy
 from .methods import as_method
-from .victims import as_victim
+from .victims import GD, as_victim
 
 
 @dataclass
@@ -78,6 +78,19 @@ def _init_dp_rows(rng, m, n_poison):
     reps = -(-n_poison // m)
     return np.concatenate([rng.permutation(m) for _ in range(reps)])[:n_poison] if reps > 1 \
         else rng.choice(m, size=n_poison, replace=False)
+
+
+def _trainable(victim, obj, X, y, bounds):
+    """``lam_bounds`` capped where the GD victim's ``eta`` stops training (LR with L2:
+    :meth:`GD.stable_lam <hvpoison.victims.GD.stable_lam>`), so a learned ``lam`` never
+    climbs into divergence; an error naming ``eta`` when not even the lower bound trains."""
+    hi = victim.stable_lam(obj, X, y)
+    if hi is None or hi >= bounds[1]:
+        return bounds
+    if hi <= bounds[0]:
+        _checks.fail("eta", f"a step at which gradient descent trains some lam in lam_bounds "
+                     f"{bounds} (here only lam < {hi:.2f})", repr(victim.eta))
+    return bounds[0], hi
 
 
 def _lam_bounds(bounds):
@@ -274,6 +287,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     if learn_lam and lam is None:
         _checks.fail("lam", "an initial value when learn_lam=True", "None")
     lam_bounds = _lam_bounds(lam_bounds)
+    if learn_lam and isinstance(victim, GD):      # the bounds the victim's eta can train
+        lam_bounds = _trainable(victim, obj, Xtr, ytr, lam_bounds)
     if box is None:
         box = (float(min(Xtr.min(), Xval.min())), float(max(Xtr.max(), Xval.max())))
     if not (len(box) == 2 and box[0] < box[1]):

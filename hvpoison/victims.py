@@ -58,6 +58,24 @@ class GD:
         if self.w_init not in (None, "zeros", "random"):
             _checks.fail("w_init", "'zeros' or 'random' (None: the model's own)", repr(self.w_init))
 
+    def stable_lam(self, obj, X, y, margin=0.9):
+        """The largest ``lam`` at which this victim's steps stay stable on ``X`` ``(n, d)``:
+        for LR with L2 the curvature is at most ``L = lambda_max(A^T A / n) / 4 + e^lam``
+        (the sigmoid's slope is at most 1/4, so ``w_0 = 0`` is the worst point), and ``eta <
+        2 / L`` needs ``e^lam < 2 / eta - L_data``; ``margin`` leaves room for the poisoning
+        points to raise ``L_data``. ``-inf`` when even no penalty diverges; None where no
+        such bound holds (the MLP: its curvature moves with ``w``; L1; no penalty)."""
+        from .hypergrad.rmd import curvature
+        from .objective import Objective
+
+        if not isinstance(obj.model, LR) or obj.penalty is None or obj.penalty.kind != "l2":
+            return None
+        xp = get_array_module(X)
+        L = curvature(Objective(obj.model, None), xp.zeros(obj.model.n_params, X.dtype), X, y,
+                      None)
+        room = margin * 2 / self.eta - L
+        return math.log(room) if room > 0 else -math.inf
+
     def init_kind(self, obj):
         """``"zeros"`` or ``"random"``: this victim's ``initW`` for ``obj``'s model."""
         if self.w_init is not None:

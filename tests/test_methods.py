@@ -409,8 +409,33 @@ def test_a_diverging_experiment_fails_with_one_line(tmp_path, capsys):
                     '[defense]\nsettings = ["large"]\nlam_large = 4.0\n'
                     '[attack]\nn_poison = 5\nn_batches = 1\niters = 2\nT = 50\n[test]\nT = 50\n')
     assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert "DivergenceError: gradient descent diverged" in err[-1] and "lower eta" in err[-1]
+    err = capsys.readouterr().err.strip().splitlines()      # found before any work
+    assert len(err) == 1 and "defense.lam_large: expected a value at which gradient " \
+        "descent with attack.eta = 0.1 trains" in err[0] and "lower attack.eta" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_learned_lam_stays_where_the_gd_victim_trains(data):
+    """lam_bounds reach e^lam = 54 but eta = 0.5 trains only below 2 / eta - L_data: the
+    learned lam is capped there (GD.stable_lam), and the attack's every training converges."""
+    X, y, Xv, yv = data
+    y = y.copy()
+    flip = np.random.default_rng(0).choice(60, 27, replace=False)
+    y[flip] = 1 - y[flip]               # noisy labels: the validation loss asks for a large lam
+    obj = hv.Objective(hv.LR(3), "l2")
+    hi = GD(T=50, eta=0.5).stable_lam(obj, X, y)
+    assert -10 < hi < 4
+    with pytest.raises(hv.DivergenceError):                  # what the cap keeps away
+        hv.train(obj, X, y, 4.0, T=50, eta=0.5)
+    batches = hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, iters=20, T=50, eta=0.5,
+                        lam=-1.0, learn_lam=True, alpha_lam=0.5, lam_bounds=(-10, 4))
+    lams = batches[-1].trace["lam"]
+    assert max(lams) == pytest.approx(hi) and lams[-1] == pytest.approx(hi)   # it got there
+    hv.train(obj, batches[-1].X, batches[-1].y, hi, T=500, eta=0.5)      # trains, no error
+    with pytest.raises(ValueError, match="eta: expected a step at which gradient descent"):
+        hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, T=50, eta=50.0, lam=-2.0,
+                  learn_lam=True)
+    assert GD().stable_lam(hv.Objective(hv.LR(3), "l1"), X, y) is None
 
 
 def test_line_search_only_takes_steps_that_raise_the_true_objective(data):
