@@ -138,26 +138,36 @@ def test_interrupted_run_resumes_to_the_same_table(serial, tmp_path):
     assert_same(final, serial[1])
 
 
-def test_killed_process_resumes_to_the_same_table(serial, tmp_path):
-    """SIGKILL in the middle of `hvpoison run`: only whole records remain, and resuming gives
-    the uninterrupted table."""
+def test_killed_process_resumes_to_the_same_records(serial, tmp_path):
+    """SIGKILL of `hvpoison run` three times, at random moments (a seeded random number of
+    records, plus a random delay inside the next one): only whole records remain, and the
+    resumed run ends with the uninterrupted run's records, bit for bit."""
     cfg = tmp_path / "small.toml"
     cfg.write_text(_toml(SMALL))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "hvpoison", "run", str(cfg), "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "records").glob("*.json"))
-                                         if (out / "records").is_dir() else []) < 6:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    kept = len(list((out / "records").glob("*.json")))
-    assert 6 <= kept < 20, f"the run was not killed in the middle ({kept} of 20 records)"
+    rng = np.random.default_rng(7)
+
+    def n_records():
+        return len(list((out / "records").glob("*.json"))) if (out / "records").is_dir() else 0
+
+    kept = []
+    for _ in range(3):
+        target = n_records() + int(rng.integers(2, 5))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline and n_records() < target and proc.poll() is None:
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0, 0.05)))               # somewhere in the next record
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kept.append(n_records())
+    assert kept == sorted(kept) and 6 <= kept[-1] < 20, f"not killed mid-run: {kept}"
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert not list((out / "records").glob(".*.tmp"))      # a half-written file is removed
     assert_same(json.loads((out / "summary.json").read_text()), serial[1])
+    assert_bit_identical(serial[0], out)
 
 
 def test_parallel_processes_equal_the_serial_run(serial, tmp_path):
