@@ -94,7 +94,7 @@ def time_ours(kind, n, dtype, xp, on=None):
     pt = obj.at(w, X, y, -2.0)
 
     def once():
-        obj._point(w, X, pt.y, pt.e, pt.lam_shape).hvp(v)
+        obj.point(w, X, pt.y, pt.e, pt.lam_shape).hvp(v)
         sync(xp)
 
     with kernel_switch(on):

@@ -151,7 +151,7 @@ class Context:
                                        self.xp.asarray(v, self.dtype))
 
     def exp_lam(self, v):      # e = exp(lam) per penalty group, computed on the device
-        return None if v is None else self.obj._exp_groups(
+        return None if v is None else self.obj.exp_groups(
             self.xp.broadcast_to(v, (self.obj.n_lam,)).astype(self.dtype))
 
 
@@ -268,7 +268,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     model = obj.model
     pt = obj.at(model.init(0, dtype=Xtr.dtype), Xtr, ytr, lam)       # validates Xtr, ytr, lam
     xp, ytr = pt.xp, pt.y
-    yval = obj._checked(pt.w, Xval, yval, ("Xval", "yval"))
+    yval = obj.check_data(pt.w, Xval, yval, ("Xval", "yval"))
     n, d = Xtr.shape
     n_poison = _checks.positive_int("n_poison", n_poison)
     if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 0:
@@ -295,7 +295,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         _checks.fail("box", "(low, high) with low < high", repr(box))
     if target is not None:
         Xt, yt = target
-        yt = obj._checked(pt.w, Xt, yt, ("target[0]", "target[1]"))
+        yt = obj.check_data(pt.w, Xt, yt, ("target[0]", "target[1]"))
     else:
         Xt, yt = Xval, yval
     ctx = Context(obj, xp, Xtr.dtype, victim, Xt, yt, Xval, yval, target is not None,
@@ -331,7 +331,7 @@ def _checked_start(obj, pt, start, n_batches, shape):
     b0, X, y = start
     if isinstance(b0, bool) or not isinstance(b0, (int, np.integer)) or not 0 <= b0 <= n_batches:
         _checks.fail("start[0]", f"a batch index in [0, {n_batches}]", repr(b0))
-    y = obj._checked(pt.w, X, y, ("start[1]", "start[2]"))
+    y = obj.check_data(pt.w, X, y, ("start[1]", "start[2]"))
     if X.shape != shape:
         _checks.fail("start[1]", f"the poisoned training set of shape {shape}",
                      _checks._describe(X))

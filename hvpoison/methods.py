@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks, ops
-from .hypergrad.rmd import MEMORY, _rmd, unroll
+from .hypergrad.rmd import MEMORY, alg1, unroll
 from .models.lr import LR
 from .victims import GD, Exact
 
@@ -84,14 +84,14 @@ class RMD:
         w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]  # [A4]
         e = ctx.exp_lam(lam_k)
         with np.errstate(over="ignore", invalid="ignore"):   # a diverging step: see final
-            hg = _rmd(ctx.obj, w0, Xc, yc, ctx.rows, ctx.Xt, ctx.yt, e, ctx.lam_shape,
+            hg = alg1(ctx.obj, w0, Xc, yc, ctx.rows, ctx.Xt, ctx.yt, e, ctx.lam_shape,
                       ctx.victim.T, ctx.victim.eta, self.memory)                  # [A5]
         if self.warm:
             st["w"] = hg.info["w_T"]
         dlam = hg.dlam
         if need_dlam and ctx.target:                  # the defender's: the validation loss
             with np.errstate(over="ignore", invalid="ignore"):
-                dlam = _rmd(ctx.obj, w0, Xc, yc, None, ctx.Xval, ctx.yval, e,
+                dlam = alg1(ctx.obj, w0, Xc, yc, None, ctx.Xval, ctx.yval, e,
                             ctx.lam_shape, ctx.victim.T, ctx.victim.eta, self.memory).dlam
         return hg.value, hg.dXp, dlam
 

@@ -22,7 +22,7 @@ class Point:
     """``L`` of Eq. 1 at one ``(w (P,), X (n, d), y (n,), lam)``: one forward pass, reused
     by every product of Eq. 4 and Alg. 1.
 
-    Do not build directly; use :meth:`Objective.at` (checked) or ``Objective._point``
+    Do not build directly; use :meth:`Objective.at` (checked) or ``Objective.point``
     (unchecked, for inner loops whose inputs were validated once).
     """
 
@@ -128,7 +128,7 @@ class Point:
         ``lam``; ``None`` without a penalty."""
         if self.e is None:
             return None
-        return self.obj._reduce_lam(
+        return self.obj.reduce_lam(
             self.obj.penalty.mixed_lam(self.xp, self.w, self.e, v), self.lam_shape)
 
 
@@ -169,18 +169,20 @@ class Objective:
         if lam is None:
             return None, None
         vec, shape = _checks.lam("lam", lam, self.n_lam, xp, dtype)
-        return self._exp_groups(vec), shape
+        return self.exp_groups(vec), shape
 
-    def _exp_groups(self, vec):
-        """``e = exp(lam)`` per penalty group from the ``(n_lam,)`` array ``vec`` (unchecked;
-        a shared ``lam`` is repeated over the layers)."""
+    def exp_groups(self, vec):
+        """``e = exp(lam)`` of Eq. 1 per penalty group from the ``(n_lam,)``
+        array ``vec`` (unchecked; a shared ``lam`` is repeated over the layers), of shape
+        ``(n_groups,)``."""
         xp = get_array_module(vec)
         if self.n_lam == 1 and self.model.n_layers > 1:
             vec = xp.repeat(vec, self.model.n_layers)
         return xp.exp(vec)
 
-    def _reduce_lam(self, per_group, shape):
-        """Per-group derivatives back to ``lam``'s shape (a shared scalar sums its groups)."""
+    def reduce_lam(self, per_group, shape):
+        """Per-group derivatives ``d/d lam_k`` (Eq. 4's ``M_lam^T v``, ``(n_groups,)``) back
+        to ``lam``'s ``shape`` (a shared scalar sums its groups)."""
         if shape == ():
             return per_group.sum()
         if shape == (1,):
@@ -188,7 +190,9 @@ class Objective:
         return per_group
 
     # -- checked entry points ---------------------------------------------------------
-    def _checked(self, w, X, y, names=("X", "y")):
+    def check_data(self, w, X, y, names=("X", "y")):
+        """Check ``w`` ``(P,)``, ``X`` ``(n, d)`` and ``y`` ``(n,)`` for Eq. 1 (errors name
+        ``names``); returns ``y`` in ``w``'s dtype."""
         _checks.params("w", w, self.model.n_params)
         _checks.features(names[0], X, self.model.n_features, w.dtype)
         return _checks.labels(names[1], y, X.shape[0], w.dtype)
@@ -196,12 +200,14 @@ class Objective:
     def at(self, w, X, y, lam=None):
         """Validate once and return the :class:`Point` (Eq. 1 at ``w`` ``(P,)``, ``X``
         ``(n, d)``, ``y`` ``(n,)``) sharing one forward pass."""
-        y = self._checked(w, X, y)
+        y = self.check_data(w, X, y)
         e, shape = self._lam(lam, get_array_module(w), w.dtype)
         return Point(self, w, X, y, e, shape)
 
-    def _point(self, w, X, y, e, shape):
-        """Unchecked :class:`Point` (``y`` already in ``w``'s dtype, ``e = exp(lam)``)."""
+    def point(self, w, X, y, e, shape):
+        """Unchecked :class:`Point` of Eq. 1 for inner loops whose inputs were checked once
+        (``w`` ``(P,)``, ``X`` ``(n, d)``, ``y`` ``(n,)`` already in ``w``'s dtype, ``e =
+        exp(lam)`` per group, ``shape`` of ``lam``)."""
         return Point(self, w, X, y, e, shape)
 
     def loss(self, w, X, y, lam=None):
@@ -232,5 +238,5 @@ class Objective:
     def val_loss(self, w, X, y):
         """Plain mean cross-entropy ``l(w; D)`` with no penalty (the outer loss of Eq. 1
         and Eq. 3) for ``X`` ``(m, d)``, ``y`` ``(m,)``; a scalar."""
-        y = self._checked(w, X, y)
+        y = self.check_data(w, X, y)
         return mean_ce(get_array_module(w), self.model.forward(w, X).z, y)

@@ -12,7 +12,7 @@ independent check of Alg. 1's ``dlam`` (they agree to round-off).
 from __future__ import annotations
 
 from .result import Hypergrad
-from .rmd import _setup
+from .rmd import check_inputs
 
 
 def fmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
@@ -23,20 +23,20 @@ def fmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
     ``n_p d`` HVPs per step), ``dlam`` in the shape of ``lam`` (None without a penalty),
     ``value = l(w_T; D_val)``, and ``info`` with counts of gradients and HVPs.
     """
-    pt0, _, yval, T, eta = _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
+    pt0, _, yval, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
     xp, X, y, e, shape = pt0.xp, pt0.X, pt0.y, pt0.e, pt0.lam_shape
     w = w0.copy()
     G = 0 if e is None else e.shape[0]
     Z = xp.zeros((w.shape[0], G), dtype=w.dtype)
     g = xp.empty_like(w)
     for _ in range(T):
-        point = obj._point(w, X, y, e, shape)
+        point = obj.point(w, X, y, e, shape)
         point.grad(out=g)
         if G:
             HZ = xp.stack([point.hvp(Z[:, k]) for k in range(G)], axis=1)
             Z -= eta * (HZ + obj.penalty.dgrad_dlam(xp, w, e))
         w -= eta * g
-    val = obj._point(w, Xval, yval, None, None)
-    dlam = None if e is None else obj._reduce_lam(Z.T @ val.grad(), shape)
+    val = obj.point(w, Xval, yval, None, None)
+    dlam = None if e is None else obj.reduce_lam(Z.T @ val.grad(), shape)
     return Hypergrad(dXp=None, dlam=dlam, value=float(val.loss()),
                      info={"T": T, "grads": T, "hvps": T * G, "w_T": w})

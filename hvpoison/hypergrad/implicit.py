@@ -68,7 +68,7 @@ def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
         key = x.tobytes()
         if key not in cache:
             cache.clear()
-            cache[key] = obj._point(xp.asarray(x, dtype=dtype), X, y, e, shape)
+            cache[key] = obj.point(xp.asarray(x, dtype=dtype), X, y, e, shape)
         return cache[key]
 
     res = scipy.optimize.minimize(
@@ -210,8 +210,8 @@ def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None,
                                           polish=polish)
     point = obj.at(w_star, Xtr, ytr, lam)
     rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], point.xp)
-    yv = obj._checked(w_star, Xval, yval, ("Xval", "yval"))
-    val = obj._point(w_star, Xval, yv, None, None)
+    yv = obj.check_data(w_star, Xval, yval, ("Xval", "yval"))
+    val = obj.point(w_star, Xval, yv, None, None)
     u, lin_info = solve_hvp(lambda v: point.hvp(v), val.grad(), solver=solver, tol=tol,
                             maxiter=maxiter, dense_max=dense_max, damping=damping)
     _, mx, ml = point.hvp_mixed(u, rows=rows, with_x=rows is not None)

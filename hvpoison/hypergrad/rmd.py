@@ -41,11 +41,13 @@ from .result import DivergenceError, Hypergrad, warn
 MEMORY = ("store", "checkpoint", "reverse")
 
 
-def _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
-    """Validate once; return what the unchecked loops need."""
+def check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
+    """Validate the arguments of :func:`rmd` / :func:`~hvpoison.hypergrad.fmd.fmd` once;
+    returns ``(pt0, rows, yval, T, eta)``: the checked Point at ``w0``, the poisoning rows
+    as an ``xp`` index array (or None), ``yval`` in ``w0``'s dtype, ``T`` and ``eta``."""
     pt = obj.at(w0, Xtr, ytr, lam)
     rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], pt.xp)
-    yval = obj._checked(w0, Xval, yval, ("Xval", "yval"))
+    yval = obj.check_data(w0, Xval, yval, ("Xval", "yval"))
     T = _checks.positive_int("T", T)
     eta = _checks.positive_float("eta", eta)
     return pt, rows, yval, T, eta
@@ -123,7 +125,7 @@ def _forward(obj, w, X, y, e, shape, t0, t1, eta, keep=None, out=None):
             w_t = out[t - t0]
         else:
             w_t = w
-        point = obj._point(w_t, X, y, e, shape)
+        point = obj.point(w_t, X, y, e, shape)
         point.grad(out=g)
         if keep is not None:
             keep(t, point)
@@ -167,14 +169,15 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
     """
     if memory not in MEMORY:
         _checks.fail("memory", f"one of {MEMORY}", repr(memory))
-    pt0, rows, yval, T, eta = _setup(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
-    hg = _rmd(obj, w0, pt0.X, pt0.y, rows, Xval, yval, pt0.e, pt0.lam_shape, T, eta, memory)
+    pt0, rows, yval, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
+    hg = alg1(obj, w0, pt0.X, pt0.y, rows, Xval, yval, pt0.e, pt0.lam_shape, T, eta, memory)
     hg.value = float(hg.value)        # the one wait for the device, after the reverse pass
     return hg
 
 
-def _rmd(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
-    """Alg. 1 on inputs validated by the caller (``rows`` an ``xp`` index array or None,
+def alg1(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
+    """Alg. 1 on inputs validated by the caller (:func:`check_inputs`; the attack's inner
+    loop, which checks once per run, calls it directly) (``rows`` an ``xp`` index array or None,
     ``y``/``yval`` in ``w0``'s dtype, ``e = exp(lam)`` per penalty group, ``shape`` the
     shape of ``lam``). Nothing here waits for the device: ``value`` comes back as a 0-d
     array, so Alg. 2 (:func:`hvpoison.attack`) queues hyperiteration after hyperiteration
@@ -185,7 +188,7 @@ def _rmd(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
     info = {"memory": memory, "T": T, "grads": 0, "hvps": T, "stored_states": 0}
 
     def outer(w_T):                                              # [I]
-        val = obj._point(w_T, Xval, yval, None, None)
+        val = obj.point(w_T, Xval, yval, None, None)
         return val.loss(), val.grad().copy()                     # loss: a 0-d array
 
     dXp = None if rows is None else xp.zeros((rows.shape[0], X.shape[1]), dtype=w0.dtype)
@@ -231,11 +234,11 @@ def _rmd(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
         w = _forward(obj, w0.copy(), X, y, e, shape, 0, T, eta)
         value, dw = outer(w)
         w_T = w.copy()
-        point = obj._point(w, X, y, e, shape)
+        point = obj.point(w, X, y, e, shape)
         with np.errstate(over="ignore", invalid="ignore"):       # divergence is reported below
             for t in range(T - 1, -1, -1):
                 w = w + eta * point.grad()                       # w_t ~ w_{t+1} + eta g(w_{t+1})
-                point = obj._point(w, X, y, e, shape)            # one forward serves the R
+                point = obj.point(w, X, y, e, shape)            # one forward serves the R
                 _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf)  # pass and grad above
         norm0 = float(xp.linalg.norm(w0))
         drift = float(xp.linalg.norm(w - w0))

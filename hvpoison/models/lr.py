@@ -81,7 +81,8 @@ class LR(Model):
 
     def hessian_factor(self, w, tape, curv):
         """``U = A^T diag(sqrt(curv))`` ``(P, n)``, ``A = [X 1]``: lines 2-3 say the model
-        part of ``H`` is ``A^T diag(curv) A = U U^T`` (``curv >= 0``), of rank ``<= n``."""
+        part of Eq. 4's ``H`` is ``A^T diag(curv) A = U U^T`` (``curv >= 0``, ``(n,)``), of
+        rank ``<= n``."""
         xp = get_array_module(w)
         s = xp.sqrt(curv)
         return xp.concatenate([tape.X.T * s, s[None, :]], axis=0)
