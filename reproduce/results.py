@@ -158,6 +158,8 @@ def _figure(runs, fig):
 
 def section_lr(runs, fig, data):
     lines = [f"## {fig}: {FIGURES[fig].section}", "", *_figure(runs, fig)]
+    if data.get("strong") is not None and (runs / f"{fig}-strong.png").is_file():
+        lines.append(f"![{fig}-strong](runs/{fig}-strong.png)\n")   # per victim, Alg. 2 dotted
     for s in data["summaries"]:
         meta = _meta(runs, s)
         lines += [f"### {s['model'].upper()}, {s['task']}, {s['penalty'].upper()}",
@@ -202,8 +204,11 @@ def section_strong(runs, alg2, strong):
                     "whatever the attacker does.", ""]
     for v, s in views.items():
         meta = _meta(runs, done[v])
+        copied = done[v].get("seconds_copied", 0.0)
         lines += [f"**Against {VICTIMS[v]}** — `{done[v]['name']}`: {meta['settings']}; run "
-                  f"time {done[v]['seconds'] / 60:.1f} min of compute on {meta['machine']}"
+                  f"time {(done[v]['seconds'] - copied) / 60:.1f} min of compute"
+                  + (f" (and {copied / 60:.1f} min in the undefended records it copied)"
+                     if copied else "") + f" on {meta['machine']}"
                   + ("; the `none` column is the GD victim's (no optimum without a penalty)"
                      if v != "gd" else ""), "", error_table(s), ""]
         a, b = _mean(alg2["settings"]["none"], "test_error"), _mean(s["settings"]["none"],

@@ -267,6 +267,10 @@ def test_undefended_records_are_copied_from_a_run_with_another_penalty(serial, t
     copies = Store(tmp_path / "l1")
     assert all(copies.load(k)["copied_from"] == str(out) for k in keys)
     assert copies.load_arrays("r001-none-b2")["Xp"].shape == (12, 784)
+    summary = json.loads((tmp_path / "l1" / "summary.json").read_text())   # time: own, copied
+    assert summary["seconds_copied"] == pytest.approx(sum(
+        sum(copies.load(k)["seconds"].values()) for k in keys)) and \
+        0 < summary["seconds_copied"] < summary["seconds"]
 
     # the premise: the undefended victim does not read [defense], so computing them under
     # L1 gives the very same records

@@ -67,6 +67,8 @@ def summarize(exp, store) -> dict:
                "expected_records": expected, "penalty": exp.defense.penalty,
                "task": exp.data.task, "model": exp.model.kind,
                "seconds": sum(sum(r["seconds"].values()) for r in records),
+               "seconds_copied": sum(sum(r["seconds"].values()) for r in records   # of those:
+                                     if "copied_from" in r),    # computed by another run
                "settings": aggregate(records)}
     write_json(store.out / "summary.json", summary)
     buf = io.StringIO()
