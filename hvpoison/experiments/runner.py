@@ -7,8 +7,9 @@ the poisoning points of batches ``1..b-1`` (Alg. 2's cumulative fractions) and, 
 writes each result as one record the moment it arrives (:mod:`.store`), then submits the
 units it unblocks. Every unit draws its randomness from seeds derived from
 ``(seed, repetition)`` only, and computes with one BLAS thread (:func:`one_blas_thread`),
-so the records are bit-identical whatever the scheduler, the number of workers, the order
-of completion, or how often the run was interrupted and resumed. On Dask a split is the
+so the records are the same (to rounding: a numpy sum's last bit can follow memory
+alignment) whatever the scheduler, the number of workers, the order of completion, or how
+often the run was interrupted and resumed. On Dask a split is the
 result of a task (:func:`load_split_task`), so the loss of any worker is recomputed.
 """
 from __future__ import annotations
@@ -69,7 +70,7 @@ def victim(exp: Experiment, setting: str, d: int, lam_cv=None):
 def one_blas_thread():
     """Every unit computes with one BLAS thread, whichever executor runs it (threadpoolctl):
     a sum over threads changes the order of additions, so this is what makes a serial run,
-    ``--jobs N`` and a Dask cluster give bit-identical records on the same machine and
+    ``--jobs N`` and a Dask cluster give the same records on the same machine and
     libraries. Parallelism comes from running units side by side (``--jobs``)."""
     from threadpoolctl import threadpool_limits
 
