@@ -143,7 +143,8 @@ def test_the_protocol_is_the_one_the_committed_runs_used():
     runs = Path(__file__).resolve().parents[1] / "reproduce" / "runs"
     checked = 0
     for fig in protocol.FIGURES.values():
-        for cfg in fig.experiments():
+        for cfg in fig.experiments() + (fig.experiments(attack="strong") if fig.strong
+                                        else []):
             meta = runs / cfg["name"] / "experiment.json"
             if meta.is_file():
                 stored = json.loads(meta.read_text())["fingerprint"]

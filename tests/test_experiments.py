@@ -187,11 +187,11 @@ def records_of(folder):
 
 
 def same_to_rounding(a, b, where):
-    """``a == b`` for JSON values, floats within a relative 1e-12 (the last bit of a numpy
-    sum may depend on its array's memory alignment); ints, strings and None exactly."""
+    """``a == b`` for JSON values, floats within a relative 1e-12 or 1e-15 (the last bit of
+    a numpy sum may depend on its array's memory alignment); ints, strings, None exactly."""
     if isinstance(a, float) or isinstance(b, float):
         assert isinstance(a, (int, float)) and isinstance(b, (int, float)), where
-        assert a == pytest.approx(b, rel=1e-12, abs=1e-300), where
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-15), where
     elif isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), where
         for k in a:
@@ -214,7 +214,8 @@ def assert_same_records(a, b):
         assert ra[k][1].keys() == rb[k][1].keys(), k
         for name, x in ra[k][1].items():
             if x.dtype.kind == "f" and name not in ("yp",):
-                np.testing.assert_allclose(x, rb[k][1][name], rtol=1e-12, atol=0, err_msg=k)
+                np.testing.assert_allclose(x, rb[k][1][name], rtol=1e-12, atol=1e-15,
+                                           err_msg=k)      # features in [0, 1]
             else:
                 np.testing.assert_array_equal(x, rb[k][1][name], err_msg=k)
 
