@@ -105,11 +105,12 @@ def lr_verdicts(s):
             f"Eq. 3 lowest at the largest fraction: none {vl['none']:.3f}, large "
             f"{vl['large']:.3f}, learned {vl['learned']:.3f}",
             vl["learned"] <= min(vl["none"], vl["large"]) + 0.01)
-    lam = _mean(st["learned"], "lam")
-    early, late = lam[2] - lam[0], lam[-1] - lam[-3]
-    add("lam_rises", f"- learned λ increases with the fraction ({lam[0]:+.2f} → {lam[-1]:+.2f}) "
-        f"and then levels off (rise over the first two steps {early:+.2f}, over the last two "
-        f"{late:+.2f})", lam[-1] > lam[0] and late < early)
+    if "lam" in st["learned"]:
+        lam = _mean(st["learned"], "lam")
+        early, late = lam[2] - lam[0], lam[-1] - lam[-3]
+        add("lam_rises", f"- learned λ increases with the fraction ({lam[0]:+.2f} → "
+            f"{lam[-1]:+.2f}) and then levels off (rise over the first two steps {early:+.2f},"
+            f" over the last two {late:+.2f})", lam[-1] > lam[0] and late < early)
     if "cv" in st:
         cv = _mean(st["cv"], "test_error")
         lam_cv = _mean(st["cv"], "lam")[0]
@@ -189,6 +190,47 @@ def strong_views(runs, task, penalty, quick=False):
     return views, done
 
 
+def worst_view(sources):
+    """The worst case over attacks for one victim: ``sources`` ``[(summary, metric), ...]``
+    (each attack's run and the metric that is this victim's test error there); per setting
+    and fraction the highest mean error of the attacks that ran that setting (its std
+    along), and which attack it was. Only the error claims can be judged on it (λ,
+    validation loss and Kuncheva's index belong to one attack); λ_CV is kept for its line."""
+    settings, which = {}, {}
+    for name in dict.fromkeys(k for s, _ in sources for k in s["settings"]):
+        runs = [(s["settings"][name], m, s["name"]) for s, m in sources
+                if name in s["settings"] and m in s["settings"][name]]
+        fr = runs[0][0]["fraction"]
+        mean, std, by = [], [], []
+        for i in range(len(fr)):
+            t, m, who = max(runs, key=lambda r: r[0][r[1]]["mean"][i][0])
+            mean.append(t[m]["mean"][i])
+            std.append(t[m]["std"][i])
+            by.append(who)
+        settings[name] = {"fraction": fr, "test_error": {"mean": mean, "std": std}}
+        if name == "cv":
+            settings[name]["lam"] = runs[0][0]["lam"]
+        which[name] = by
+    return {"settings": settings}, which
+
+
+def worst_views(alg2, views, done):
+    """``{victim: (worst summary, which attack per setting and fraction)}``: for the GD
+    victim over Alg. 2 and the strong attack against GD; for the Exact victim over the
+    strong attacks against Exact and (its transfer) against GD, "none" the GD victim's."""
+    out = {}
+    if "gd" in views:
+        out["gd"] = worst_view([(alg2, "test_error"), (views["gd"], "test_error")])
+    if "exact" in views:
+        src = [(views["exact"], "test_error")]
+        if "gd" in done:
+            src.append(({**done["gd"], "settings": {k: v for k, v in done["gd"]["settings"]
+                                                     .items() if k != "none"}},
+                        "test_error@exact"))
+        out["exact"] = worst_view(src)
+    return out
+
+
 def section_strong(runs, alg2, strong):
     """Beside one Alg. 2 experiment: the same task and penalty under ``method="strong"``,
     per victim, with every claim judged again."""
@@ -228,7 +270,31 @@ def section_strong(runs, alg2, strong):
                              f"{k} {_mean(done[v]['settings'][k], 'test_error@exact')[-1]:.3f}"
                              for k in other))
         lines.append("")
+    for v, (w, which) in worst_views(alg2, views, done).items():
+        names = sorted({n for by in which.values() for n in by})
+        short = {n: chr(ord("a") + i) for i, n in enumerate(names)}
+        lines += [f"**The worst case for {VICTIMS[v]}**: per setting and fraction the "
+                  "highest error any attack run here caused (a local ascent can miss what "
+                  "another finds: the strong attack is not the strongest against every "
+                  "setting); the letter names the attack: " + ", ".join(
+                      f"{c} = `{n}`" for n, c in short.items())
+                  + ("; the `none` column is the GD victim's (no optimum without a penalty)"
+                     if v != "gd" else "") + ".", "",
+                  error_table_by(w, which, short), ""]
+        lines += lr_claims(w) + [""]
     return lines
+
+
+def error_table_by(s, which, short):
+    """:func:`error_table` with the attack behind each cell."""
+    st = s["settings"]
+    fr = next(iter(st.values()))["fraction"]
+    lines = ["| poisoned | " + " | ".join(st) + " |", "|---" * (len(st) + 1) + "|"]
+    for i, f in enumerate(fr):
+        cells = [f"{_mean(t, 'test_error')[i]:.3f} ({short[which[k][i]]})"
+                 for k, t in st.items()]
+        lines.append(f"| {f:.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def cross_claims(runs, s):
@@ -268,30 +334,29 @@ def cross_claims(runs, s):
     return lines
 
 
+SHORT = {"doubles": "doubles", "large_costs": "large costs clean", "mitigates":
+         "learned mitigates", "close": "learned ≈ best", "val_loss": "val. loss lowest",
+         "lam_rises": "λ rises, levels off", "cv": "λ_CV no help", "kuncheva": "Kuncheva"}
+
+
 def claims_table(verdicts, penalty):
-    """The summary at the top of RESULTS.md for one penalty: claim x (task, attack, victim)
-    -> confirmed (✓) / not confirmed (✗), from ``verdicts[(penalty, task, attack, victim)]
-    = {claim: ok}`` (— : not run in full mode; blank: the run cannot judge that claim)."""
-    cols = [(t, a, v) for t in TASKS
-            for a, v in [("alg2", "gd")] + [("strong", v) for v, _ in STRONG[penalty]]]
+    """The summary at the top of RESULTS.md for one penalty: a row per (task, attack,
+    victim), a column per claim of :data:`CLAIMS` -> confirmed (✓) / not confirmed (✗),
+    from ``verdicts[(penalty, task, attack, victim)] = {claim: ok}`` (— : not run in full
+    mode; blank: that run cannot judge the claim)."""
+    rows = [(t, a, v) for t in TASKS for a, v in
+            [("alg2", "gd")] + [(a, v) for v, _ in STRONG[penalty] for a in ("strong", "worst")]]
     fig = "2" if penalty == "l2" else "8"
-    lines = [f"**LR, {penalty.upper()}** (fig. {fig}; attack / victim)", "",
-             "| claim | " + " | ".join(f"{t} {a}/{v}" for t, a, v in cols) + " |",
-             "|---" * (len(cols) + 1) + "|"]
-    for claim, title in CLAIMS.items():
-        cells = []
-        for t, a, v in cols:
-            got = verdicts.get((penalty, t, a, v))
-            cells.append("—" if got is None else "" if claim not in got else
-                         "✓" if got[claim] else "✗")
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    n = {k: sum(ok for ok in got.values()) for k, got in verdicts.items() if k[0] == penalty}
-    m = {k: len(got) for k, got in verdicts.items() if k[0] == penalty}
-    lines += ["", "confirmed / judged: " + ", ".join(f"{t} {a}/{v} {n[(penalty, t, a, v)]}/"
-                                                     f"{m[(penalty, t, a, v)]}"
-                                                     for t, a, v in cols
-                                                     if (penalty, t, a, v) in n), ""]
-    return lines
+    lines = [f"**LR, {penalty.upper()}** (fig. {fig})", "",
+             "| task | attack | victim | " + " | ".join(SHORT.values()) + " | confirmed |",
+             "|---" * (len(SHORT) + 4) + "|"]
+    for t, a, v in rows:
+        got = verdicts.get((penalty, t, a, v))
+        cells = ["—" if got is None else "" if c not in got else "✓" if got[c] else "✗"
+                 for c in SHORT]
+        score = "—" if got is None else f"{sum(got.values())}/{len(got)}"
+        lines.append(f"| {t} | {a} | {v} | " + " | ".join(cells) + f" | {score} |")
+    return lines + [""]
 
 
 def section_valsize(runs, fig, data):
@@ -446,6 +511,8 @@ def main(argv=None):
                 verdicts[(s["penalty"], s["task"], "alg2", "gd")] = _judged(s)
                 for v, view in strong[key][0].items():
                     verdicts[(s["penalty"], s["task"], "strong", v)] = _judged(view)
+                for v, (w, _) in worst_views(s, *strong[key]).items():
+                    verdicts[(s["penalty"], s["task"], "worst", v)] = _judged(w)
                 missing += [c["name"] for c in strong_experiments(a.quick, (s["task"],),
                                                                   (s["penalty"],))
                             if _summary(runs, c["name"]) is None]
@@ -457,11 +524,15 @@ def main(argv=None):
                    "Each cell is the verdict of the claim line of that experiment below "
                    "(Alg. 2, the paper's attack, against the GD victim; the strongest attack "
                    "found, `method=\"strong\"`, against the victim it anticipates: the GD "
-                   "victim, or for L2 the Exact one trained to optimality). ✓ confirmed, "
+                   "victim, or for L2 the Exact one trained to optimality; `worst`: per "
+                   "setting and fraction the highest error any of these attacks caused that "
+                   "victim, on which only the error claims are judged). ✓ confirmed, "
                    "✗ not confirmed, — not run in full mode, blank: not judged there.", ""]
         for pen in ("l2", "l1"):
             if any(k[0] == pen for k in verdicts):
                 summary += claims_table(verdicts, pen)
+        summary += ["The claims: " + "; ".join(f"*{SHORT[c]}*: {t}" for c, t in
+                                              CLAIMS.items()) + ".", ""]
         lines[4:4] = summary
     inv = sorted(p.parent.name for p in runs.glob("inv-*/summary.json"))
     if inv:

@@ -79,11 +79,27 @@ def test_the_summary_table_shows_the_verdicts_and_what_was_not_run():
     good, bad = verdicts(summary()), verdicts(summary(**BREAK["mitigates"]))
     text = "\n".join(results.claims_table({("l2", "mnist", "alg2", "gd"): good,
                                            ("l2", "mnist", "strong", "gd"): bad}, "l2"))
-    row = next(ln for ln in text.splitlines() if ln.startswith("| learned λ mitigates"))
-    cells = [c.strip() for c in row.strip("|").split("|")][1:]
-    # mnist alg2/gd, strong/gd, strong/exact, then fmnist and cifar10 (not run)
-    assert cells[:3] == ["✓", "✗", "—"] and set(cells[3:]) == {"—"}
-    assert "mnist alg2/gd 8/8, mnist strong/gd " in text
+    rows = {tuple(c.strip() for c in ln.strip("|").split("|")[:3]):
+            [c.strip() for c in ln.strip("|").split("|")[3:]]
+            for ln in text.splitlines() if ln.startswith("| mnist") or ln.startswith("| f")
+            or ln.startswith("| c")}
+    col = list(results.SHORT).index("mitigates")
+    alg2, strong = rows[("mnist", "alg2", "gd")], rows[("mnist", "strong", "gd")]
+    assert alg2[col] == "✓" and alg2[-1] == "8/8" and strong[col] == "✗" and strong[-1] == "7/8"
+    assert set(rows[("mnist", "strong", "exact")]) == {"—"}
+    assert set(rows[("cifar10", "worst", "gd")]) == {"—"}
+
+
+def test_the_worst_case_takes_the_highest_error_of_any_attack():
+    a, b = summary(), summary(learned=[0.02, 0.05, 0.07, 0.09, 0.11, 0.115])
+    a["name"], b["name"] = "alg2", "strong"
+    w, which = results.worst_view([(a, "test_error"), (b, "test_error")])
+    err = [m[0] for m in w["settings"]["learned"]["test_error"]["mean"]]
+    assert err == [0.02, 0.05, 0.07, 0.09, 0.11, 0.115]
+    assert which["learned"] == ["alg2", "strong", "strong", "strong", "strong", "strong"]
+    v = verdicts(w)
+    assert set(v) == {"doubles", "large_costs", "mitigates", "close", "cv"}
+    assert v["mitigates"] and not v["close"]    # learned gets within 0.005 of none at 20 %
 
 
 def test_the_exact_victims_view_takes_none_from_the_gd_run():
