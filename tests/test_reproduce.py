@@ -105,7 +105,7 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     assert text.count("under the strongest attack (`method=\"strong\"`)") == 6
     assert text.count("**Against the Exact victim") == 3
     top = text.split("\n## fig2")[0]
-    assert "| claim |" in top and "—" not in top.split("**LR, L2**")[1]
+    assert "| task | attack | victim |" in top and "—" not in top.split("**LR, L2**")[1]
     assert "learned λ per layer (hidden 1 / hidden 2 / output)" in text
     assert "confirmed**" in text and "fig1" in text.split("Not run yet")[1]
     assert text.count("Cross-evaluation") == 1 and "against the strongest attack found" in text
