@@ -38,7 +38,7 @@ LR_SETTINGS = ("none", "large", "cv", "learned")
 # (the victim the attack anticipates, the victims its points are tested on). The Exact
 # victim (trained to optimality) needs L2 and a penalty: settings EXACT_SETTINGS only.
 # Repetitions: 5 as the paper's where the compute allowed; CIFAR-10 (d = 3072) costs
-# ~6x MNIST per attack (reproduce/README.md, compute): 2 repetitions there.
+# ~6.5x MNIST per attack (reproduce/README.md, compute): 2 repetitions there.
 STRONG = {"l2": (("gd", ("gd", "exact")), ("exact", ("exact", "gd"))),
           "l1": (("gd", ("gd",)),)}
 EXACT_SETTINGS = ("large", "cv", "learned")
