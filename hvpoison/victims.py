@@ -207,18 +207,18 @@ class Newton:
         inverse (one matrix-vector product, half the memory traffic of two triangular
         solves), above it the two solves (forming the inverse would cost ``2 P^3``)."""
         if mu not in self.factors:
-            if self.UC is not None:
-                self.factors[mu] = self._woodbury(mu)
-                return self.factors[mu]
-            xp = get_array_module(self.H)
-            eye = xp.eye(self.H.shape[0], dtype=self.H.dtype)
-            L = cho_factor(self.H + mu * eye)
-            if self.H.shape[0] <= self.INVERSE_MAX:
-                M = cho_solve(L, eye)
-                self.factors[mu] = lambda r: M @ r
-            else:
-                self.factors[mu] = lambda r: cho_solve(L, r)
+            self.factors[mu] = self._woodbury(mu) if self.UC is not None else \
+                self._cholesky(mu)
         return self.factors[mu]
+
+    def _cholesky(self, mu):
+        xp = get_array_module(self.H)
+        eye = xp.eye(self.H.shape[0], dtype=self.H.dtype)
+        L = cho_factor(self.H + mu * eye)
+        if self.H.shape[0] <= self.INVERSE_MAX:
+            M = cho_solve(L, eye)
+            return lambda r: M @ r
+        return lambda r: cho_solve(L, r)
 
     def _woodbury(self, mu):
         """``r -> (U U^T + D)^{-1} r``, ``D = diag(c + mu)``, by Woodbury: ``D^{-1} r - D^{-1}

@@ -44,15 +44,19 @@ def _close(learned, best):
     return bool(np.all(learned - best <= np.maximum(0.01, 0.25 * best)))
 
 
-def error_table(s):
+def error_table(s, by=None):
+    """Test error per fraction (rows) and setting (columns), mean ± std; with ``by``
+    (``{setting: [letter per fraction]}``) the letter of the attack behind each mean
+    instead of the std. The learned λ follows where the summary has it."""
     st = s["settings"]
     fr = next(iter(st.values()))["fraction"]
     lines = ["| poisoned | " + " | ".join(st) + " |", "|---" * (len(st) + 1) + "|"]
     for i, f in enumerate(fr):
-        cells = [f"{_mean(t, 'test_error')[i]:.3f} ± {_std(t, 'test_error')[i]:.3f}"
-                 for t in st.values()]
+        cells = [f"{_mean(t, 'test_error')[i]:.3f} " + (f"± {_std(t, 'test_error')[i]:.3f}"
+                                                       if by is None else f"({by[k][i]})")
+                 for k, t in st.items()]
         lines.append(f"| {f:.0%} | " + " | ".join(cells) + " |")
-    if "learned" in st:
+    if "learned" in st and "lam" in st["learned"]:
         lam = _mean(st["learned"], "lam")
         lines.append("\nlearned λ: " + ", ".join(f"{f:.0%}: {v:+.2f} ± {d:.2f}" for f, v, d in
                                                 zip(fr, lam, _std(st["learned"], "lam"))))
@@ -178,6 +182,9 @@ VICTIMS = {"gd": "the GD victim (the paper's test: `[test] T` gradient steps)",
            "exact": "the Exact victim (trained to optimality by Newton's method)"}
 
 
+NONE_IS_GD = "; the `none` column is the GD victim's (no optimum without a penalty)"
+
+
 def strong_views(runs, task, penalty, quick=False):
     """The strong attack on ``(task, penalty)``: ``(views, done)``, ``done`` ``{victim the
     attack anticipates: its finished run's summary}`` and ``views`` ``{victim: summary with
@@ -251,8 +258,7 @@ def section_strong(runs, alg2, strong):
                   f"time {(done[v]['seconds'] - copied) / 60:.1f} min of compute"
                   + (f" (and {copied / 60:.1f} min in the undefended records it copied)"
                      if copied else "") + f" on {meta['machine']}"
-                  + ("; the `none` column is the GD victim's (no optimum without a penalty)"
-                     if v != "gd" else ""), "", error_table(s), ""]
+                  + (NONE_IS_GD if v != "gd" else ""), "", error_table(s), ""]
         a, b = _mean(alg2["settings"]["none"], "test_error"), _mean(s["settings"]["none"],
                                                                    "test_error")
         cmp = [f"{k} {_mean(alg2['settings'][k], 'test_error')[-1]:.3f} → "
@@ -278,23 +284,11 @@ def section_strong(runs, alg2, strong):
                   "another finds: the strong attack is not the strongest against every "
                   "setting); the letter names the attack: " + ", ".join(
                       f"{c} = `{n}`" for n, c in short.items())
-                  + ("; the `none` column is the GD victim's (no optimum without a penalty)"
-                     if v != "gd" else "") + ".", "",
-                  error_table_by(w, which, short), ""]
+                  + (NONE_IS_GD if v != "gd" else "") + ".", "",
+                  error_table(w, {k: [short[n] for n in by] for k, by in which.items()}),
+                  ""]
         lines += lr_claims(w) + [""]
     return lines
-
-
-def error_table_by(s, which, short):
-    """:func:`error_table` with the attack behind each cell."""
-    st = s["settings"]
-    fr = next(iter(st.values()))["fraction"]
-    lines = ["| poisoned | " + " | ".join(st) + " |", "|---" * (len(st) + 1) + "|"]
-    for i, f in enumerate(fr):
-        cells = [f"{_mean(t, 'test_error')[i]:.3f} ({short[which[k][i]]})"
-                 for k, t in st.items()]
-        lines.append(f"| {f:.0%} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def cross_claims(runs, s):

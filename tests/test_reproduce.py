@@ -117,6 +117,18 @@ def test_unknown_figure_is_a_one_line_error():
     assert r.returncode == 2 and "FIGURE: expected one of" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_the_strong_attack_on_a_figure_without_it_is_a_one_line_error(capsys):
+    from hvpoison.cli import main
+    from hvpoison.experiments.protocol import FIGURES as PROTOCOL
+
+    assert main(["reproduce", "fig2", "fig5", "--attack", "strong", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--attack: 'strong' runs for ['fig2', 'fig8'] only" in err[0] \
+        and "got it for fig5" in err[0]
+    with pytest.raises(ValueError, match="--attack: expected 'alg2' or 'strong', got 'best'"):
+        PROTOCOL["fig2"].experiments(attack="best")
+
+
 def test_cross_eval_tuning_skips_a_lam_whose_training_diverges():
     sys.path.insert(0, str(ROOT / "reproduce"))
     import cross_eval

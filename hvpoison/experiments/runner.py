@@ -393,21 +393,9 @@ def check(exp: Experiment, out, data_dir=None) -> Store:
     prints anything."""
     exp.validate()
     store = Store(out)
-    if not _complete(exp, store):
+    if store.finished(exp) is None:
         preflight(exp, load_split(exp, 0, data_dir))
     return store
-
-
-def _complete(exp, store) -> bool:
-    """Whether ``store`` holds a finished run of ``exp`` (its summary says so)."""
-    import json
-
-    try:
-        s = json.loads((store.out / "summary.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(s, dict) and bool(s.get("complete")) and \
-        s.get("fingerprint") == exp.fingerprint()
 
 
 def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data_dir,

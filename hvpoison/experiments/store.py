@@ -118,6 +118,18 @@ class Store:
         self.save(key, record, arrays)
         return True
 
+    def finished(self, exp):
+        """The summary of ``exp`` if a run of this very experiment (same fingerprint in
+        ``experiment.json``) finished in this folder, else None."""
+        try:
+            meta = json.loads((self.out / "experiment.json").read_text())
+            s = json.loads((self.out / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(meta, dict) and isinstance(s, dict) and bool(s.get("complete")) \
+            and meta.get("fingerprint") == exp.fingerprint()
+        return s if ok else None
+
     def undefended_fingerprint(self):
         """``Experiment.fingerprint(undefended=True)`` of the experiment in this folder, or
         None when the folder holds none."""

@@ -13,21 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiments import protocol
+from ..experiments import Store, protocol
 from . import fig1, lr, mlp
 
 FIGURES = {name: f.description for name, f in protocol.FIGURES.items()}   # name -> what
-
-
-def _finished(exp, folder):
-    """The summary of ``exp`` in ``folder`` if a run of this very protocol (same
-    fingerprint) finished there, else None."""
-    try:
-        meta = json.loads((folder / "experiment.json").read_text())
-        s = json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return s if s.get("complete") and meta.get("fingerprint") == exp.fingerprint() else None
 
 
 def _siblings(out, name):
@@ -50,7 +39,7 @@ def _run_all(configs, out, n_jobs, data_dir, progress, tasks=None):
         if tasks is None or exp.data.task in tasks:
             s = run(exp, Path(out) / exp.name, n_jobs=n_jobs, data_dir=data_dir,
                     progress=progress, reuse=_siblings(out, exp.name))
-        elif (s := _finished(exp, Path(out) / exp.name)) is None:
+        elif (s := Store(Path(out) / exp.name).finished(exp)) is None:
             continue
         s["n_val"] = exp.data.n_val
         summaries.append(s)
@@ -117,7 +106,7 @@ def _draw_strong(fig, sums, base, out, quick):
     baseline = {}
     for t in protocol.TASKS:
         exp = Experiment.from_dict(protocol.lr_config(t, pen, quick))
-        if (s := _finished(exp, Path(out) / exp.name)) is not None:
+        if (s := Store(Path(out) / exp.name).finished(exp)) is not None:
             baseline[t] = s
     return lr.plot_error_victims(rows, base, f"LR, {pen.upper()}: the strongest attack "
                                  "found, per victim", baseline)
