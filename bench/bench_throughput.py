@@ -91,10 +91,10 @@ def time_ours(kind, n, dtype, xp, on=None):
     """One ``H v`` at a fresh point: forward + backward deltas + R pass, on inputs checked
     once (as the peers get theirs); ``obj.hvp`` would also check X for NaN every call."""
     model, obj, X, y, w, v = problem(kind, n, dtype, xp)
-    pt = obj.at(w, X, y, -2.0)
+    data = obj.prepare(X, y, -2.0)
 
     def once():
-        obj.point(w, X, pt.y, pt.e, pt.lam_shape).hvp(v)
+        obj.linearize(w, data).hvp(v)
         sync(xp)
 
     with kernel_switch(on):

@@ -17,7 +17,7 @@ def fail(name, expected, got, exc=ValueError):
     raise exc(f"{name}: expected {expected}, got {got}")
 
 
-def _describe(a):
+def describe(a):
     shape = getattr(a, "shape", None)
     dtype = getattr(a, "dtype", None)
     if shape is not None:
@@ -67,11 +67,11 @@ def _all_finite(xp, a):
 def params(name, w, n_params):
     """A flat float32/float64 parameter vector of length ``n_params``."""
     if not _is_array(w):
-        fail(name, f"a 1-D float array of length {n_params}", _describe(w), TypeError)
+        fail(name, f"a 1-D float array of length {n_params}", describe(w), TypeError)
     if w.dtype not in (np.float32, np.float64):
-        fail(name, "dtype float32 or float64", _describe(w), TypeError)
+        fail(name, "dtype float32 or float64", describe(w), TypeError)
     if w.ndim != 1 or w.shape[0] != n_params:
-        fail(name, f"shape ({n_params},)", _describe(w))
+        fail(name, f"shape ({n_params},)", describe(w))
     if not _all_finite(get_array_module(w), w):
         fail(name, "finite values", "NaN or inf")
     return w
@@ -81,11 +81,11 @@ def vector_like(name, v, w):
     """A direction with the length of ``w``; cast to ``w``'s dtype and module."""
     xp = get_array_module(w)
     if not _is_array(v):
-        fail(name, f"a 1-D float array of length {w.shape[0]}", _describe(v), TypeError)
+        fail(name, f"a 1-D float array of length {w.shape[0]}", describe(v), TypeError)
     if v.ndim != 1 or v.shape[0] != w.shape[0]:
-        fail(name, f"shape ({w.shape[0]},) like w", _describe(v))
+        fail(name, f"shape ({w.shape[0]},) like w", describe(v))
     if v.dtype.kind not in "fiu":
-        fail(name, "a real-valued array", _describe(v), TypeError)
+        fail(name, "a real-valued array", describe(v), TypeError)
     v = xp.asarray(v, dtype=w.dtype)
     if not _all_finite(xp, v):
         fail(name, "finite values", "NaN or inf")
@@ -95,12 +95,12 @@ def vector_like(name, v, w):
 def features(name, X, n_features, dtype):
     """A 2-D ``n x n_features`` float matrix of the same dtype as the parameters."""
     if not _is_array(X):
-        fail(name, f"a 2-D float array with {n_features} columns", _describe(X), TypeError)
+        fail(name, f"a 2-D float array with {n_features} columns", describe(X), TypeError)
     if X.ndim != 2 or X.shape[1] != n_features or X.shape[0] == 0:
-        fail(name, f"shape (n, {n_features}) with n >= 1", _describe(X))
+        fail(name, f"shape (n, {n_features}) with n >= 1", describe(X))
     if X.dtype != dtype:
         fail(name, f"dtype {np.dtype(dtype)} (the dtype of w; cast X or build w with "
-             f"model.init(seed, dtype=X.dtype))", _describe(X), TypeError)
+             f"model.init(seed, dtype=X.dtype))", describe(X), TypeError)
     if not _all_finite(get_array_module(X), X):
         fail(name, "finite values", "NaN or inf")
     return X
@@ -109,11 +109,11 @@ def features(name, X, n_features, dtype):
 def labels(name, y, n, dtype):
     """Labels in {0, 1}, one per row; returned in the parameters' dtype."""
     if not _is_array(y):
-        fail(name, f"a 1-D array of {n} labels in {{0, 1}}", _describe(y), TypeError)
+        fail(name, f"a 1-D array of {n} labels in {{0, 1}}", describe(y), TypeError)
     if y.ndim != 1 or y.shape[0] != n:
-        fail(name, f"shape ({n},) (one label per row of X)", _describe(y))
+        fail(name, f"shape ({n},) (one label per row of X)", describe(y))
     if y.dtype.kind not in "biuf":
-        fail(name, "numeric labels in {0, 1}", _describe(y), TypeError)
+        fail(name, "numeric labels in {0, 1}", describe(y), TypeError)
     xp = get_array_module(y)
     y = xp.asarray(y, dtype=dtype)
     if not bool(((y == 0) | (y == 1)).all()):
@@ -138,9 +138,9 @@ def lam(name, lam, n_lam, xp, dtype):
             fail(name, "a finite value (use None for no regularisation)", repr(lam))
         return xp.full(n_lam, float(lam), dtype=dtype), ()
     if not _is_array(lam):
-        fail(name, "None, a float or a 1-D array", _describe(lam), TypeError)
+        fail(name, "None, a float or a 1-D array", describe(lam), TypeError)
     if lam.dtype.kind not in "iuf":
-        fail(name, "a real-valued array", _describe(lam), TypeError)
+        fail(name, "a real-valued array", describe(lam), TypeError)
     if lam.ndim == 0:
         vec = xp.full(n_lam, 0.0, dtype=dtype) + xp.asarray(lam, dtype=dtype)
         shape = ()
@@ -148,7 +148,7 @@ def lam(name, lam, n_lam, xp, dtype):
         vec = xp.asarray(lam, dtype=dtype)
         shape = (n_lam,)
     else:
-        fail(name, f"a scalar or shape ({n_lam},) (one value per penalty group)", _describe(lam))
+        fail(name, f"a scalar or shape ({n_lam},) (one value per penalty group)", describe(lam))
     if not _all_finite(xp, vec):
         fail(name, "finite values (use None for no regularisation)", "NaN or inf")
     return vec, shape
@@ -160,7 +160,7 @@ def rows(name, idx, n, xp):
         return None
     host = np.asarray(to_numpy(idx))
     if host.ndim != 1 or (host.size and host.dtype.kind not in "iu"):
-        fail(name, "a 1-D array of integer row indices", _describe(host), TypeError)
+        fail(name, "a 1-D array of integer row indices", describe(host), TypeError)
     if host.size and (host.min() < 0 or host.max() >= n):
         fail(name, f"indices in [0, {n})", f"range [{host.min()}, {host.max()}]")
     if np.unique(host).size != host.size:

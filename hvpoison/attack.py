@@ -105,22 +105,21 @@ class Context:
     """What every part of a method reads during batch ``b`` (built and validated once by
     :func:`attack`; :meth:`make` builds one to call a method's parts directly).
 
+    ``data``: the checked training data with the shape of ``lam`` (:class:`Prepared`; a
+    hyperiteration's poisoned copy and ``lam_k`` come from :meth:`prepared`); ``out``: the
+    attacker's outer set (``D_val``, or the target set); ``val``: the defender's ``D_val``;
     ``rows``: the ``n_p`` poisoning rows of batch ``b`` (an ``xp`` index array; None at
     ``b = 0``); ``rng``: batch ``b``'s seeded stream (initDp and random ``initW`` draws).
     """
 
     obj: object
-    xp: object
-    dtype: object
     victim: object
-    Xt: object                # the attacker's outer set (D_val, or the target set)
-    yt: object
-    Xval: object              # the defender's set (D_val)
-    yval: object
-    target: bool              # Xt is not D_val
+    data: object
+    out: object
+    val: object
+    target: bool              # out is not D_val
     sign: float               # the attacker ascends sign * loss(D_t)
     box: tuple
-    lam_shape: object
     b: int = 0
     rows: object = None
     rng: object = None
@@ -131,37 +130,48 @@ class Context:
         """A checked context for ``obj`` and ``victim`` (a name or object), ``Xval``
         ``(m, d)`` and ``lam`` of the shape the method will be given; the attacker's set is
         ``target`` (or ``D_val``)."""
-        w = obj.model.init(0, dtype=Xval.dtype)
-        pt = obj.at(w, Xval, yval, lam)
-        xp = pt.xp
-        Xt, yt = (Xval, pt.y) if target is None else (target[0], obj.at(w, *target).y)
-        shape = pt.lam_shape
-        return cls(obj, xp, Xval.dtype, as_victim(victim), Xt, yt, Xval, pt.y,
-                   target is not None, -1.0 if targeted else 1.0, tuple(box), shape, b,
-                   None if rows is None else xp.asarray(rows),
+        data = obj.prepare(Xval, yval, lam)
+        val = obj.prepare(Xval, yval, names=("Xval", "yval"))
+        out = val if target is None else obj.prepare(*target, names=("target[0]", "target[1]"),
+                                                     dtype=val.dtype)
+        return cls(obj, as_victim(victim), data, out, val, target is not None,
+                   -1.0 if targeted else 1.0, tuple(box), b,
+                   None if rows is None else data.xp.asarray(rows),
                    np.random.default_rng([seed, b]))
 
+    @property
+    def xp(self):
+        return self.data.xp
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
     def init_w(self):                                              # [A4]
-        return self.victim.initial(self.obj, int(self.rng.integers(2**63)), self.Xt) \
+        return self.victim.initial(self.obj, int(self.rng.integers(2**63)), self.out.X) \
             if self.victim.init_kind(self.obj) == "random" else \
             self.xp.zeros(self.obj.model.n_params, dtype=self.dtype)
 
+    def prepared(self, Xc, yc, lam_k):
+        """``D_tr'`` as :class:`Prepared` data: the poisoned copy ``Xc`` ``(n, d)``, ``yc``
+        ``(n,)`` with ``lam_k`` (Alg. 2's, on the device: no wait for it)."""
+        e = None if lam_k is None else self.obj.exp_groups(
+            self.xp.broadcast_to(lam_k, (self.obj.n_lam,)).astype(self.dtype))
+        return self.data.with_data(Xc, yc).with_exp_lam(e, lam_k)
+
     def as_lam(self, v):
+        """``lam_k`` in the user's form (a float, or an ``(n_lam,)`` array): a Batch's."""
         return None if v is None else (float(v) if v.ndim == 0 else
                                        self.xp.asarray(v, self.dtype))
-
-    def exp_lam(self, v):      # e = exp(lam) per penalty group, computed on the device
-        return None if v is None else self.obj.exp_groups(
-            self.xp.broadcast_to(v, (self.obj.n_lam,)).astype(self.dtype))
 
 
 def init_dp(ctx, X, y, n_poison):
     """[A1]-[A2]: a copy of ``(X, y)`` whose rows ``ctx.rows`` hold ``n_poison``
     label-flipped clones of validation rows."""
     Xc, yc = X.copy(), y.copy()
-    src = ctx.xp.asarray(_init_dp_rows(ctx.rng, ctx.Xval.shape[0], n_poison))
-    Xc[ctx.rows] = ctx.Xval[src]
-    yc[ctx.rows] = 1 - ctx.yval[src]
+    src = ctx.xp.asarray(_init_dp_rows(ctx.rng, ctx.val.X.shape[0], n_poison))
+    Xc[ctx.rows] = ctx.val.X[src]
+    yc[ctx.rows] = 1 - ctx.val.y[src]
     return Xc, yc
 
 
@@ -235,6 +245,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     obj : Objective  the victim's training objective (its ``per_layer`` decides whether a
         learned ``lam`` is one scalar or one value per layer)
     Xtr, ytr, Xval, yval : clean training set ``(n, d)`` and trusted validation set ``(m, d)``
+        (or :class:`~hvpoison.objective.Prepared` ``Xtr`` holding ``lam`` and ``Xval``, with
+        ``ytr``, ``yval`` and ``lam`` None)
     n_poison, n_batches : points per batch; fractions are ``b * n_poison / n``, b = 0..n_batches
     victim : how the defender trains (:mod:`hvpoison.victims`): ``"gd"`` = ``GD(T, eta,
         w_init)``, the paper's (default), ``"exact"`` = ``Exact()`` (to optimality; LR with
@@ -266,9 +278,10 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     list of :class:`Batch`, one per fraction (the first is the clean fraction 0).
     """
     model = obj.model
-    pt = obj.at(model.init(0, dtype=Xtr.dtype), Xtr, ytr, lam)       # validates Xtr, ytr, lam
-    xp, ytr = pt.xp, pt.y
-    yval = obj.check_data(pt.w, Xval, yval, ("Xval", "yval"))
+    data = obj.as_prepared(Xtr, ytr, lam, ("Xtr", "ytr"))             # validates once
+    xp, Xtr, ytr, lam = data.xp, data.X, data.y, data.lam
+    val = obj.as_prepared(Xval, yval, None, ("Xval", "yval"), data.dtype)
+    Xval = val.X
     n, d = Xtr.shape
     n_poison = _checks.positive_int("n_poison", n_poison)
     if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 0:
@@ -293,13 +306,10 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         box = (float(min(Xtr.min(), Xval.min())), float(max(Xtr.max(), Xval.max())))
     if not (len(box) == 2 and box[0] < box[1]):
         _checks.fail("box", "(low, high) with low < high", repr(box))
-    if target is not None:
-        Xt, yt = target
-        yt = obj.check_data(pt.w, Xt, yt, ("target[0]", "target[1]"))
-    else:
-        Xt, yt = Xval, yval
-    ctx = Context(obj, xp, Xtr.dtype, victim, Xt, yt, Xval, yval, target is not None,
-                   -1.0 if targeted else 1.0, tuple(box), pt.lam_shape)
+    out = val if target is None else obj.prepare(*target, None, ("target[0]", "target[1]"),
+                                                 data.dtype)
+    ctx = Context(obj, victim, data, out, val, target is not None, -1.0 if targeted else 1.0,
+                  tuple(box))
 
     # the rows I, batch by batch: a permutation that does not depend on n_batches, so a
     # run to 8 % is the first two batches of a run to 20 %
@@ -308,7 +318,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
 
     X, y, b0 = Xtr.copy(), ytr.copy(), -1
     if start is not None:
-        b0, X, y = _checked_start(obj, pt, start, n_batches, Xtr.shape)
+        b0, X, y = _checked_start(obj, data, start, n_batches)
     batches = []
     for b in range(b0 + 1, n_batches + 1):
         ctx.b, ctx.rng = b, np.random.default_rng([seed, b])    # batch b's own stream
@@ -327,12 +337,13 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     return batches
 
 
-def _checked_start(obj, pt, start, n_batches, shape):
+def _checked_start(obj, data, start, n_batches):
     b0, X, y = start
     if isinstance(b0, bool) or not isinstance(b0, (int, np.integer)) or not 0 <= b0 <= n_batches:
         _checks.fail("start[0]", f"a batch index in [0, {n_batches}]", repr(b0))
-    y = obj.check_data(pt.w, X, y, ("start[1]", "start[2]"))
+    y = obj.prepare(X, y, None, ("start[1]", "start[2]"), data.dtype).y
+    shape = data.X.shape
     if X.shape != shape:
         _checks.fail("start[1]", f"the poisoned training set of shape {shape}",
-                     _checks._describe(X))
+                     _checks.describe(X))
     return b0, X.copy(), y.copy()

@@ -13,13 +13,15 @@ from .hypergrad.rmd import unroll
 from .victims import as_victim
 
 
-def train(obj, X, y, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
+def train(obj, X, y=None, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
     """Full-batch gradient descent (Eq. 6) for ``T`` steps on ``X`` ``(n, d)``, ``y``
-    ``(n,)``; ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a Xavier draw for the
-    MLP).  Returns ``w_T`` ``(P,)``."""
+    ``(n,)`` (or Prepared ``X``); ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a
+    Xavier draw for the MLP).  Returns ``w_T`` ``(P,)``."""
+    data = obj.as_prepared(X, y, lam)
     if w0 is None:                       # on X's device: cupy X gives a cupy w0
-        w0 = obj.model.init(seed, dtype=X.dtype, device="gpu" if is_cupy_array(X) else None)
-    return unroll(obj, w0, X, y, lam, T, eta)
+        w0 = obj.model.init(seed, dtype=data.dtype,
+                            device="gpu" if is_cupy_array(data.X) else None)
+    return unroll(obj, w0, data, T=T, eta=eta)
 
 
 def error(model, w, X, y):

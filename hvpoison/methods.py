@@ -82,25 +82,26 @@ class RMD:
         """``(value, dXp, dlam)``: the outer loss, its gradient on the poisoning rows, and
         the defender's ``dlam`` on the validation set (None unless ``need_dlam``)."""
         w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]  # [A4]
-        e = ctx.exp_lam(lam_k)
+        data = ctx.prepared(Xc, yc, lam_k)
         with np.errstate(over="ignore", invalid="ignore"):   # a diverging step: see final
-            hg = alg1(ctx.obj, w0, Xc, yc, ctx.rows, ctx.Xt, ctx.yt, e, ctx.lam_shape,
-                      ctx.victim.T, ctx.victim.eta, self.memory)                  # [A5]
+            hg = alg1(ctx.obj, w0, data, ctx.rows, ctx.out, ctx.victim.T, ctx.victim.eta,
+                      self.memory)                                                  # [A5]
         if self.warm:
             st["w"] = hg.info["w_T"]
         dlam = hg.dlam
         if need_dlam and ctx.target:                  # the defender's: the validation loss
             with np.errstate(over="ignore", invalid="ignore"):
-                dlam = alg1(ctx.obj, w0, Xc, yc, None, ctx.Xval, ctx.yval, e,
-                            ctx.lam_shape, ctx.victim.T, ctx.victim.eta, self.memory).dlam
+                dlam = alg1(ctx.obj, w0, data, None, ctx.val, ctx.victim.T, ctx.victim.eta,
+                            self.memory).dlam
         return hg.value, hg.dXp, dlam
 
     def final(self, ctx, st, Xc, yc, lam_k):
         """The attacker's objective at the batch's end, as the victim trains (a diverged
         training raises :class:`~hvpoison.hypergrad.result.DivergenceError` here)."""
         w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]
-        w_T = unroll(ctx.obj, w0, Xc, yc, ctx.as_lam(lam_k), ctx.victim.T, ctx.victim.eta)
-        return ctx.sign * float(ctx.obj.val_loss(w_T, ctx.Xt, ctx.yt))
+        w_T = unroll(ctx.obj, w0, ctx.prepared(Xc, yc, lam_k), T=ctx.victim.T,
+                     eta=ctx.victim.eta)
+        return ctx.sign * float(ctx.obj.val_loss(w_T, ctx.out))
 
 
 @dataclass(frozen=True)
@@ -129,21 +130,21 @@ class Implicit:
         return {"w": ctx.xp.zeros(ctx.obj.model.n_params, dtype=ctx.dtype), "solver": solver}
 
     def _fit(self, ctx, st, Xc, yc, lam_k):
-        lam = ctx.as_lam(lam_k)
-        w, _ = st["solver"].minimize(lambda w: ctx.obj.at(w, Xc, yc, lam), st["w"])
+        data = ctx.prepared(Xc, yc, lam_k)
+        w, _ = st["solver"].minimize(lambda w: ctx.obj.linearize(w, data), st["w"])
         st["w"] = w
-        return ctx.obj.at(w, Xc, yc, lam)
+        return ctx.obj.linearize(w, data)
 
     def __call__(self, ctx, st, Xc, yc, lam_k, need_dlam):
         pt = self._fit(ctx, st, Xc, yc, lam_k)
-        out = ctx.obj.at(pt.w, ctx.Xt, ctx.yt)            # l(w*; D_t), no penalty
+        out = ctx.obj.linearize(pt.w, ctx.out)          # l(w*; D_t), no penalty
         mu = self.damping + self.damping_per_batch * ctx.b
         u, _ = st["solver"].solve(pt, out.grad().copy(), damping=mu)
         _, mx, ml = pt.hvp_mixed(u, rows=ctx.rows)
         dlam = None
         if need_dlam:                                   # the defender's: exact, on D_val
             if mu or ctx.target:
-                val = ctx.obj.at(pt.w, ctx.Xval, ctx.yval)
+                val = ctx.obj.linearize(pt.w, ctx.val)
                 u0, _ = st["solver"].solve(pt, val.grad().copy())
                 ml = pt.hvp_lw(u0)
             dlam = -ml
@@ -151,7 +152,7 @@ class Implicit:
 
     def final(self, ctx, st, Xc, yc, lam_k):
         pt = self._fit(ctx, st, Xc, yc, lam_k)
-        return ctx.sign * float(ctx.obj.val_loss(pt.w, ctx.Xt, ctx.yt))
+        return ctx.sign * float(ctx.obj.val_loss(pt.w, ctx.out))
 
 
 # -- outer steps on X_p ([A6]) ----------------------------------------------------------

@@ -1,9 +1,15 @@
 """The training objective ``L(w; D, lam) = l(w; D) + sum_k exp(lam_k) Omega(w_k)`` (Eq. 1).
 
 An :class:`Objective` couples a model with a penalty.  Its methods are pure functions of
-``(w, X, y, lam[, v])``; :meth:`Objective.at` returns a :class:`Point` that runs the forward
-pass once and hands out the gradient, ``H v`` and the mixed products from it (the
-hypergradient loops call these at every step).
+``(w, X, y, lam[, v])``. Two values serve the loops that call it many times:
+
+- :meth:`Objective.prepare` checks ``(X, y, lam)`` once and returns :class:`Prepared` data
+  (``lam`` in its one internal form: ``exp(lam)`` per penalty group);
+- :meth:`Objective.linearize` returns the :class:`Point` at ``w`` on prepared data: it runs
+  the forward pass once and hands out the gradient, ``H v`` and the mixed products from it
+  (Alg. 1 keeps one per step), with its own copy of ``w``, so it stays valid.
+
+:meth:`Objective.at` does both, checked, in one call.
 
 Shapes: ``w, v``: ``(P,)``; ``X``: ``(n, d)``; ``y``: ``(n,)`` in {0, 1};
 ``lam``: ``None`` (no penalty), a scalar, or ``(n_lam,)`` with ``n_lam`` the number of
@@ -11,31 +17,97 @@ layers when ``per_layer`` and 1 otherwise.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import _checks, ops
-from .backend import get_array_module
+from .backend import get_array_module, to_numpy
 from .models._logistic import mean_ce
 from .models.base import Model
 from .penalties import Penalty
 
 
-class Point:
-    """``L`` of Eq. 1 at one ``(w (P,), X (n, d), y (n,), lam)``: one forward pass, reused
-    by every product of Eq. 4 and Alg. 1.
+def _float_dtype(name, X):
+    """``X``'s dtype when it is float32/float64 (the dtype every array of Eq. 1 shares)."""
+    dtype = getattr(X, "dtype", None)
+    if dtype not in (np.float32, np.float64):
+        _checks.fail(name, "a float32 or float64 array", _checks.describe(X), TypeError)
+    return dtype
 
-    Do not build directly; use :meth:`Objective.at` (checked) or ``Objective.point``
-    (unchecked, for inner loops whose inputs were validated once).
+
+class Prepared:
+    """The data of Eq. 1 checked once: ``D = (X (n, d), y (n,))`` and ``lam`` in its one
+    internal form, ``e = exp(lam)`` per penalty group ``(G,)`` with ``lam_shape``, the shape
+    a derivative in ``lam`` comes back in (``()`` for a scalar, ``(n_lam,)``; None without a
+    penalty). Built by :meth:`Objective.prepare` (no forward pass); accepted wherever
+    ``X, y, lam`` are (:func:`~hvpoison.hypergrad.rmd`, :func:`~hvpoison.hypergrad.fmd`,
+    :func:`~hvpoison.hypergrad.unroll`, :func:`~hvpoison.hypergrad.implicit_hypergrad`,
+    :func:`~hvpoison.train`, the victims), so a loop checks its data once.
+
+    It holds ``X`` by reference, not a copy: write into ``X`` only when no point built on
+    it is still in use. ``lam`` is the value as given (for messages).
     """
 
-    def __init__(self, obj, w, X, y, e, lam_shape):
-        self.obj, self.w, self.X, self.y = obj, w, X, y
-        self.e, self.lam_shape = e, lam_shape
-        xp = self.xp = get_array_module(w)
-        self.tape = obj.model.forward(w, X)
+    __slots__ = ("X", "y", "lam", "e", "lam_shape", "xp", "dtype")
+
+    def __init__(self, X, y, lam, e, lam_shape):
+        self.X, self.y, self.lam, self.e, self.lam_shape = X, y, lam, e, lam_shape
+        self.xp, self.dtype = get_array_module(X), X.dtype
+
+    def __repr__(self):
+        return (f"Prepared(X of shape {tuple(self.X.shape)} and dtype {self.dtype}, "
+                f"lam={self.lam_text()})")
+
+    def lam_text(self):
+        """``lam`` for a message: ``None``, a float, or a list of floats (a device value is
+        read back here, and only here)."""
+        if self.lam is None or isinstance(self.lam, (int, float)):
+            return repr(self.lam)
+        return repr(to_numpy(self.lam).tolist())
+
+    def with_data(self, X, y):
+        """The same ``lam`` over ``X`` ``(n', d)``, ``y`` ``(n',)`` (in this dtype): the
+        attack's poisoned copies of checked data; only shapes and dtypes are checked."""
+        if X.ndim != 2 or X.shape[1] != self.X.shape[1] or X.dtype != self.dtype:
+            _checks.fail("X", f"shape (n, {self.X.shape[1]}) and dtype {self.dtype}",
+                         _checks.describe(X))
+        if y.shape != (X.shape[0],) or y.dtype != self.dtype:
+            _checks.fail("y", f"shape ({X.shape[0]},) and dtype {self.dtype}",
+                         _checks.describe(y))
+        return Prepared(X, y, self.lam, self.e, self.lam_shape)
+
+    def with_exp_lam(self, e, lam=None):
+        """The same data with ``e = exp(lam)`` per penalty group (``(G,)``, on this
+        device, from :meth:`Objective.exp_groups`): Alg. 2's ``lam_k`` at every
+        hyperiteration, with no wait for the device."""
+        if (e is None) != (self.e is None) or (e is not None and e.shape != self.e.shape):
+            _checks.fail("e", "exp(lam) per penalty group, shaped like the prepared lam's",
+                         _checks.describe(e) if e is not None else "None")
+        return Prepared(self.X, self.y, lam, e, self.lam_shape)
+
+
+class Point:
+    """Eq. 1's ``L`` linearised at ``w`` ``(P,)`` on :class:`Prepared` data: one forward
+    pass, reused by every product of Eq. 4 and Alg. 1 (the gradient, ``H v``, the mixed
+    products).
+
+    A point is a value: it keeps its own copy of ``w``, and what it derives from its one
+    forward tape (the backward deltas) depends on nothing a caller can change, so a point
+    kept from step ``t`` of Alg. 1 still gives step ``t``'s products after ``w`` has moved
+    on. (The data are held by reference: see :class:`Prepared`.) Build it with
+    :meth:`Objective.linearize` (or :meth:`Objective.at`, which also checks ``X, y,
+    lam``).
+    """
+
+    def __init__(self, obj, w, data):
+        self.obj, self.data = obj, data
+        self.w = w.copy()                # its own: the caller's w may be updated in place
+        self.X, self.y, self.e, self.lam_shape = data.X, data.y, data.e, data.lam_shape
+        xp = self.xp = data.xp
+        self.tape = obj.model.forward(self.w, self.X)
         # residual dl/dz and curvature d2l/dz2 (the GPU kernel adds the loss in the same pass)
-        self._ce, self.residual, self.curv = ops.impl("sigmoid_ce", xp)(xp, self.tape.z, y,
-                                                                        with_loss=False)
-        self._bwd = None
-        self._g = None
+        self._ce, self.residual, self.curv = ops.impl("sigmoid_ce", xp)(xp, self.tape.z,
+                                                                        self.y, with_loss=False)
+        self._bwd = None                 # the backward deltas, formed once when first needed
 
     # -- values and first order -------------------------------------------------------
     def loss(self):
@@ -46,22 +118,18 @@ class Point:
         return value
 
     def grad(self, out=None):
-        """``grad_w L`` of Eq. 1, shape ``(P,)``, written into ``out`` when given."""
-        if self._g is not None and out is None:
-            return self._g
-        xp = self.xp
-        keep = out is None               # a caller's buffer may be reused: cache only ours
-        out = xp.empty_like(self.w) if out is None else out
-        self._bwd = self.obj.model.backward(self.w, self.tape, self.residual, out)
+        """``grad_w L`` of Eq. 1, shape ``(P,)``: a new array, or written into ``out``."""
+        out = self.xp.empty_like(self.w) if out is None else out
+        bwd = self.obj.model.backward(self.w, self.tape, self.residual, out)
+        if self._bwd is None:
+            self._bwd = bwd
         if self.e is not None:
-            self.obj.penalty.add_grad(xp, self.w, self.e, out)
-        if keep:
-            self._g = out
+            self.obj.penalty.add_grad(self.xp, self.w, self.e, out)
         return out
 
     def _backward(self):
-        # the R pass needs the backward state, not the gradient: without a cached one, form
-        # the deltas alone (for a lone H v this skips the X^T delta_1 pass over the data)
+        # the R pass needs the backward state, not the gradient: without it, form the
+        # deltas alone (for a lone H v this skips the X^T delta_1 pass over the data)
         if self._bwd is None:
             self._bwd = self.obj.model.backward(self.w, self.tape, self.residual, None)
         return self._bwd
@@ -152,7 +220,7 @@ class Objective:
             _checks.fail("per_layer", "True or False", repr(per_layer), TypeError)
         self.model = model
         self.per_layer = per_layer
-        self.penalty = None if penalty is None else Penalty(penalty, model.weight_slices)
+        self.penalty = None if penalty is None else Penalty(penalty, model.weight_slices, model.n_params)
         self.n_lam = model.n_layers if per_layer else 1
 
     def __repr__(self):
@@ -172,43 +240,63 @@ class Objective:
         return self.exp_groups(vec), shape
 
     def exp_groups(self, vec):
-        """``e = exp(lam)`` of Eq. 1 per penalty group from the ``(n_lam,)``
-        array ``vec`` (unchecked; a shared ``lam`` is repeated over the layers), of shape
-        ``(n_groups,)``."""
-        xp = get_array_module(vec)
-        if self.n_lam == 1 and self.model.n_layers > 1:
-            vec = xp.repeat(vec, self.model.n_layers)
-        return xp.exp(vec)
+        """``e = exp(lam)`` of Eq. 1 per penalty group, shape ``(n_groups,)``, from ``vec``
+        ``(n_lam,)`` (unchecked; :meth:`Penalty.exp_lam <hvpoison.penalties.Penalty.exp_lam>`)."""
+        return self.penalty.exp_lam(vec)
 
     def reduce_lam(self, per_group, shape):
         """Per-group derivatives ``d/d lam_k`` (Eq. 4's ``M_lam^T v``, ``(n_groups,)``) back
-        to ``lam``'s ``shape`` (a shared scalar sums its groups)."""
-        if shape == ():
-            return per_group.sum()
-        if shape == (1,):
-            return per_group.sum(keepdims=True)
-        return per_group
+        to ``lam``'s ``shape`` (:meth:`Penalty.reduce_lam
+        <hvpoison.penalties.Penalty.reduce_lam>`)."""
+        return self.penalty.reduce_lam(per_group, shape)
 
     # -- checked entry points ---------------------------------------------------------
+    def prepare(self, X, y, lam=None, names=("X", "y"), dtype=None):
+        """Check ``X`` ``(n, d)`` (finite, of ``dtype``: float32/float64, by default its
+        own), ``y`` ``(n,)`` in {0, 1} and ``lam`` once (errors name ``names`` and ``lam``),
+        with no forward pass; returns the :class:`Prepared` data of Eq. 1 (``y`` in ``X``'s
+        dtype, ``e = exp(lam)`` per penalty group)."""
+        _checks.features(names[0], X, self.model.n_features,
+                         _float_dtype(names[0], X) if dtype is None else dtype)
+        y = _checks.labels(names[1], y, X.shape[0], X.dtype)
+        e, shape = self._lam(lam, get_array_module(X), X.dtype)
+        return Prepared(X, y, lam, e, shape)
+
+    def as_prepared(self, X, y=None, lam=None, names=("X", "y"), dtype=None):
+        """``X`` when it is :class:`Prepared` (then ``y`` and ``lam`` must be None: it holds
+        them), else :meth:`prepare` of ``(X (n, d), y (n,), lam)``: how every public entry
+        point takes the data of Eq. 1."""
+        if not isinstance(X, Prepared):
+            return self.prepare(X, y, lam, names, dtype)
+        for name, value in ((names[1], y), ("lam", lam)):
+            if value is not None:
+                _checks.fail(name, f"None when {names[0]} is Prepared data (it holds {name})",
+                             _checks.describe(value))
+        if X.X.shape[1] != self.model.n_features or (X.e is not None and self.penalty is None):
+            _checks.fail(names[0], f"data prepared for this objective ({self!r})", repr(X))
+        return X
+
+    def linearize(self, w, data):
+        """The :class:`Point` of Eq. 1 at ``w`` ``(P,)`` on :class:`Prepared` ``data``: one
+        forward pass; checks only ``w``'s shape and dtype (``O(1)``), so Alg. 1's steps
+        call it on data checked once (a diverging ``w`` is reported by the loop)."""
+        if getattr(w, "shape", None) != (self.model.n_params,) or w.dtype != data.dtype:
+            _checks.fail("w", f"shape ({self.model.n_params},) and dtype {data.dtype} (the "
+                         "data's)", _checks.describe(w))
+        return Point(self, w, data)
+
+    def at(self, w, X, y=None, lam=None):
+        """Check ``w`` ``(P,)`` (finite) and the data once and return the :class:`Point`
+        (Eq. 1 at ``w`` on ``X`` ``(n, d)``, ``y`` ``(n,)``, or on :class:`Prepared` ``X``)
+        sharing one forward pass."""
+        _checks.params("w", w, self.model.n_params)
+        return self.linearize(w, self.as_prepared(X, y, lam, dtype=w.dtype))
+
     def check_data(self, w, X, y, names=("X", "y")):
         """Check ``w`` ``(P,)``, ``X`` ``(n, d)`` and ``y`` ``(n,)`` for Eq. 1 (errors name
-        ``names``); returns ``y`` in ``w``'s dtype."""
+        ``names``); returns ``y`` in ``w``'s dtype (:meth:`prepare` keeps all of it)."""
         _checks.params("w", w, self.model.n_params)
-        _checks.features(names[0], X, self.model.n_features, w.dtype)
-        return _checks.labels(names[1], y, X.shape[0], w.dtype)
-
-    def at(self, w, X, y, lam=None):
-        """Validate once and return the :class:`Point` (Eq. 1 at ``w`` ``(P,)``, ``X``
-        ``(n, d)``, ``y`` ``(n,)``) sharing one forward pass."""
-        y = self.check_data(w, X, y)
-        e, shape = self._lam(lam, get_array_module(w), w.dtype)
-        return Point(self, w, X, y, e, shape)
-
-    def point(self, w, X, y, e, shape):
-        """Unchecked :class:`Point` of Eq. 1 for inner loops whose inputs were checked once
-        (``w`` ``(P,)``, ``X`` ``(n, d)``, ``y`` ``(n,)`` already in ``w``'s dtype, ``e =
-        exp(lam)`` per group, ``shape`` of ``lam``)."""
-        return Point(self, w, X, y, e, shape)
+        return self.prepare(X, y, None, names, w.dtype).y
 
     def loss(self, w, X, y, lam=None):
         """``L(w; D, lam)`` (Eq. 1), a scalar."""
@@ -235,8 +323,10 @@ class Objective:
         in the shape of ``lam``; ``None`` when ``lam`` is None."""
         return self.at(w, X, y, lam).hvp_lw(_checks.vector_like("v", v, w))
 
-    def val_loss(self, w, X, y):
+    def val_loss(self, w, X, y=None):
         """Plain mean cross-entropy ``l(w; D)`` with no penalty (the outer loss of Eq. 1
-        and Eq. 3) for ``X`` ``(m, d)``, ``y`` ``(m,)``; a scalar."""
-        y = self.check_data(w, X, y)
-        return mean_ce(get_array_module(w), self.model.forward(w, X).z, y)
+        and Eq. 3) for ``X`` ``(m, d)``, ``y`` ``(m,)`` (or :class:`Prepared` ``X`` without
+        ``lam``); a scalar."""
+        _checks.params("w", w, self.model.n_params)
+        data = self.as_prepared(X, y, dtype=w.dtype)
+        return mean_ce(get_array_module(w), self.model.forward(w, data.X).z, data.y)

@@ -2,19 +2,32 @@
 and the dispatch that may replace each by a CUDA kernel of the same signature.
 
 Every function here is the *reference*: plain ``xp`` code (numpy or cupy) that the tests
-hold the kernels to. :func:`impl` returns, while kernels are enabled, the CUDA kernel
-(``kernels/*.cu``, :mod:`hvpoison.kernels`) for cupy arrays and the numba twin
-(:mod:`hvpoison.kernels.cpu`) for numpy arrays when numba is installed; the reference
-otherwise. ``HVPOISON_KERNELS=0`` or ``with hvpoison.kernels.use_kernels(False)`` switches
-both off.
+hold the kernels to. :func:`impl` is the one way the engine picks a step: while kernels
+are enabled, the CUDA kernel (``kernels/*.cu``, :mod:`hvpoison.kernels`) for cupy arrays
+and the numba twin (:mod:`hvpoison.kernels.cpu`) for numpy arrays when numba is installed
+and the step has one; the reference otherwise. ``HVPOISON_KERNELS=0`` or
+``with hvpoison.kernels.use_kernels(False)`` switches both off.
+
+:mod:`hvpoison.kernels` is the top-level ``kernels/`` folder of the repository (mapped to
+that name in ``setup.cfg``). An install provides it; a plain checkout (the repository on
+``sys.path``, nothing installed) has no ``hvpoison/kernels``, so :func:`_kernels` loads
+the folder under that name itself. Only without the folder (a wheel built without it) do
+the references run everywhere.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from .models._logistic import sigmoid, softplus
+
+#: the repository's ``kernels/`` folder, :mod:`hvpoison.kernels` in a plain checkout
+KERNELS_DIR = Path(__file__).resolve().parents[1] / "kernels"
 
 
 def sigmoid_ce(xp, z, y, with_loss=True):
@@ -47,26 +60,118 @@ def ascent_project(xp, Xp, g, scale, lo, hi):
     return xp.clip(Xp, lo, hi, out=Xp)
 
 
+# -- the penalty of Eq. 1, sum_k e_k Omega(w_k) with e_k = exp(lam_k) ------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class Groups:
+    """The penalty groups ``w_k`` of Eq. 1, fixed when the penalty is built.
+
+    ``slices``: one slice of ``w`` ``(P,)`` per group (the references index with them);
+    ``index``: ``(P,)`` int32 on the host, the group of each parameter (-1: a bias, never
+    penalised), read-only (the kernels' view). Build with :meth:`of`.
+    """
+
+    slices: tuple
+    index: np.ndarray
+    _on: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def of(cls, slices, n_params=None) -> Groups:
+        """Groups from the weight ``slices`` of a ``(n_params,)`` vector (default: the end
+        of the last slice)."""
+        slices = tuple(slices)
+        index = np.full(slices[-1].stop if n_params is None else n_params, -1, np.int32)
+        for k, g in enumerate(slices):
+            index[g] = k
+        index.flags.writeable = False
+        return cls(slices, index)
+
+    def __len__(self):
+        return len(self.slices)
+
+    def index_on(self, xp):
+        """:attr:`index` as an ``xp`` array (copied to the device once per array module)."""
+        if xp is np:
+            return self.index
+        if xp.__name__ not in self._on:
+            self._on[xp.__name__] = xp.asarray(self.index)
+        return self._on[xp.__name__]
+
+
+def omega_grad(xp, wk, l1):
+    """``Omega'(w_k)``: ``w_k`` for L2, ``sign(w_k)`` for L1 (``sign(0) = 0``)."""
+    return xp.sign(wk) if l1 else wk
+
+
+def penalty_grad_add(xp, w, e, groups, out, l1):
+    """``out += grad_w`` of Eq. 1's penalty: ``out[w_k] += e_k Omega'(w_k)`` per group of
+    ``groups`` (:class:`Groups`), ``Omega'`` = ``w`` (L2) or ``sign(w)`` (``l1``); ``w``,
+    ``out`` ``(P,)``, ``e`` ``(G,)``; biases untouched. Returns ``out``."""
+    for k, g in enumerate(groups.slices):
+        out[g] += e[k] * omega_grad(xp, w[g], l1)
+    return out
+
+
+def penalty_hvp_add(xp, v, e, groups, out):
+    """``out += H v`` of Eq. 1's L2 penalty: ``out[w_k] += e_k v_k`` (``v``, ``out``
+    ``(P,)`` or ``(P, k)`` for ``k`` directions, ``e`` ``(G,)``). L1's is zero. Returns
+    ``out``."""
+    for k, g in enumerate(groups.slices):
+        out[g] += e[k] * v[g]
+    return out
+
+
+def penalty_mixed_lam(xp, w, v, e, groups, l1):
+    """``grad_lam (v^T grad_w)`` of Eq. 1's penalty (Alg. 1 [R2]): ``e_k Omega'(w_k)^T v_k``
+    per group, shape ``(G,)`` (``w``, ``v`` ``(P,)``, ``e`` ``(G,)``)."""
+    return xp.stack([e[k] * (omega_grad(xp, w[g], l1) @ v[g])
+                     for k, g in enumerate(groups.slices)])
+
+
 REFERENCE = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
-             "ascent_project": ascent_project}
+             "ascent_project": ascent_project, "penalty_grad_add": penalty_grad_add,
+             "penalty_hvp_add": penalty_hvp_add, "penalty_mixed_lam": penalty_mixed_lam}
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+def _load_folder(folder):
+    """Load ``folder/__init__.py`` as the package :mod:`hvpoison.kernels` (registered in
+    ``sys.modules``, so ``from . import cpu`` inside it works); None without the folder."""
+    init = Path(folder) / "__init__.py"
+    if not init.is_file():
+        return None
+    name = f"{__package__}.kernels"
+    spec = importlib.util.spec_from_file_location(name, init,
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    setattr(sys.modules[__package__], "kernels", module)
+    return module
 
 
 @functools.lru_cache(maxsize=None)
 def _kernels():
+    """:mod:`hvpoison.kernels`: installed, else the checkout's ``kernels/`` folder loaded
+    under that name, else None (a wheel without it: the references run)."""
     try:
         from . import kernels
-    except ImportError:          # a source tree run without installing: references only
-        return None
+    except ImportError:          # a plain checkout: hvpoison/ has no kernels/
+        return _load_folder(KERNELS_DIR)
     return kernels
 
 
 def impl(name, xp):
-    """The function to run for ``name`` on arrays of module ``xp``: a CUDA kernel (cupy) or
-    a numba twin (numpy, when numba imports) while kernels are enabled, else the reference."""
+    """The function to run for ``name`` (a key of :data:`REFERENCE`) on arrays of module
+    ``xp``: a CUDA kernel (cupy) or a numba twin (numpy, when numba imports and ``name``
+    has one) while kernels are enabled, else the reference. Each has the reference's
+    signature."""
     _k = _kernels()
     if _k is None or not _k.enabled():
         return REFERENCE[name]
     if xp is not np:
         return getattr(_k, name)  # pragma: no cover - GPU only
-    twins = _k.cpu_twins()
-    return twins.get(name, REFERENCE[name])
+    return _k.cpu_twins().get(name, REFERENCE[name])

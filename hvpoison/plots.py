@@ -29,7 +29,7 @@ def style(setting) -> dict:
             **STYLES.get(setting, {})}
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +72,7 @@ def _pct(ax):
     ax.set_xlabel("fraction of poisoning points")
 
 
-def _series(ax, t, metric, comp, **kw):
+def series(ax, t, metric, comp, **kw):
     import numpy as np
 
     x = np.array(t["fraction"])
@@ -86,7 +86,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     format; returns the written paths."""
     if not isinstance(summary, dict):
         summary = load_summary(summary)
-    plt = _pyplot()
+    plt = pyplot()
     settings = summary["settings"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     ax = axes[0, 0]
@@ -99,7 +99,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
                 if len(victims) > 1:
                     kw = {**kw, "label": f"{kw['label']}, {v} victim",
                           "ls": "-" if j == 0 else "--", "mfc": None if j == 0 else "none"}
-                _series(ax, t, metric, 0, **kw)
+                series(ax, t, metric, 0, **kw)
     ax.set_ylabel("test error")
     ax.set_title("Test error under attack")
     ax.legend()
@@ -110,7 +110,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
             for c in range(len(t["lam"]["mean"][0])):
                 lab = LABELS.get(s, s) + (f", layer {c + 1}" if len(t["lam"]["mean"][0]) > 1
                                           else "")
-                _series(ax, t, "lam", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
+                series(ax, t, "lam", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
     ax.set_ylabel("learned λ (log scale)")
     ax.set_title("Learned regularisation")
     if ax.lines:
@@ -123,7 +123,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
         n_layers = len(t["w_norm2"]["mean"][0])
         for c in range(n_layers):
             lab = LABELS.get(s, s) + (f", layer {c + 1}" if n_layers > 1 else "")
-            _series(ax, t, "w_norm2", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
+            series(ax, t, "w_norm2", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
     ax.set_yscale("log")
     ax.set_ylabel("||w||² / P")
     ax.set_title("Weight norm")
@@ -134,7 +134,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     for s, t in settings.items():
         for i, k in enumerate(ks):
             if f"kuncheva@{k}" in t:
-                _series(ax, t, f"kuncheva@{k}", 0, color=COLORS.get(s), ls=styles[i % 4])
+                series(ax, t, f"kuncheva@{k}", 0, color=COLORS.get(s), ls=styles[i % 4])
     ax.set_ylabel("Kuncheva's consistency index")
     ax.set_title("Stability of the selected features")
     if ks:      # colours are the settings (as in the other panels); line styles the k
@@ -190,7 +190,7 @@ def plot_poison(folder, out, *, setting=None, rep=0, n=8, formats=("png", "pdf")
     if "X0" not in z:
         return []
     X0, Xp, yp = z["X0"], z["Xp"], z["yp"]
-    plt = _pyplot()
+    plt = pyplot()
     title = (f"{rec['setting']}: {len(Xp)} poisoning points of batch {rec['b']} "
              f"({rec['fraction']:.0%} poisoned), repetition {rep}")
     if X0.shape[1] == 2:

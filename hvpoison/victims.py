@@ -89,11 +89,12 @@ class GD:
             return xp.zeros(obj.model.n_params, dtype=like.dtype)
         return obj.model.init(seed, dtype=like.dtype, device="gpu" if xp is not np else None)
 
-    def fit(self, obj, X, y, lam=None, *, seed=0, w0=None):
-        """``w_T`` ``(P,)`` after ``T`` steps on ``X`` ``(n, d)``, ``y`` ``(n,)`` from
-        ``w0`` (default: :meth:`initial` with ``seed``)."""
-        w0 = self.initial(obj, seed, X) if w0 is None else w0
-        return unroll(obj, w0, X, y, lam, self.T, self.eta)
+    def fit(self, obj, X, y=None, lam=None, *, seed=0, w0=None):
+        """``w_T`` ``(P,)`` after ``T`` steps on ``X`` ``(n, d)``, ``y`` ``(n,)`` (or
+        Prepared ``X``) from ``w0`` (default: :meth:`initial` with ``seed``)."""
+        data = obj.as_prepared(X, y, lam)
+        w0 = self.initial(obj, seed, data.X) if w0 is None else w0
+        return unroll(obj, w0, data, T=self.T, eta=self.eta)
 
 
 @dataclass(frozen=True)
@@ -136,17 +137,17 @@ class Exact:
         """A fresh :class:`Newton` (keep it to warm-start later solves)."""
         return Newton(self.tol, self.maxiter)
 
-    def fit(self, obj, X, y, lam=None, *, seed=0, w0=None, solver=None):
+    def fit(self, obj, X, y=None, lam=None, *, seed=0, w0=None, solver=None):
         """``w*`` ``(P,)`` for ``X`` ``(n, d)``, ``y`` ``(n,)`` (``seed`` is unused: the
         optimum does not depend on the start); ``solver`` keeps a factor between calls."""
         self.check(obj)
-        if lam is None:
+        data = obj.as_prepared(X, y, lam)                            # validates once
+        if data.e is None:
             _checks.fail("lam", "a value (Exact() trains an L2-penalised LR)", "None")
-        xp = get_array_module(X)
-        w0 = xp.zeros(obj.model.n_params, dtype=X.dtype) if w0 is None else w0
-        obj.at(w0, X, y, lam)                                        # validates once
+        w0 = data.xp.zeros(obj.model.n_params, dtype=data.dtype) if w0 is None else w0
+        _checks.params("w0", w0, obj.model.n_params)
         solver = self.solver() if solver is None else solver
-        w, _ = solver.minimize(lambda w: obj.at(w, X, y, lam), w0)
+        w, _ = solver.minimize(lambda w: obj.linearize(w, data), w0)
         return w
 
 

@@ -1,14 +1,18 @@
-"""CUDA kernels for the hot element-wise and reduction steps (installed as
-``hvpoison.kernels``; the ``.cu`` sources sit beside this file), and their numba CPU twins
+"""CUDA kernels for the hot element-wise and reduction steps, and their numba CPU twins
 (:mod:`hvpoison.kernels.cpu`, used when numba is installed).
+
+This folder is the package ``hvpoison.kernels``: an install maps it to that name
+(``setup.cfg``; the ``.cu`` sources ship beside this file), and in a plain checkout (the
+repository on ``sys.path``, nothing installed) :func:`hvpoison.ops._kernels` loads it
+under that name from ``kernels/`` itself.
 
 Each kernel is one C++ template for ``float`` and ``double``, compiled with NVRTC through
 ``cupy.RawModule`` the first time it is used on a device and cached per device. Each
-wrapper below has the signature of its reference in :mod:`hvpoison.ops` (or
-:mod:`hvpoison.penalties`) and is chosen by :func:`hvpoison.ops.impl` only for cupy arrays
-while :func:`enabled`; ``tests/test_kernels.py`` checks every kernel against its reference
-(float32 and float64, sizes 1, odd, and not multiples of the block) before
-``bench/`` times it.
+wrapper below (the keys of :data:`OPS`) has the signature of its reference in
+:mod:`hvpoison.ops` and is chosen by :func:`hvpoison.ops.impl` only for cupy arrays while
+:func:`enabled`; ``tests/test_kernels.py`` checks every kernel against its reference
+(float32 and float64, sizes 1, odd, and not multiples of the block) before ``bench/``
+times it.
 """
 from __future__ import annotations
 
@@ -22,6 +26,11 @@ SOURCES = {   # kernel -> .cu file
     "sigmoid_ce": "sigmoid_ce.cu", "bias_leaky_relu": "leaky_relu.cu",
     "penalty_add": "penalty.cu",
     "penalty_mixed_lam": "penalty.cu", "ascent_project": "attack_step.cu"}
+OPS = {       # wrapper (an op of hvpoison.ops.REFERENCE) -> the kernel it launches
+    "sigmoid_ce": "sigmoid_ce", "bias_leaky_relu": "bias_leaky_relu",
+    "ascent_project": "ascent_project", "penalty_grad_add": "penalty_add",
+    "penalty_hvp_add": "penalty_add", "penalty_mixed_lam": "penalty_mixed_lam"}
+MAX_GROUPS = 32   # penalty_mixed_lam's shared-memory accumulator; more groups: the reference
 BLOCK = 256
 _override = None
 
@@ -132,18 +141,51 @@ def ascent_project(xp, Xp, g, scale, lo, hi):  # pragma: no cover - GPU only
     return Xp
 
 
-def penalty_add(xp, w, v, e, group, out, mode):  # pragma: no cover - GPU only
-    """``out += e_g * (w | sign(w) | v)`` on the weights (``mode`` 0 / 1 / 2)."""
-    function("penalty_add", w.dtype)(_grid(w.size), (BLOCK,),
-                                     (w, w if v is None else v, e, group, out, _i64(w.size),
-                                      _i32(mode)))
+def _reference(name):  # pragma: no cover - GPU only
+    from .. import ops
+
+    return ops.REFERENCE[name]
+
+
+def _fits(groups, *arrays):  # pragma: no cover - GPU only
+    """The penalty kernels apply: at most :data:`MAX_GROUPS` groups, and every array ``(P,)``
+    (``groups.index``'s shape), contiguous, in the first one's dtype (a block ``V``
+    ``(P, k)`` takes the reference)."""
+    return len(groups) <= MAX_GROUPS and all(
+        a.shape == groups.index.shape and a.dtype == arrays[0].dtype and a.flags.c_contiguous
+        for a in arrays)
+
+
+def _penalty_add(xp, x, e, groups, out, mode):  # pragma: no cover - GPU only
+    """``out_i += e_g x_i`` on the weights, ``x`` = ``w`` / ``sign(w)`` / ``v`` (``mode``
+    0 / 1 / 2 of penalty.cu; the kernel reads ``x`` as ``w`` for 0, 1 and as ``v`` for 2)."""
+    function("penalty_add", x.dtype)(_grid(x.size), (BLOCK,),
+                                     (x, x, xp.ascontiguousarray(e, dtype=x.dtype),
+                                      groups.index_on(xp), out, _i64(x.size), _i32(mode)))
     return out
 
 
-def penalty_mixed_lam(xp, w, v, e, group, l1):  # pragma: no cover - GPU only
-    """``(e_g Omega'(w_g)^T v_g)_g``, shape ``(G,)``."""
-    out = xp.zeros(e.shape[0], dtype=w.dtype)
+def penalty_grad_add(xp, w, e, groups, out, l1):  # pragma: no cover - GPU only
+    """``out += e_g Omega'(w)`` on the weights (:func:`hvpoison.ops.penalty_grad_add`)."""
+    if not _fits(groups, w, out):
+        return _reference("penalty_grad_add")(xp, w, e, groups, out, l1)
+    return _penalty_add(xp, w, e, groups, out, 1 if l1 else 0)
+
+
+def penalty_hvp_add(xp, v, e, groups, out):  # pragma: no cover - GPU only
+    """``out += e_g v`` on the weights (:func:`hvpoison.ops.penalty_hvp_add`)."""
+    if not _fits(groups, v, out):
+        return _reference("penalty_hvp_add")(xp, v, e, groups, out)
+    return _penalty_add(xp, v, e, groups, out, 2)
+
+
+def penalty_mixed_lam(xp, w, v, e, groups, l1):  # pragma: no cover - GPU only
+    """``(e_g Omega'(w_g)^T v_g)_g``, shape ``(G,)`` (:func:`hvpoison.ops.penalty_mixed_lam`)."""
+    if not _fits(groups, w, v):
+        return _reference("penalty_mixed_lam")(xp, w, v, e, groups, l1)
+    out = xp.zeros(len(groups), dtype=w.dtype)
     function("penalty_mixed_lam", w.dtype)(_grid(w.size), (BLOCK,),
-                                           (w, v, e, group, out, _i64(w.size), _i32(e.shape[0]),
-                                            _i32(l1)))
+                                           (w, v, xp.ascontiguousarray(e, dtype=w.dtype),
+                                            groups.index_on(xp), out, _i64(w.size),
+                                            _i32(len(groups)), _i32(l1)))
     return out

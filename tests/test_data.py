@@ -28,9 +28,9 @@ def empty_cache(tmp_path, monkeypatch):
     """Every test starts with an empty private cache and no HVPOISON_DATA."""
     monkeypatch.setenv("HVPOISON_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("HVPOISON_DATA", raising=False)
-    tasks._pool.cache_clear()
+    tasks.class_pool.cache_clear()
     yield
-    tasks._pool.cache_clear()
+    tasks.class_pool.cache_clear()
 
 
 # -- readers against the real files ----------------------------------------------------------

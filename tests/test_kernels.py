@@ -1,12 +1,17 @@
-"""CUDA kernels (issue #5): every .cu compiles with nvcc (when nvcc is on PATH), every kernel
-has a reference of the same signature, the dispatch picks the reference on the CPU and can be
-switched off; on a GPU (marked ``gpu``) every kernel matches its reference and the engine's
-derivatives match the CPU's."""
+"""CUDA kernels (issue #5) and the one kernel dispatch (issue #16): every .cu compiles with
+nvcc (when nvcc is on PATH), every op has a reference of the same signature (the penalty
+products of Eq. 1 included), :func:`hvpoison.ops.impl` picks a twin or the reference on the
+CPU and can be switched off, a plain checkout finds ``kernels/`` as ``hvpoison.kernels``;
+on a GPU (marked ``gpu``) every kernel matches its reference and the engine's derivatives
+match the CPU's."""
 import importlib
 import importlib.util
 import inspect
+import os
 import shutil
+import site
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +22,8 @@ from hvpoison import ops
 
 ROOT = Path(__file__).resolve().parents[1]
 CU = sorted((ROOT / "kernels").glob("*.cu"))
-
-
-def _kernels():
-    """``hvpoison.kernels`` (installed), else the source folder (a plain checkout)."""
-    try:
-        return importlib.import_module("hvpoison.kernels")
-    except ImportError:
-        spec = importlib.util.spec_from_file_location("hvpoison_kernels_src",
-                                                      ROOT / "kernels" / "__init__.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-
-
-K = _kernels()
-INSTALLED = K.__name__ == "hvpoison.kernels"       # not the source-folder fallback
-needs_installed = pytest.mark.skipif(not INSTALLED, reason="hvpoison.kernels is not "
-                                     "installed (a plain checkout: pip install .)")
+K = ops._kernels()           # hvpoison.kernels: installed, or the checkout's kernels/ folder
+assert K is not None and K.__name__ == "hvpoison.kernels", "kernels/ was not found"
 
 
 def _gpu():
@@ -61,7 +50,6 @@ def test_every_cu_file_compiles_with_nvcc(cu, arch, tmp_path):
             assert ptx.count(f"{len(name)}{name}I") >= 2, (name, "float and double")
 
 
-@needs_installed
 def test_an_unusable_numba_warns_and_the_references_run(monkeypatch):
     import sys
     import types
@@ -88,9 +76,13 @@ def test_every_kernel_has_a_source_and_a_reference_with_its_signature():
     assert {p.name for p in CU} == set(K.SOURCES.values())
     for name, f in K.SOURCES.items():
         assert f"void {name}(" in (ROOT / "kernels" / f).read_text(), name
-        ref = ops.REFERENCE.get(name)
-        if ref is not None:
-            assert inspect.signature(getattr(K, name)) == inspect.signature(ref), name
+    # every op (the penalty products included) has a wrapper launching a kernel of SOURCES
+    # and a reference with the wrapper's signature; every kernel serves an op
+    assert set(K.OPS) == set(ops.REFERENCE)
+    assert set(K.OPS.values()) == set(K.SOURCES)
+    for name, ref in ops.REFERENCE.items():
+        assert inspect.signature(getattr(K, name)) == inspect.signature(ref), name
+    assert {"penalty_grad_add", "penalty_hvp_add", "penalty_mixed_lam"} <= set(ops.REFERENCE)
 
 
 def test_dispatch_picks_twins_on_the_cpu_and_can_be_switched_off(monkeypatch):
@@ -143,11 +135,154 @@ def test_references_compute_what_the_engine_used_to():
     np.testing.assert_array_equal(out, np.clip(Xp + 0.5 * g, 0, 1))
 
 
+# -- the penalty products of Eq. 1 -----------------------------------------------------------
+def _old_penalty(kind, slices):
+    """``Penalty``'s products as they were before the one dispatch (issue 16): per slice."""
+    omega = np.sign if kind == "l1" else (lambda wk: wk)
+
+    def grad(w, e, out):
+        for k, g in enumerate(slices):
+            out[g] += e[k] * omega(w[g])
+
+    def hvp(w, e, v, out):
+        if kind == "l2":
+            for k, g in enumerate(slices):
+                out[g] += e[k] * v[g]
+
+    def mixed(w, e, v):
+        return np.stack([e[k] * (omega(w[g]) @ v[g]) for k, g in enumerate(slices)])
+
+    return grad, hvp, mixed
+
+
+def _penalty_point(model, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    P, G = model.n_params, model.n_layers
+    w, v, base = rng.normal(size=(3, P)).astype(dtype)
+    w[model.weight_slices[0].start] = 0                 # sign(0) = 0 at the kink
+    return rng, w, v, base, np.exp(rng.normal(size=G)).astype(dtype)
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+@pytest.mark.parametrize("model", [hv.LR(6), hv.MLP((6, 5, 3, 1))], ids=repr)  # 1, 3 groups
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_penalty_references_compute_what_the_penalty_used_to(kind, model, dtype):
+    """Bit for bit (Alg. 2's golden run depends on it), through the references and through
+    the dispatch of ``Penalty``'s methods, with kernels (twins) on."""
+    from hvpoison.penalties import Penalty
+
+    pen, l1 = Penalty(kind, model.weight_slices, model.n_params), kind == "l1"
+    rng, w, v, base, e = _penalty_point(model, dtype)
+    grad, hvp, mixed = _old_penalty(kind, model.weight_slices)
+    want = base.copy()
+    grad(w, e, want)
+    with K.use_kernels(True):
+        got = ops.penalty_grad_add(np, w, e, pen.groups, base.copy(), l1)
+        np.testing.assert_array_equal(got, want)
+        got = base.copy()
+        pen.add_grad(np, w, e, got)
+        np.testing.assert_array_equal(got, want)
+        for V in (v, rng.normal(size=(model.n_params, 3)).astype(dtype)):   # Hv, H V
+            want = rng.normal(size=V.shape).astype(dtype)
+            got, ref = want.copy(), want.copy()
+            hvp(w, e, V, want)
+            pen.add_hvp(np, w, e, V, got)
+            np.testing.assert_array_equal(got, want)
+            if not l1:
+                np.testing.assert_array_equal(ops.penalty_hvp_add(np, V, e, pen.groups, ref),
+                                              want)
+        want = mixed(w, e, v)
+        assert want.shape == (model.n_layers,) and want.dtype == dtype
+        np.testing.assert_array_equal(ops.penalty_mixed_lam(np, w, v, e, pen.groups, l1), want)
+        np.testing.assert_array_equal(pen.mixed_lam(np, w, e, v), want)
+
+
+def test_penalty_methods_go_through_the_dispatch(monkeypatch):
+    from hvpoison.penalties import Penalty
+
+    model = hv.MLP((4, 3, 1))
+    rng, w, v, base, e = _penalty_point(model, np.float64)
+    with K.use_kernels(True):         # no numba twin for them: the references on the CPU
+        for name in ("penalty_grad_add", "penalty_hvp_add", "penalty_mixed_lam"):
+            assert ops.impl(name, np) is ops.REFERENCE[name]
+    calls, impl = [], ops.impl
+    monkeypatch.setattr(ops, "impl", lambda name, xp: calls.append(name) or impl(name, xp))
+    pen = Penalty("l2", model.weight_slices, model.n_params)
+    pen.add_grad(np, w, e, base)
+    pen.add_hvp(np, w, e, v, base)
+    pen.mixed_lam(np, w, e, v)
+    assert calls == ["penalty_grad_add", "penalty_hvp_add", "penalty_mixed_lam"]
+    assert not hasattr(Penalty, "_kernel")
+
+
+def test_penalty_groups_are_built_once_and_immutable():
+    import dataclasses
+
+    from hvpoison.penalties import Penalty
+
+    model = hv.MLP((4, 3, 1))
+    obj = hv.Objective(model, "l1", per_layer=True)
+    G = obj.penalty.groups
+    assert isinstance(G, ops.Groups) and len(G) == 2
+    assert G.slices == tuple(model.weight_slices)
+    want = np.full(model.n_params, -1)                 # -1: a bias, never penalised
+    for k, g in enumerate(model.weight_slices):
+        want[g] = k
+    assert G.index.dtype == np.int32 and G.index_on(np) is G.index
+    np.testing.assert_array_equal(G.index, want)
+    with pytest.raises(ValueError):
+        G.index[0] = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        G.slices = ()
+    pt = obj.at(model.init(0), np.ones((3, 4)), np.array([0.0, 1.0, 1.0]), np.zeros(2))
+    pt.grad()
+    pt.hvp_mixed(np.ones(model.n_params))
+    assert obj.penalty.groups is G
+    # without n_params: up to the end of the last group (the last bias is left out)
+    short = Penalty("l2", model.weight_slices).groups.index
+    np.testing.assert_array_equal(short, want[:model.weight_slices[-1].stop])
+
+
+# -- the kernels/ folder from a plain checkout ------------------------------------------------
+PLAIN = """
+import sys
+sys.path[:] = [{root!r}] + [p for p in sys.path if p] + {site!r}
+assert not any("__editable__" in getattr(f, "__module__", "") for f in sys.meta_path)
+import numpy
+from hvpoison import ops
+twin = ops.impl("sigmoid_ce", numpy)
+import hvpoison.kernels
+for line in (ops.__file__, hvpoison.kernels.__file__, twin.__module__):
+    print(line)
+"""
+
+
+def test_a_plain_checkout_finds_the_kernels_folder_and_the_twins(tmp_path):
+    """``python -S`` with ``sys.path`` set by hand: no ``.pth`` file runs, so an editable
+    install's finder is off and ``hvpoison`` is the repository's folder, as in a checkout
+    that was never installed; ``kernels/`` must still load as ``hvpoison.kernels``."""
+    code = PLAIN.format(root=str(ROOT), site=site.getsitepackages())
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HVPOISON_KERNELS")}
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ops_file, kernels_file, twin = r.stdout.split()
+    assert Path(ops_file) == ROOT / "hvpoison" / "ops.py"
+    assert Path(kernels_file) == ROOT / "kernels" / "__init__.py"
+    if not NUMBA:
+        pytest.skip("numba is not installed: the checkout runs the references")
+    assert twin == "hvpoison.kernels.cpu"
+
+
+def test_without_the_kernels_folder_the_references_run(tmp_path):
+    assert ops._load_folder(tmp_path / "kernels") is None
+    assert ops.KERNELS_DIR == ROOT / "kernels"
+
+
 # -- numba twins (CPU) ------------------------------------------------------------------------
 NUMBA = importlib.util.find_spec("numba") is not None
-needs_numba = pytest.mark.skipif(not (NUMBA and INSTALLED), reason="numba is not installed "
-                                 "(pip install hvpoison[numba]), or hvpoison.kernels is not "
-                                 "(a plain checkout); the references run instead")
+needs_numba = pytest.mark.skipif(not NUMBA, reason="numba is not installed (pip install "
+                                 "hvpoison[numba]); the references run instead")
 TWIN_SIZES = [1, 7, 255, 257, 1000]
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-30), np.float64: dict(rtol=1e-13, atol=1e-300)}
 
@@ -271,6 +406,31 @@ def test_layer_and_step_kernels_match_reference(shape, dtype):
         a = K.ascent_project(CUPY, Z.copy(), g, scale, -0.5, 0.5)
         np.testing.assert_allclose(CUPY.asnumpy(a), CUPY.asnumpy(r),
                                    rtol=np.finfo(dtype).eps * 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(CUPY is None, reason="needs cupy and an NVIDIA GPU")
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+@pytest.mark.parametrize("n_groups", [1, 3, 33])          # 33: over the kernels' 32
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_penalty_kernels_match_reference(kind, n_groups, dtype, rtol):
+    sizes = [SIZES[k % 5] for k in range(n_groups)]      # a bias after every group
+    starts = np.cumsum([0] + [s + 1 for s in sizes])
+    groups = ops.Groups.of([slice(a, a + s) for a, s in zip(starts, sizes)], starts[-1])
+    rng, c, l1 = np.random.default_rng(n_groups), CUPY.asarray, kind == "l1"
+    w, v, base = (c(rng.normal(size=(3, starts[-1])).astype(dtype)))
+    e = c(np.exp(rng.normal(size=n_groups)).astype(dtype))
+
+    def close(a, b):
+        np.testing.assert_allclose(CUPY.asnumpy(a), CUPY.asnumpy(b), rtol=rtol, atol=rtol * 1e-3)
+
+    close(K.penalty_grad_add(CUPY, w, e, groups, base.copy(), l1),
+          ops.penalty_grad_add(CUPY, w, e, groups, base.copy(), l1))
+    for V in (v, c(rng.normal(size=(starts[-1], 3)).astype(dtype))):   # a block: reference
+        close(K.penalty_hvp_add(CUPY, V, e, groups, V.copy()),
+              ops.penalty_hvp_add(CUPY, V, e, groups, V.copy()))
+    close(K.penalty_mixed_lam(CUPY, w, v, e, groups, l1),
+          ops.penalty_mixed_lam(CUPY, w, v, e, groups, l1))
 
 
 @pytest.mark.gpu

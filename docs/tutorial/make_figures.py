@@ -11,7 +11,7 @@ import numpy as np
 import hvpoison as hv
 from hvpoison.data import load_task
 from hvpoison.figures import fig1
-from hvpoison.plots import _pyplot
+from hvpoison.plots import pyplot
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,7 +90,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    plt = _pyplot()
+    plt = pyplot()
     res = fig1.compute(quick=False)
     fig1.plot(res, str(out / "fig1"), formats=("png",))
     fd_error(out, plt)

@@ -65,7 +65,7 @@ def _select(parts, classes):
 
 
 @functools.lru_cache(maxsize=4)
-def _pool(dataset, classes, data_dir, download):
+def class_pool(dataset, classes, data_dir, download):
     """The two ``classes`` of ``dataset`` from its training and test files:
     ``(uint8 images (N, d), labels in {0,1} (N,), index in train+test (N,))``."""
     if dataset == "embedded":
@@ -123,7 +123,7 @@ def load_task(task, n_tr=1000, n_val=None, n_test=DEFAULT_N_TEST, *, seed=0, dat
     n_tr = _checks.positive_int("n_tr", n_tr)
     n_val = max(2, int(round(n_tr * val_ratio))) if n_val is None else _checks.positive_int("n_val", n_val)
     n_test = _checks.positive_int("n_test", n_test)
-    images, labels, origin = _pool(TASKS[task][0], classes,
+    images, labels, origin = class_pool(TASKS[task][0], classes,
                                    None if data_dir is None else str(data_dir), download)
     sizes = (n_tr, n_val, n_test)
     rng = np.random.default_rng(seed)

@@ -110,9 +110,9 @@ def compute(quick=False) -> dict:
 
 
 def plot(res, path, formats=("png", "pdf")):
-    from ..plots import _pyplot
+    from ..plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
     xs, ys = res["xs"], res["ys"]
     ext = (xs[0], xs[-1], ys[0], ys[-1])

@@ -18,16 +18,16 @@ TITLES = {"mnist": "MNIST 0 vs 8", "fmnist": "Fashion-MNIST trouser vs pullover"
 
 
 # -- plots ---------------------------------------------------------------------------------
-def _panel(ax, table, metric, comp=0, **kw):
+def panel(ax, table, metric, comp=0, **kw):
     """One setting's ``metric`` (component ``comp``) vs fraction, mean ± std."""
-    from ..plots import _series
+    from ..plots import series
 
-    _series(ax, table, metric, comp, **kw)
+    series(ax, table, metric, comp, **kw)
     ax.set_xticks(table["fraction"])
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
 
 
-def _save(fig, path, formats):
+def save_figure(fig, path, formats):
     from ..plots import save
 
     return save(fig, path, formats, dpi=120)
@@ -35,20 +35,20 @@ def _save(fig, path, formats):
 
 def plot_error(summaries, path, title, formats=("png", "pdf")):
     """Fig. 2 / Fig. 8: one panel per task, test error vs fraction for each setting."""
-    from ..plots import _pyplot, style
+    from ..plots import pyplot, style
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(summaries), figsize=(5 * len(summaries), 4),
                              constrained_layout=True, squeeze=False)
     for ax, s in zip(axes[0], summaries):
         for setting, t in s["settings"].items():
-            _panel(ax, t, "test_error", **style(setting))
+            panel(ax, t, "test_error", **style(setting))
         ax.set_title(TITLES.get(s["task"], s["task"]))
         ax.set_xlabel("fraction of poisoning points")
         ax.set_ylabel("test error")
     axes[0][0].legend()
     fig.suptitle(title)
-    paths = _save(fig, path, formats)
+    paths = save_figure(fig, path, formats)
     plt.close(fig)
     return paths
 
@@ -58,9 +58,9 @@ def plot_error_victims(rows, path, title, baseline=None, formats=("png", "pdf"))
     label: [summary per task]}``, each with the settings to draw), one column per task; the
     Alg. 2 run of the same task and setting (``baseline``: ``{task: summary}``), when given,
     thin and dotted in the same colour, so the extra damage reads off the gap."""
-    from ..plots import _pyplot, style
+    from ..plots import pyplot, style
 
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(dict.fromkeys(s["task"] for sums in rows.values() for s in sums))
     fig, axes = plt.subplots(len(rows), len(tasks), figsize=(5 * len(tasks), 4 * len(rows)),
                              constrained_layout=True, squeeze=False, sharex="col")
@@ -70,7 +70,7 @@ def plot_error_victims(rows, path, title, baseline=None, formats=("png", "pdf"))
             ax = axes[i][j]
             for setting, t in (by_task[task]["settings"] if task in by_task else {}).items():
                 kw = style(setting)
-                _panel(ax, t, "test_error", **kw)
+                panel(ax, t, "test_error", **kw)
                 base = (baseline or {}).get(task, {}).get("settings", {}).get(setting)
                 if base is not None:
                     ax.plot(base["fraction"], [m[0] for m in base["test_error"]["mean"]],
@@ -81,23 +81,23 @@ def plot_error_victims(rows, path, title, baseline=None, formats=("png", "pdf"))
                 ax.set_xlabel("fraction of poisoning points")
     axes[0][0].legend(title="solid: strong; dotted: Alg. 2" if baseline else None)
     fig.suptitle(title)
-    paths = _save(fig, path, formats)
+    paths = save_figure(fig, path, formats)
     plt.close(fig)
     return paths
 
 
 def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
     """Fig. 3: learned lam (top) and ``||w||^2/P`` (bottom, log scale) per task."""
-    from ..plots import _pyplot, style
+    from ..plots import pyplot, style
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(summaries), figsize=(5 * len(summaries), 7),
                              constrained_layout=True, squeeze=False)
     for j, s in enumerate(summaries):
         for setting, t in s["settings"].items():
             if setting == "learned":
-                _panel(axes[0][j], t, "lam", **style(setting))
-            _panel(axes[1][j], t, "w_norm2", **style(setting))
+                panel(axes[0][j], t, "lam", **style(setting))
+            panel(axes[1][j], t, "w_norm2", **style(setting))
         axes[0][j].set_title(TITLES.get(s["task"], s["task"]))
         axes[0][j].set_ylabel("learned λ")
         axes[1][j].set_ylabel("||w||² / P")
@@ -105,16 +105,16 @@ def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
         axes[1][j].set_xlabel("fraction of poisoning points")
     axes[1][0].legend()
     fig.suptitle(title)
-    paths = _save(fig, path, formats)
+    paths = save_figure(fig, path, formats)
     plt.close(fig)
     return paths
 
 
 def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
     """Fig. 5 / Fig. 10: Kuncheva's index vs fraction; rows = k, columns = tasks."""
-    from ..plots import _pyplot, style
+    from ..plots import pyplot, style
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(3, len(summaries), figsize=(5 * len(summaries), 9.5),
                              constrained_layout=True, squeeze=False)
     for j, s in enumerate(summaries):
@@ -123,13 +123,13 @@ def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
         for i, k in enumerate(ks[:3]):
             ax = axes[i][j]
             for setting, t in s["settings"].items():
-                _panel(ax, t, f"kuncheva@{k}", **style(setting))
+                panel(ax, t, f"kuncheva@{k}", **style(setting))
             ax.set_title(f"{TITLES.get(s['task'], s['task'])}, top {k}", fontsize=10)
             ax.set_ylabel("Kuncheva's index")
         axes[-1][j].set_xlabel("fraction of poisoning points")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
-    paths = _save(fig, path, formats)
+    paths = save_figure(fig, path, formats)
     plt.close(fig)
     return paths
 
@@ -144,16 +144,16 @@ def relative_decrease(summary) -> list:
 def plot_valsize(summaries, path, title, formats=("png", "pdf")):
     """Fig. 4/9: test error (none: dashed, learned: solid) per validation size, and the
     relative decrease of the test error."""
-    from ..plots import _pyplot
+    from ..plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     cmap = plt.get_cmap("viridis")
     for i, s in enumerate(summaries):
         c = cmap(i / max(1, len(summaries) - 1))
         n_val = s["n_val"]
-        _panel(axes[0], s["settings"]["none"], "test_error", color=c, ls="--")
-        _panel(axes[0], s["settings"]["learned"], "test_error", color=c,
+        panel(axes[0], s["settings"]["none"], "test_error", color=c, ls="--")
+        panel(axes[0], s["settings"]["learned"], "test_error", color=c,
                label=f"n_val = {n_val}")
         x = s["settings"]["none"]["fraction"]
         axes[1].plot(x, relative_decrease(s), marker="o", color=c, label=f"n_val = {n_val}")
@@ -165,6 +165,6 @@ def plot_valsize(summaries, path, title, formats=("png", "pdf")):
         a.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
-    paths = _save(fig, path, formats)
+    paths = save_figure(fig, path, formats)
     plt.close(fig)
     return paths

@@ -11,15 +11,15 @@ The paper omits lam_CV for the MLP (too expensive), and so do we. For the MLP at
 """
 from __future__ import annotations
 
-from .lr import TITLES, _panel, _save
+from .lr import TITLES, panel, save_figure
 
 
 def plot_lam_layers(summaries, path, title, formats=("png", "pdf")):
     """Fig. 7 / 12: learned lam per layer (solid, one colour per layer) and the single
     learned lam (dashed black), per task."""
-    from ..plots import _pyplot
+    from ..plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(summaries), figsize=(5 * len(summaries), 4),
                              constrained_layout=True, squeeze=False)
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
@@ -28,26 +28,26 @@ def plot_lam_layers(summaries, path, title, formats=("png", "pdf")):
         if "learned_per_layer" in st:
             t = st["learned_per_layer"]
             for k in range(len(t["lam"]["mean"][0])):
-                _panel(ax, t, "lam", k, color=colours[k % 4],
+                panel(ax, t, "lam", k, color=colours[k % 4],
                        label="output layer" if k == len(t["lam"]["mean"][0]) - 1
                        else f"hidden layer {k + 1}")
         if "learned" in st:
-            _panel(ax, st["learned"], "lam", color="k", ls="--", label="single learned λ")
+            panel(ax, st["learned"], "lam", color="k", ls="--", label="single learned λ")
         ax.set_title(TITLES.get(s["task"], s["task"]))
         ax.set_xlabel("fraction of poisoning points")
         ax.set_ylabel("learned λ")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
-    paths = _save(fig, path, formats)
+    paths = save_figure(fig, path, formats)
     plt.close(fig)
     return paths
 
 
 def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
     """Fig. 13 / 14: ``||W_k||^2/P_k`` per layer (columns) for each setting; rows = tasks."""
-    from ..plots import _pyplot, style
+    from ..plots import pyplot, style
 
-    plt = _pyplot()
+    plt = pyplot()
     n_layers = len(next(iter(summaries[0]["settings"].values()))["w_norm2"]["mean"][0])
     fig, axes = plt.subplots(len(summaries), n_layers, figsize=(4.5 * n_layers,
                                                                 3.6 * len(summaries)),
@@ -56,7 +56,7 @@ def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
         for k in range(n_layers):
             ax = axes[i][k]
             for setting, t in s["settings"].items():
-                _panel(ax, t, "w_norm2", k, **style(setting))
+                panel(ax, t, "w_norm2", k, **style(setting))
             ax.set_yscale("log")
             ax.set_title(f"{TITLES.get(s['task'], s['task'])}: "
                          + ("output layer" if k == n_layers - 1 else f"hidden layer {k + 1}"),
@@ -66,6 +66,6 @@ def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
     for ax in axes[-1]:
         ax.set_xlabel("fraction of poisoning points")
     fig.suptitle(title)
-    paths = _save(fig, path, formats)
+    paths = save_figure(fig, path, formats)
     plt.close(fig)
     return paths

@@ -23,20 +23,20 @@ def fmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
     ``n_p d`` HVPs per step), ``dlam`` in the shape of ``lam`` (None without a penalty),
     ``value = l(w_T; D_val)``, and ``info`` with counts of gradients and HVPs.
     """
-    pt0, _, yval, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
-    xp, X, y, e, shape = pt0.xp, pt0.X, pt0.y, pt0.e, pt0.lam_shape
+    data, _, val, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
+    xp, e = data.xp, data.e
     w = w0.copy()
     G = 0 if e is None else e.shape[0]
     Z = xp.zeros((w.shape[0], G), dtype=w.dtype)
     g = xp.empty_like(w)
     for _ in range(T):
-        point = obj.point(w, X, y, e, shape)
+        point = obj.linearize(w, data)
         point.grad(out=g)
         if G:
-            HZ = xp.stack([point.hvp(Z[:, k]) for k in range(G)], axis=1)
+            HZ = point.hvp_block(Z)                          # H Z, one blocked pass
             Z -= eta * (HZ + obj.penalty.dgrad_dlam(xp, w, e))
         w -= eta * g
-    val = obj.point(w, Xval, yval, None, None)
-    dlam = None if e is None else obj.reduce_lam(Z.T @ val.grad(), shape)
-    return Hypergrad(dXp=None, dlam=dlam, value=float(val.loss()),
+    out = obj.linearize(w, val)
+    dlam = None if e is None else obj.reduce_lam(Z.T @ out.grad(), data.lam_shape)
+    return Hypergrad(dXp=None, dlam=dlam, value=float(out.loss()),
                      info={"T": T, "grads": T, "hvps": T * G, "w_T": w})

@@ -60,15 +60,15 @@ def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
     """
     w0 = obj.model.init(0) if w0 is None else w0
     xp, dtype = get_array_module(w0), w0.dtype
-    point0 = obj.at(w0, X, y, lam)                  # validates every argument once
-    y, e, shape = point0.y, point0.e, point0.lam_shape
+    _checks.params("w0", w0, obj.model.n_params)
+    data = obj.as_prepared(X, y, lam, dtype=dtype)  # validates every argument once
     cache = {}
 
     def point(x):
         key = x.tobytes()
         if key not in cache:
             cache.clear()
-            cache[key] = obj.point(xp.asarray(x, dtype=dtype), X, y, e, shape)
+            cache[key] = obj.linearize(xp.asarray(x, dtype=dtype), data)
         return cache[key]
 
     res = scipy.optimize.minimize(
@@ -208,10 +208,11 @@ def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None,
     w_star, train_info = train_stationary(obj, Xtr, ytr, lam, w0, tol=train_tol,
                                           maxiter=train_maxiter, method=method,
                                           polish=polish)
-    point = obj.at(w_star, Xtr, ytr, lam)
-    rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], point.xp)
-    yv = obj.check_data(w_star, Xval, yval, ("Xval", "yval"))
-    val = obj.point(w_star, Xval, yv, None, None)
+    data = obj.as_prepared(Xtr, ytr, lam, ("Xtr", "ytr"), w_star.dtype)
+    point = obj.linearize(w_star, data)
+    rows = _checks.rows("poison_idx", poison_idx, data.X.shape[0], point.xp)
+    val = obj.linearize(w_star, obj.as_prepared(Xval, yval, None, ("Xval", "yval"),
+                                                w_star.dtype))
     u, lin_info = solve_hvp(lambda v: point.hvp(v), val.grad(), solver=solver, tol=tol,
                             maxiter=maxiter, dense_max=dense_max, damping=damping)
     _, mx, ml = point.hvp_mixed(u, rows=rows, with_x=rows is not None)

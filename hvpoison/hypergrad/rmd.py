@@ -42,44 +42,45 @@ MEMORY = ("store", "checkpoint", "reverse")
 
 
 def check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
-    """Validate the arguments of :func:`rmd` / :func:`~hvpoison.hypergrad.fmd.fmd` once;
-    returns ``(pt0, rows, yval, T, eta)``: the checked Point at ``w0``, the poisoning rows
-    as an ``xp`` index array (or None), ``yval`` in ``w0``'s dtype, ``T`` and ``eta``."""
-    pt = obj.at(w0, Xtr, ytr, lam)
-    rows = _checks.rows("poison_idx", poison_idx, Xtr.shape[0], pt.xp)
-    yval = obj.check_data(w0, Xval, yval, ("Xval", "yval"))
+    """Validate the arguments of :func:`rmd` / :func:`~hvpoison.hypergrad.fmd.fmd` once,
+    with no forward pass; returns ``(data, rows, val, T, eta)``: the :class:`Prepared`
+    training and validation data (``Xtr`` / ``Xval`` may already be Prepared), the
+    poisoning rows as an ``xp`` index array (or None), ``T`` and ``eta``."""
+    _checks.params("w0", w0, obj.model.n_params)
+    data = obj.as_prepared(Xtr, ytr, lam, ("Xtr", "ytr"), w0.dtype)
+    rows = _checks.rows("poison_idx", poison_idx, data.X.shape[0], data.xp)
+    val = obj.as_prepared(Xval, yval, None, ("Xval", "yval"), w0.dtype)
     T = _checks.positive_int("T", T)
     eta = _checks.positive_float("eta", eta)
-    return pt, rows, yval, T, eta
+    return data, rows, val, T, eta
 
 
-def unroll(obj, w0, X, y, lam, T, eta, keep=None):
-    """``w_T`` ``(P,)`` after T steps of Eq. 6 from ``w0`` ``(P,)`` on ``X`` ``(n, d)``
-    (Alg. 1 line [F]).
+def unroll(obj, w0, X, y=None, lam=None, T=None, eta=None, keep=None):
+    """``w_T`` ``(P,)`` after T steps of Eq. 6 from ``w0`` ``(P,)`` on ``X`` ``(n, d)``,
+    ``y`` ``(n,)`` (or :class:`~hvpoison.objective.Prepared` ``X``) (Alg. 1 line [F]).
 
     ``keep(t, point)`` is called with every step's :class:`~hvpoison.objective.Point`
-    (for Alg. 1 to store); each stays valid at its own ``w_t``.  Returns ``w_T`` (a new
+    (for Alg. 1 to store); each stays the point at its own ``w_t``.  Returns ``w_T`` (a new
     array).
     """
-    pt = obj.at(w0, X, y, lam)
+    _checks.params("w0", w0, obj.model.n_params)
+    data = obj.as_prepared(X, y, lam, dtype=w0.dtype)
     T = _checks.positive_int("T", T)
     eta = _checks.positive_float("eta", eta)
-    # with keep, every w_t gets its own row of a (T, P) buffer, so a kept point stays the
-    # point at w_t (in place, it would follow w to w_T)
-    out = None if keep is None else get_array_module(w0).empty((T, w0.shape[0]), w0.dtype)
     with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
-        w_T = _forward(obj, w0.copy(), pt.X, pt.y, pt.e, pt.lam_shape, 0, T, eta, keep, out)
-    check_diverged(obj, w0, w_T, X, pt.y, lam, T, eta)
+        w_T = _forward(obj, w0.copy(), data, 0, T, eta, keep)
+    check_diverged(obj, w0, w_T, data, T, eta)
     return w_T
 
 
 EXPLODED = 1e8      # |w_T| beyond this (and beyond 1e8 |w_0|) is divergence, not learning
 
 
-def curvature(obj, w0, X, y, lam, iters=30):
-    """``L``, the largest eigenvalue of ``H`` at ``w0`` ``(P,)`` (power iteration on ``H v``):
-    gradient descent from ``w0`` is stable only for ``eta < 2 / L`` (for LR at ``w0 = 0``,
-    ``L = lambda_max(A^T A / n) / 4 + e^lam``, the most it gets)."""
+def curvature(obj, w0, X, y=None, lam=None, iters=30):
+    """``L``, the largest eigenvalue of ``H`` at ``w0`` ``(P,)`` on ``X`` ``(n, d)``, ``y``
+    ``(n,)`` (or Prepared ``X``) by power iteration on ``H v``: gradient descent from
+    ``w0`` is stable only for ``eta < 2 / L`` (for LR at ``w0 = 0``, ``L = lambda_max(A^T A
+    / n) / 4 + e^lam``, the most it gets)."""
     xp = get_array_module(w0)
     v = xp.ones_like(w0) / math.sqrt(w0.shape[0])
     pt = obj.at(w0, X, y, lam)
@@ -93,46 +94,35 @@ def curvature(obj, w0, X, y, lam, iters=30):
     return L
 
 
-def check_diverged(obj, w0, w_T, X, y, lam, T, eta):
+def check_diverged(obj, w0, w_T, data, T, eta):
     """Raise :class:`DivergenceError` when ``w_T`` ``(P,)`` is not finite or exploded,
     naming the step size, ``lam`` and ``T``, with the curvature bound ``2 / L`` at ``w0``
-    (``L`` by power iteration on ``H v``) the step must stay below."""
+    on the :class:`~hvpoison.objective.Prepared` ``data`` (``L`` by power iteration on
+    ``H v``) the step must stay below."""
     xp = get_array_module(w_T)
     with np.errstate(over="ignore", invalid="ignore"):
         norm = float(xp.linalg.norm(w_T))
     if math.isfinite(norm) and norm <= EXPLODED * max(1.0, float(xp.linalg.norm(w0))):
         return
-    L = curvature(obj, w0, X, y, lam)
+    L = curvature(obj, w0, data)
     bound = f"2 / L = {2 / L:.3g} (L ~ {L:.3g}, the largest curvature at w_0)" if L > 0 \
         else "2 / L"
     raise DivergenceError(
         f"gradient descent diverged: |w_T| = {norm:.3g} after T = {T} steps of eta = {eta:g} "
-        f"with lam = {lam!r}; eta must stay below {bound}: lower eta or lam")
+        f"with lam = {data.lam_text()}; eta must stay below {bound}: lower eta or lam")
 
 
-def _forward(obj, w, X, y, e, shape, t0, t1, eta, keep=None, out=None):
-    """Steps ``t0 .. t1-1`` of [F] from ``w = w_{t0}``; tapes go to ``keep(t, point)``.
-
-    With ``out`` (a ``(t1 - t0, P)`` buffer) each ``w_t`` is written to ``out[t - t0]``
-    before its step, so the kept tapes refer to stable copies; otherwise ``w`` is updated
-    in place.  Returns ``w_{t1}``.
-    """
-    xp = get_array_module(w)
-    g = xp.empty_like(w)
+def _forward(obj, w, data, t0, t1, eta, keep=None):
+    """Steps ``t0 .. t1-1`` of [F] from ``w = w_{t0}`` (updated in place) on Prepared
+    ``data``; each step's point goes to ``keep(t, point)`` (a point owns its copy of
+    ``w_t``, so it stays valid).  Returns ``w_{t1}``."""
+    g = data.xp.empty_like(w)
     for t in range(t0, t1):
-        if out is not None:
-            out[t - t0] = w
-            w_t = out[t - t0]
-        else:
-            w_t = w
-        point = obj.point(w_t, X, y, e, shape)
+        point = obj.linearize(w, data)
         point.grad(out=g)
         if keep is not None:
             keep(t, point)
-        if out is not None:
-            w = w_t - eta * g                                   # [F]
-        else:
-            w -= eta * g                                         # [F], in place
+        w -= eta * g                                             # [F], in place
     return w
 
 
@@ -169,40 +159,36 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
     """
     if memory not in MEMORY:
         _checks.fail("memory", f"one of {MEMORY}", repr(memory))
-    pt0, rows, yval, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta)
-    hg = alg1(obj, w0, pt0.X, pt0.y, rows, Xval, yval, pt0.e, pt0.lam_shape, T, eta, memory)
+    data, rows, val, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T,
+                                           eta)
+    hg = alg1(obj, w0, data, rows, val, T, eta, memory)
     hg.value = float(hg.value)        # the one wait for the device, after the reverse pass
     return hg
 
 
-def alg1(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
+def alg1(obj, w0, data, rows, val, T, eta, memory):
     """Alg. 1 on inputs validated by the caller (:func:`check_inputs`; the attack's inner
-    loop, which checks once per run, calls it directly) (``rows`` an ``xp`` index array or None,
-    ``y``/``yval`` in ``w0``'s dtype, ``e = exp(lam)`` per penalty group, ``shape`` the
-    shape of ``lam``). Nothing here waits for the device: ``value`` comes back as a 0-d
+    loop, which checks once per run, calls it directly): ``data`` and ``val`` the
+    :class:`~hvpoison.objective.Prepared` training and outer sets, ``rows`` an ``xp`` index
+    array (or None). Nothing here waits for the device: ``value`` comes back as a 0-d
     array, so Alg. 2 (:func:`hvpoison.attack`) queues hyperiteration after hyperiteration
     on a GPU. (``memory="reverse"`` is the exception: its drift check reads two norms.)
     """
-    xp = get_array_module(w0)
+    xp = data.xp
     P = w0.shape[0]
     info = {"memory": memory, "T": T, "grads": 0, "hvps": T, "stored_states": 0}
 
     def outer(w_T):                                              # [I]
-        val = obj.point(w_T, Xval, yval, None, None)
-        return val.loss(), val.grad().copy()                     # loss: a 0-d array
+        pt = obj.linearize(w_T, val)
+        return pt.loss(), pt.grad()                              # loss: a 0-d array
 
-    dXp = None if rows is None else xp.zeros((rows.shape[0], X.shape[1]), dtype=w0.dtype)
-    dlam = None if e is None else xp.zeros(shape, dtype=w0.dtype)
+    dXp = None if rows is None else xp.zeros((rows.shape[0], data.X.shape[1]), dtype=w0.dtype)
+    dlam = None if data.e is None else xp.zeros(data.lam_shape, dtype=w0.dtype)
     hv_buf = xp.empty_like(w0)
 
     if memory == "store":
         tapes = [None] * T
-        W = xp.empty((T, P), dtype=w0.dtype)
-
-        def keep(t, point):
-            tapes[t] = point
-
-        w_T = _forward(obj, w0, X, y, e, shape, 0, T, eta, keep, out=W)
+        w_T = _forward(obj, w0.copy(), data, 0, T, eta, tapes.__setitem__)
         value, dw = outer(w_T)
         for t in range(T - 1, -1, -1):
             _reverse_step(tapes[t], dw, rows, eta, dXp, dlam, hv_buf)
@@ -216,29 +202,27 @@ def alg1(obj, w0, X, y, rows, Xval, yval, e, shape, T, eta, memory):
         w = w0.copy()
         for i, s in enumerate(starts):                           # forward, keeping w_s only
             ckpt[i] = w
-            w = _forward(obj, w, X, y, e, shape, s, min(s + c, T), eta)
+            w = _forward(obj, w, data, s, min(s + c, T), eta)
         value, dw = outer(w)
-        W = xp.empty((c, P), dtype=w0.dtype)
         peak = 0
         for i in range(len(starts) - 1, -1, -1):                 # reverse, one segment at a time
             s, end = starts[i], min(starts[i] + c, T)
             tapes = {}
-            _forward(obj, ckpt[i].copy(), X, y, e, shape, s, end, eta,
-                     lambda t, p: tapes.__setitem__(t, p), out=W)
+            _forward(obj, ckpt[i].copy(), data, s, end, eta, tapes.__setitem__)
             peak = max(peak, len(starts) + len(tapes))
             for t in range(end - 1, s - 1, -1):
                 _reverse_step(tapes.pop(t), dw, rows, eta, dXp, dlam, hv_buf)
         info.update(grads=2 * T, stored_states=peak, segment=c, checkpoints=len(starts))
 
     else:  # "reverse": back-gradient, O(P) memory
-        w = _forward(obj, w0.copy(), X, y, e, shape, 0, T, eta)
+        w = _forward(obj, w0.copy(), data, 0, T, eta)
         value, dw = outer(w)
         w_T = w.copy()
-        point = obj.point(w, X, y, e, shape)
+        point = obj.linearize(w, data)
         with np.errstate(over="ignore", invalid="ignore"):       # divergence is reported below
             for t in range(T - 1, -1, -1):
                 w = w + eta * point.grad()                       # w_t ~ w_{t+1} + eta g(w_{t+1})
-                point = obj.point(w, X, y, e, shape)            # one forward serves the R
+                point = obj.linearize(w, data)                   # one forward serves the R
                 _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf)  # pass and grad above
         norm0 = float(xp.linalg.norm(w0))
         drift = float(xp.linalg.norm(w - w0))
