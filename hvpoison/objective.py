@@ -141,13 +141,15 @@ class Point:
         return self.hvp_mixed(v, rows=None, out=out, with_x=False)[0]
 
     def hvp_block(self, V):
-        """``H V`` ``(P, k)`` (Eq. 4's ``H``) for ``k`` directions ``V`` ``(P, k)``: one
-        blocked R pass (two GEMMs with ``X``) where the model has one (LR), else ``k``
-        single products (the dense Hessian of :class:`hvpoison.victims.Newton`)."""
+        """``H V`` ``(P, k)`` (Eq. 4's ``H``) for ``k`` directions ``V`` ``(P, k)`` in one
+        blocked R pass (GEMMs of width ``k h_1`` with ``X`` instead of ``k`` passes; LR and
+        the MLP), else ``k`` single products. The dense Hessian of
+        :class:`hvpoison.victims.Newton`, Lanczos in :mod:`hvpoison.stepsize`, and FMD's
+        ``H Z`` use it."""
         xp, model = self.xp, self.obj.model
-        out = xp.empty_like(V)
+        out = xp.empty(V.shape, dtype=V.dtype)
         if model.blocked_rop:
-            model.rop_block(self.w, self.tape, self.curv, V, out)
+            model.rop_block(self.w, self.tape, self.curv, V, out, bwd=self._backward())
             if self.e is not None:
                 self.obj.penalty.add_hvp(xp, self.w, self.e, V, out)
             return out
@@ -308,8 +310,28 @@ class Objective:
 
     def hvp(self, w, X, y, lam, v):
         """``H v`` with ``H = grad_w^2 L`` (Eq. 4, Alg. 1 [R3]; R-operator, no dense
-        Hessian) for ``v`` ``(P,)``, shape ``(P,)``."""
-        return self.at(w, X, y, lam).hvp(_checks.vector_like("v", v, w))
+        Hessian) for ``v`` ``(P,)``, shape ``(P,)``, at a fresh point (:meth:`hvp_fresh`)."""
+        _checks.params("w", w, self.model.n_params)
+        data = self.as_prepared(X, y, lam, dtype=w.dtype)
+        return self.hvp_fresh(w, data, _checks.vector_like("v", v, w))
+
+    def hvp_fresh(self, w, data, V, with_grad=False):
+        """``H V`` (Eq. 4) at a point no tape is kept for, on :class:`Prepared` ``data``,
+        ``V`` ``(P,)`` or ``(P, k)``, with the forward and R-forward products with ``X``
+        fused (``X [W_1 V_1]``, one read) and the backward ones too (``X^T [delta_1 R
+        delta_1]``): two reads of ``X`` instead of three, or, ``with_grad``, ``(grad_w L,
+        H V)`` in two reads instead of four (unchecked ``w`` and ``V``: see :meth:`at`)."""
+        xp, model, penalty = data.xp, self.model, self.penalty
+        tape, rtape = model.forward_r(w, data.X, V)
+        _, residual, curv = ops.impl("sigmoid_ce", xp)(xp, tape.z, data.y, with_loss=False)
+        g = xp.empty_like(w) if with_grad else None
+        out = xp.empty(V.shape, dtype=V.dtype)
+        model.backward_r(w, tape, residual, rtape, curv, g, out)
+        if data.e is not None:
+            penalty.add_hvp(xp, w, data.e, V, out)
+            if with_grad:
+                penalty.add_grad(xp, w, data.e, g)
+        return (g, out) if with_grad else out
 
     def hvp_xw(self, w, X, y, lam, v, rows=None):
         """``M_X^T v = grad_X (v^T grad_w L)`` (Eq. 4, Alg. 1 [R1]) for ``v`` ``(P,)``,

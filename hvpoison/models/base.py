@@ -5,22 +5,52 @@ Parameters live in one flat vector ``w`` of length ``P`` laid out layer by layer
 in C order, so :meth:`Model.unpack` returns views, never copies.
 
 The derivative contract (implemented by :class:`~hvpoison.models.LR` and
-:class:`~hvpoison.models.MLP`) is four pure functions over one forward pass:
+:class:`~hvpoison.models.MLP`) is a set of pure functions over one forward pass. The
+R-operator ``R_v{.} = d/dr (.)(w + r v)|_{r=0}`` (Pearlmutter) is split into its
+derivation lines (each model's module docstring: line 1 backward, 2 R-forward, 3
+R-backward, 4 mixed) so that the products with the data ``X`` can be fused. Wherever a
+direction is taken, it is ``v`` ``(P,)`` or a block ``V`` ``(P, m)`` (then every ``R``
+result has ``m`` columns: lines 2-3 are linear in ``v``); ``residual`` and ``curv`` are
+``(n,)``, from the loss on ``tape.z`` (``hvpoison.ops.sigmoid_ce(xp, z, y,
+with_loss=False)``).
 
 ``forward(w, X) -> tape``
     keeps what the reverse passes need; ``tape.z`` is the ``(n,)`` logit.
 ``backward(w, tape, dz, out) -> bwd``
-    writes ``grad_w sum_i dz_i z_i`` into ``out`` (``P``) and returns the per-layer
+    line 1: writes ``grad_w sum_i dz_i z_i`` into ``out`` (``P``) and returns the per-layer
     backward state (``bwd.delta1``: ``d sum_i dz_i z_i / d Z_1``, ``n x h_1``). With
     ``out=None`` only the backward state is formed, without the weight-gradient products
     (``a_{k-1}^T delta_k``): what an R pass needs when the gradient itself is not wanted,
     which saves the ``X^T delta_1`` pass over the data of a lone ``H v``.
+``rforward(w, tape, V) -> rtape``
+    line 2 on a kept tape: ``rtape.Rz = R_V{z}``, ``(n,)`` or ``(n, m)`` (``rtape`` keeps
+    a reference to ``V``). Reads ``X`` once (``X V_1``).
+``rbackward(w, tape, bwd, rtape, curv, out) -> rbwd``
+    line 3 for the backward pass seeded with ``dz = residual``: writes ``R_V{grad_w}`` into
+    ``out`` (``(P,)`` or ``(P, m)``, as ``rtape``) given ``R_V{dz} = curv * R_V{z}`` and
+    ``bwd`` from ``backward(w, tape, residual, ...)``. Reads ``X`` once (``X^T R delta_1``).
 ``rop(w, tape, bwd, v, curv, out) -> rbwd``
-    Pearlmutter's R-operator ``R_v{.} = d/dr (.)(w + r v)|_{r=0}`` applied to the
-    backward pass whose output-layer seed is ``dz = residual``: writes
-    ``R_v{grad_w}`` into ``out`` given ``R_v{dz} = curv * R_v{z}``.
+    ``rbackward(w, tape, bwd, rforward(w, tape, v), curv, out)`` for ``v`` ``(P,)``.
+``rop_block(w, tape, curv, V, out, bwd=None) -> out``
+    the same for ``V`` ``(P, m)`` into ``out`` ``(P, m)`` in one R pass (GEMMs of width
+    ``m h_1`` with ``X``), for models with ``blocked_rop``. ``bwd`` is required by models
+    whose line 3 uses the deltas (the MLP; LR ignores it).
+``forward_r(w, X, V) -> (tape, rtape)``
+    ``forward`` and line 2 at a fresh point, the first layer's products as one GEMM
+    ``X [W_1  V_1]`` (one read of ``X``); the same numbers as ``forward`` + ``rforward``.
+``backward_r(w, tape, dz, rtape, curv, out_g, out_hv) -> (bwd, rbwd)``
+    lines 1 and 3 together: the gradient into ``out_g`` ``(P,)`` and ``R_V{grad_w}`` into
+    ``out_hv``, the first layer's weight products as one GEMM ``X^T [delta_1  R delta_1]``
+    (one read of ``X``); with ``out_g=None`` the deltas and line 3 only (``X^T R
+    delta_1``), i.e. ``backward(..., None)`` + ``rbackward``.
 ``mixed_x(w, bwd, rbwd, v, rows) -> (len(rows), d)``
-    ``R_v{grad_X} = grad_X (v^T grad_w)`` for the selected rows only.
+    line 4: ``R_v{grad_X} = grad_X (v^T grad_w)`` for the selected rows only (``v``
+    ``(P,)``).
+
+Reads of ``X`` at a fresh point (the cost at large ``n``): ``H v`` by ``forward`` +
+``backward(None)`` + ``rop``: 3; by ``forward_r`` + ``backward_r(out_g=None)``: 2;
+gradient and ``H v`` by ``forward_r`` + ``backward_r``: 2 (4 separately). The penalty's
+part of the products (``Penalty.add_grad`` / ``add_hvp``) is the caller's.
 """
 from __future__ import annotations
 
@@ -103,14 +133,37 @@ class Model:
     def rop(self, w, tape, bwd, v, curv, out):
         """R-operator (lines 2-3): ``R_v{grad_w}`` into ``out`` ``(P,)`` for ``v`` ``(P,)``
         with ``R_v{dz} = curv * R_v{z}``, ``curv`` ``(n,)``; the model part of ``H v``
-        (Eq. 4, Alg. 1 [R3])."""
+        (Eq. 4, Alg. 1 [R3]). Equals ``rbackward(w, tape, bwd, rforward(w, tape, v), curv,
+        out)``."""
+        raise NotImplementedError
+
+    def rforward(self, w, tape, V):
+        """R-forward (line 2) for ``V`` ``(P,)`` or ``(P, m)`` on a kept tape; returns
+        ``rtape`` with ``rtape.Rz`` ``(n,)`` or ``(n, m)``."""
+        raise NotImplementedError
+
+    def rbackward(self, w, tape, bwd, rtape, curv, out):
+        """R-backward (line 3): ``R_V{grad_w}`` into ``out`` ``(P,)`` or ``(P, m)`` (as
+        ``rtape``) for ``curv`` ``(n,)`` and the deltas ``bwd``; returns ``rbwd``."""
+        raise NotImplementedError
+
+    def forward_r(self, w, X, V):
+        """``(forward(w, X), rforward(w, tape, V))`` with one read of ``X`` ``(n, d)``;
+        ``V`` ``(P,)`` or ``(P, m)``."""
+        raise NotImplementedError
+
+    def backward_r(self, w, tape, dz, rtape, curv, out_g, out_hv):
+        """Lines 1 and 3 with one read of ``X``: the gradient for the seed ``dz`` ``(n,)``
+        into ``out_g`` ``(P,)`` (None: skip it) and ``R_V{grad_w}`` into ``out_hv``;
+        returns ``(bwd, rbwd)``."""
         raise NotImplementedError
 
     blocked_rop = False     # True: rop_block computes k directions in one pass
 
-    def rop_block(self, w, tape, curv, V, out):
+    def rop_block(self, w, tape, curv, V, out, bwd=None):
         """Lines 2-3 for ``V`` ``(P, k)`` at once into ``out`` ``(P, k)``: the model part of
-        ``H V`` (Eq. 4), for models with ``blocked_rop``."""
+        ``H V`` (Eq. 4), for models with ``blocked_rop``; ``bwd`` the deltas of
+        ``backward(w, tape, residual, None)`` (required where line 3 uses them)."""
         raise NotImplementedError
 
     low_rank_hessian = False    # True: hessian_factor gives the model part of H as U U^T

@@ -7,7 +7,16 @@ Derivation (``n`` rows, logit ``z = X W + b``; ``s`` the output seed ``dz``):
 3. R-backward: ``R s = curv * R z``; ``R grad_W = X^T R s``, ``R grad_b = sum_i R s_i``
 4. mixed:      ``R grad_X = R s W^T + s V^T`` (only for the poisoning rows)
 
-So ``H v`` costs two matrix-vector products with ``X``, the same as a gradient.
+So ``H v`` costs two matrix-vector products with ``X``, the same as a gradient. Lines 2-3
+are linear in ``v``: ``m`` directions ``V`` ``(P, m)`` take two GEMMs of width ``m``
+(:meth:`LR.rop_block`). At a fresh point :meth:`LR.forward_r` forms ``z`` and ``R z`` as one
+``X [W  V_W]`` ``(n, d) @ (d, 1 + m)`` product and :meth:`LR.backward_r` the gradient and
+``H v`` as one ``[s  R s]^T X``, so ``grad`` and ``H v`` together read ``X`` twice.
+For one direction on the CPU each pair of products runs over row chunks of ``X`` small
+enough to stay in cache between its two matrix-vector products (:data:`CHUNK_BYTES`):
+OpenBLAS's ``(n, d) @ (d, 2)`` GEMM packs ``X`` first and costs more than two plain
+matrix-vector products, while the chunked pair reads ``X`` from memory once
+(``bench/bench_hvp_jax.py``).
 """
 from __future__ import annotations
 
@@ -18,6 +27,46 @@ import numpy as np
 from .. import _checks
 from ..backend import get_array_module
 from .base import Model
+
+
+#: bytes of ``X`` per row chunk of the fused pairs of products on the CPU (about L2-sized:
+#: the second product of a pair reads the chunk from cache)
+CHUNK_BYTES = 3 << 19
+
+
+def _chunks(X):
+    """Row slices of ``X`` ``(n, d)`` of about :data:`CHUNK_BYTES` each."""
+    step = max(1, CHUNK_BYTES // max(1, X.shape[1] * X.itemsize))
+    return [slice(i, i + step) for i in range(0, X.shape[0], step)]
+
+
+def _x_pair(xp, X, a, b):
+    """``(X a, X b)``, ``(n,)`` each, for ``a``, ``b`` ``(d,)`` with one read of ``X``:
+    chunked on the CPU (see the module docstring), one ``(n, d) @ (d, 2)`` GEMM elsewhere."""
+    if xp is not np:
+        Z = X @ xp.stack([a, b], axis=1)
+        return xp.ascontiguousarray(Z[:, 0]), xp.ascontiguousarray(Z[:, 1])
+    za, zb = np.empty(X.shape[0], dtype=X.dtype), np.empty(X.shape[0], dtype=X.dtype)
+    for c in _chunks(X):
+        np.matmul(X[c], a, out=za[c])
+        np.matmul(X[c], b, out=zb[c])
+    return za, zb
+
+
+def _xt_pair(xp, X, s, r, out_s, out_r):
+    """``X^T s`` into ``out_s`` and ``X^T r`` into ``out_r`` (``(d,)`` each) for ``s``,
+    ``r`` ``(n,)`` with one read of ``X``: chunked on the CPU, one ``[s r]^T X`` GEMM
+    elsewhere."""
+    if xp is not np:
+        G = xp.stack([s, r]) @ X
+        out_s[...], out_r[...] = G[0], G[1]
+        return
+    out_s[...] = 0
+    out_r[...] = 0
+    part = np.empty(X.shape[1], dtype=X.dtype)
+    for c in _chunks(X):
+        out_s += np.matmul(s[c], X[c], out=part)
+        out_r += np.matmul(r[c], X[c], out=part)
 
 
 class LR(Model):
@@ -55,27 +104,92 @@ class LR(Model):
         return SimpleNamespace(s=dz)
 
     def rop(self, w, tape, bwd, v, curv, out):
+        """Lines 2-3 for ``v`` ``(P,)``: ``rbackward(rforward(v))``; returns ``rbwd`` (``Rs``
+        ``(n,)``). (Eq. 4's ``H v``, R-operator.)"""
+        return self.rbackward(w, tape, bwd, self.rforward(w, tape, v), curv, out)
+
+    def rforward(self, w, tape, V):
+        """Line 2, ``R z = X V_W + v_b``, for ``v`` ``(P,)`` or ``V`` ``(P, m)`` on a kept
+        tape; returns ``rtape`` with ``Rz`` ``(n,)`` or ``(n, m)``. (Eq. 4's ``H v``,
+        R-operator.)"""
+        Rz = tape.X @ V[:-1]
+        Rz += V[-1]
+        return SimpleNamespace(Rz=Rz)
+
+    def rbackward(self, w, tape, bwd, rtape, curv, out):
+        """Line 3, ``R s = curv * R z``, ``R grad_W = X^T R s``, ``R grad_b = 1^T R s``, into
+        ``out`` (``(P,)`` or ``(P, m)``, as ``rtape``); ``curv`` ``(n,)``; returns ``rbwd``
+        (``Rs`` ``(n,)`` or ``(n, m)``). ``bwd`` is unused (line 3 needs no ``s``). (Eq. 4's
+        ``H v``, R-operator.)"""
         xp = get_array_module(w)
-        Rz = tape.X @ v[:-1]                           # line 2
-        Rz += v[-1]
-        Rs = curv * Rz                                 # line 3
-        xp.matmul(Rs, tape.X, out=out[:-1])
-        out[-1] = Rs.sum()
+        Rz = rtape.Rz
+        if Rz.ndim == 1:
+            Rs = curv * Rz
+            xp.matmul(Rs, tape.X, out=out[:-1])
+        else:
+            Rs = curv[:, None] * Rz
+            out[:-1] = (Rs.T @ tape.X).T               # (m, d) in C order: see rop_block
+        out[-1] = Rs.sum(axis=0)
         return SimpleNamespace(Rs=Rs)
 
     blocked_rop = True
 
-    def rop_block(self, w, tape, curv, V, out):
+    def rop_block(self, w, tape, curv, V, out, bwd=None):
         """Lines 2-3 for ``k`` directions at once (the model part of ``H V``, Eq. 4), ``V``
         ``(P, k)`` into ``out`` ``(P, k)``: ``R Z = X V_W + v_b`` and ``X^T (curv * R Z)``
-        as two GEMMs of width ``k``."""
-        xp = get_array_module(w)
+        as two GEMMs of width ``k`` (``bwd`` is accepted for a uniform contract, unused). The
+        second is formed as ``(R S^T X)^T``, a C-order ``(k, d)`` result: OpenBLAS runs that
+        up to 2x faster in float64 than ``X^T R S`` into ``(d, k)``."""
         RZ = tape.X @ V[:-1]                           # line 2, (n, k)
         RZ += V[-1]
         RZ *= curv[:, None]                            # line 3
-        xp.matmul(tape.X.T, RZ, out=out[:-1])
+        out[:-1] = (RZ.T @ tape.X).T                   # X^T R s as (R s^T X)^T: faster
         out[-1] = RZ.sum(axis=0)
         return out
+
+    def forward_r(self, w, X, V):
+        """The forward pass and line 2 at a fresh point, ``X`` ``(n, d)``, ``V`` ``(P,)`` or
+        ``(P, m)``, with one read of ``X``: ``X [W V_W]`` ``(n, d) @ (d, 1 + m)`` (for one
+        ``v`` on the CPU a chunked pair of matrix-vector products); returns ``(tape,
+        rtape)``, equal to ``(forward(w, X), rforward(w, tape, V))`` to rounding. (Eq. 4's
+        ``H v``, R-operator.)"""
+        xp = get_array_module(w)
+        if V.ndim == 1:
+            z, Rz = _x_pair(xp, X, w[:-1], V[:-1])
+            z += w[-1]
+            Rz += V[-1]
+            return SimpleNamespace(X=X, z=z), SimpleNamespace(Rz=Rz)
+        WV = xp.empty((X.shape[1], 1 + V.shape[1]), dtype=w.dtype)
+        WV[:, 0] = w[:-1]
+        WV[:, 1:] = V[:-1]
+        ZZ = X @ WV                                    # [z - b, R z - v_b]
+        return (SimpleNamespace(X=X, z=ZZ[:, 0] + w[-1]),
+                SimpleNamespace(Rz=ZZ[:, 1:] + V[-1]))
+
+    def backward_r(self, w, tape, dz, rtape, curv, out_g, out_hv):
+        """Lines 1 and 3 together for ``dz = residual`` and ``curv`` ``(n,)`` (the loss's on
+        ``tape.z``): ``X^T s`` into ``out_g`` ``(P,)`` and ``R{grad_w}`` into ``out_hv``
+        (``(P,)`` or ``(P, m)``, as ``rtape``) with one read of ``X``: ``[s R s]^T X`` ``(1
+        + m, n) @ (n, d)`` (for one ``v`` on the CPU a chunked pair); with ``out_g=None``
+        line 3 alone (:meth:`rbackward`). Returns ``(bwd, rbwd)``. (Eq. 4's ``H v``,
+        R-operator.)"""
+        bwd = self.backward(w, tape, dz, None)
+        if out_g is None:
+            return bwd, self.rbackward(w, tape, bwd, rtape, curv, out_hv)
+        xp, Rz = get_array_module(w), rtape.Rz
+        if Rz.ndim == 1:
+            Rs = curv * Rz                             # line 3
+            _xt_pair(xp, tape.X, dz, Rs, out_g[:-1], out_hv[:-1])
+        else:
+            S = xp.empty((1 + Rz.shape[1], dz.shape[0]), dtype=dz.dtype)
+            S[0] = dz
+            Rs = xp.multiply(curv, Rz.T, out=S[1:]).T  # R s = curv * R z, into S
+            G = S @ tape.X                             # [X^T s, X^T R s]^T, (1 + m, d)
+            out_g[:-1] = G[0]
+            out_hv[:-1] = G[1:].T
+        out_g[-1] = dz.sum()
+        out_hv[-1] = Rs.sum(axis=0)
+        return bwd, SimpleNamespace(Rs=Rs)
 
     low_rank_hessian = True
 

@@ -16,6 +16,19 @@ With output seed ``s = dz`` (``n x 1``) and ``D_k = phi'(Z_k)`` (0/1 or slope/1 
 
 Each R pass costs about one forward plus one backward, so ``H v`` is about two
 gradients given the shared forward tape.
+
+Blocked products. Lines 2-3 are linear in ``v``, so ``m`` directions ``V`` ``(P, m)`` share
+one pass: every ``R`` quantity is kept as ``(n, m, h)`` (row ``i`` of direction ``j`` at
+``[i, j]``), so ``R a_{k-1} W_k`` and ``R delta_k W_k^T`` are single ``(n m, h) @ (h, h')``
+GEMMs, and the products with the data are ``X [V_1 ... V_m]`` ``(n, d) @ (d, m h_1)`` and
+``X^T [R delta_1 ...]`` ``(d, n) @ (n, m h_1)``: GEMMs of width ``m h_1`` instead of ``m``
+passes over ``X``. A single ``v`` ``(P,)`` is the case ``m = 1``.
+
+Fused fresh point. ``forward_r`` runs the forward pass and line 2 with the first layer as
+one GEMM ``X [W_1  V_1]`` ``(n, (1 + m) h_1)``; ``backward_r`` runs lines 1 and 3 with the
+first layer's weight products as one GEMM ``X^T [delta_1  R delta_1]``, so ``grad`` and
+``H v`` at a fresh point read ``X`` twice instead of four times (``H v`` alone: also
+twice, instead of three times).
 """
 from __future__ import annotations
 
@@ -27,6 +40,32 @@ from .. import _checks
 from .. import ops
 from ..backend import get_array_module
 from .base import Model
+
+
+def _as_block(V):
+    """``V`` ``(P, m)`` as given, or ``v`` ``(P,)`` as the view ``(P, 1)``."""
+    return V[:, None] if V.ndim == 1 else V
+
+
+def _xt(A, M):
+    """``(A^T M)^T = M^T A`` ``(b, a)`` for ``A`` ``(n, a)`` (``X`` or ``a_k``), ``M``
+    ``(n, b)``: the weight products of lines 1 and 3 are formed in this orientation (a
+    C-order ``(b, a)`` result), which OpenBLAS runs 1.5-2x faster in float64 than ``A^T
+    M`` into a C-order ``(a, b)`` (and about as fast in float32); the caller writes it
+    transposed (a copy of ``a b`` numbers, no pass over the data)."""
+    return M.T @ A
+
+
+def _weight_rgrad(O3, a, Rdelta, Ra, delta):
+    """Line 3's ``R grad_W_k = a_{k-1}^T R delta_k + R a_{k-1}^T delta_k`` for ``m``
+    directions into ``O3`` ``(fan_in, fan_out, m)`` (a view of ``out``), from ``a``
+    ``(n, fan_in)``, ``Rdelta`` ``(n, m, fan_out)``, ``Ra`` ``(n, m, fan_in)`` or None
+    (``R a_0 = 0``) and ``delta`` ``(n, fan_out)``: two GEMMs of width ``m``."""
+    n, (fi, fo, m) = a.shape[0], O3.shape
+    # a^T R delta: (m fo, fi), [j fo + o, i] -> O3[i, o, j]
+    O3[...] = _xt(a, Rdelta.reshape(n, m * fo)).reshape(m, fo, fi).transpose(2, 1, 0)
+    if Ra is not None:        # R a^T delta: (fo, m fi), [o, j fi + i] -> O3[i, o, j]
+        O3 += _xt(Ra.reshape(n, m * fi), delta).reshape(fo, m, fi).transpose(2, 0, 1)
 
 
 class MLP(Model):
@@ -69,15 +108,22 @@ class MLP(Model):
 
     # -- the derivative contract (see models/base.py) --------------------------------
     def forward(self, w, X):
-        xp = get_array_module(w)
         layers = self.unpack(w)
+        return self._forward(get_array_module(w), layers, X, X @ layers[0][0])
+
+    def _forward(self, xp, layers, X, Z):
+        """The forward pass given the first layer's ``Z = X W_1`` ``(n, h_1)`` before its
+        bias (``forward_r`` hands in a strided view of its fused GEMM)."""
         a, D = [X], []
         for k, (W, b) in enumerate(layers):
-            Z = a[-1] @ W
+            if k > 0:
+                Z = a[-1] @ W
             if k == len(layers) - 1:
                 Z += b
-                return SimpleNamespace(a=a, D=D, z=Z[:, 0])
-            # Z += b; D = phi'(Z); a = phi(Z) = Z * D   (one fused pass: hvpoison/ops.py)
+                return SimpleNamespace(a=a, D=D, z=xp.ascontiguousarray(Z[:, 0]))
+            # Z += b; D = phi'(Z); a = phi(Z) = Z * D   (one fused pass: hvpoison/ops.py;
+            # numpy and the numba twin take a strided Z, the CUDA kernel wants C order)
+            Z = Z if xp is np else xp.ascontiguousarray(Z)
             Dk, Ak = ops.impl("bias_leaky_relu", xp)(xp, Z, b, self.slope)
             D.append(Dk)
             a.append(Ak)
@@ -90,35 +136,135 @@ class MLP(Model):
         for k in range(len(layers) - 1, -1, -1):
             deltas[k] = delta
             if out is not None:                          # out=None: the deltas only
-                xp.matmul(tape.a[k].T, delta, out=grads[k][0])
+                grads[k][0][...] = _xt(tape.a[k], delta).T
                 xp.sum(delta, axis=0, out=grads[k][1])
             if k > 0:
                 delta = (delta @ layers[k][0].T) * tape.D[k - 1]
         return SimpleNamespace(deltas=deltas)
 
     def rop(self, w, tape, bwd, v, curv, out):
-        layers, V, Rg = self.unpack(w), self.unpack(v), self.unpack(out)
-        xp = get_array_module(w)
-        L = len(layers)
+        """Lines 2-3 for ``v`` ``(P,)``: ``rbackward(rforward(v))``; returns ``rbwd``
+        (``Rdeltas[k]`` ``(n, h_k)``). (Eq. 4's ``H v``, R-operator.)"""
+        return self.rbackward(w, tape, bwd, self.rforward(w, tape, v), curv, out)
+
+    blocked_rop = True
+
+    def rop_block(self, w, tape, curv, V, out, bwd=None):
+        """Lines 2-3 for ``V`` ``(P, m)`` in one R pass into ``out`` ``(P, m)`` (the model
+        part of ``H V``, Eq. 4); ``bwd`` (the deltas of ``backward(w, tape, residual,
+        None)``) is required: line 3 needs ``delta_k``."""
+        if bwd is None:
+            _checks.fail("bwd", "the backward state (MLP.rop_block needs the deltas of line 1)",
+                         "None")
+        self.rbackward(w, tape, bwd, self.rforward(w, tape, V), curv, out)
+        return out
+
+    def rforward(self, w, tape, V):
+        """Line 2 for ``v`` ``(P,)`` or ``V`` ``(P, m)`` on a kept tape, the first layer as one
+        GEMM ``X [V_1 ... V_m]`` ``(n, d) @ (d, m h_1)``; returns ``rtape`` with ``Rz``
+        ``(n,)`` or ``(n, m)`` (``R z``), and ``Ra``, ``RZ`` (``(n, m, h)``) for
+        :meth:`rbackward`. (Eq. 4's ``H v``, R-operator.)"""
+        V2 = _as_block(V)
+        X, n, m = tape.a[0], tape.a[0].shape[0], V2.shape[1]
+        RZ = (X @ self._vblock(V2, 0, "f")).reshape(n, m, -1)
+        return self._rforward(get_array_module(w), self.unpack(w), tape, V2, RZ, V.ndim)
+
+    def rbackward(self, w, tape, bwd, rtape, curv, out):
+        """Line 3 into ``out`` (``(P,)`` or ``(P, m)``, as ``rtape``'s ``V``) given line 1's
+        deltas ``bwd`` and line 2's ``rtape``, ``curv`` ``(n,)``; returns ``rbwd``
+        (``Rdeltas[k]``: ``(n, h_k)`` for one ``v``, ``(n, m, h_k)`` for a block). (Eq. 4's
+        ``H v``, R-operator.)"""
+        return self._rbackward(get_array_module(w), self.unpack(w), tape, bwd, rtape, curv,
+                               _as_block(out), None)
+
+    def forward_r(self, w, X, V):
+        """The forward pass and line 2 at a fresh point, ``X`` ``(n, d)``, ``V`` ``(P,)`` or
+        ``(P, m)``, the first layer as one GEMM ``X [W_1 V_1 ... V_m]`` ``(n, (1 + m)
+        h_1)``; returns ``(tape, rtape)``, equal to ``(forward(w, X), rforward(w, tape,
+        V))`` to rounding. (Eq. 4's ``H v``, R-operator.)"""
+        xp, layers, V2 = get_array_module(w), self.unpack(w), _as_block(V)
+        (a, b, _), (fi, fo), n, m = self._offsets[0], self.shapes[0], X.shape[0], V2.shape[1]
+        WV = xp.empty((fi, 1 + m, fo), dtype=w.dtype)    # [W_1  V_1 ... V_m], one copy
+        WV[:, 0] = layers[0][0]
+        WV[:, 1:] = V2[a:b].reshape(fi, fo, m).transpose(0, 2, 1)
+        ZZ = (X @ WV.reshape(fi, -1)).reshape(n, 1 + m, fo)
+        tape = self._forward(xp, layers, X, ZZ[:, 0])
+        return tape, self._rforward(xp, layers, tape, V2, ZZ[:, 1:], V.ndim)
+
+    def backward_r(self, w, tape, dz, rtape, curv, out_g, out_hv):
+        """Lines 1 and 3 together for the seed ``dz = residual`` ``(n,)`` and ``curv`` ``(n,)``
+        (both from the loss on ``tape.z``): ``grad_w sum_i dz_i z_i`` into ``out_g``
+        ``(P,)`` and ``R{grad_w}`` into ``out_hv`` (``(P,)`` or ``(P, m)``, as ``rtape``),
+        the first layer's weight products as one GEMM ``X^T [delta_1 R delta_1]`` ``(d, n) @
+        (n, (1 + m) h_1)``. With ``out_g=None`` only ``X^T R delta_1`` reads ``X`` (a lone
+        ``H v``). Returns ``(bwd, rbwd)``. (Eq. 4's ``H v``, R-operator.)"""
+        bwd = self.backward(w, tape, dz, None)           # the deltas: no pass over X
+        return bwd, self._rbackward(get_array_module(w), self.unpack(w), tape, bwd, rtape,
+                                    curv, _as_block(out_hv), out_g)
+
+    # -- lines 2 and 3 for m directions, every R quantity (n, m, h) --------------------
+    def _vblock(self, V, k, order):
+        """Layer ``k``'s weight directions of ``V`` ``(P, m)`` as one C-order matrix (one
+        copy). ``"f"``: ``(fan_in, m fan_out)``, column ``j fan_out + o`` = ``V_k[:, o]``
+        of direction ``j`` (line 2's ``a_{k-1} V_k``); ``"b"``: ``(fan_out, m fan_in)``,
+        the ``V_k^T`` side by side (line 3's ``delta_k V_k^T``)."""
+        xp, (a, b, _), (fi, fo) = get_array_module(V), self._offsets[k], self.shapes[k]
+        V3 = V[a:b].reshape(fi, fo, V.shape[1])          # a view: V[a:b, j] = V_k.ravel()
+        if order == "f":
+            return xp.ascontiguousarray(V3.transpose(0, 2, 1)).reshape(fi, -1)
+        return xp.ascontiguousarray(V3.transpose(1, 2, 0)).reshape(fo, -1)
+
+    def _rforward(self, xp, layers, tape, V, RZ, ndim):
+        """Line 2 for ``V`` ``(P, m)`` given the first layer's ``X V_1`` as ``RZ`` ``(n, m,
+        h_1)`` (updated in place); ``R a_{k-1} W_k`` is one ``(n m, h) @ (h, h')`` GEMM."""
+        n, m = RZ.shape[:2]
         Ra = [None]                                      # R a_0 = 0
-        for k in range(L):                               # line 2, R-forward
-            RZ = tape.a[k] @ V[k][0]
-            RZ += V[k][1]
-            if Ra[k] is not None:
-                RZ += Ra[k] @ layers[k][0]
-            if k < L - 1:
-                Ra.append(tape.D[k] * RZ)
-        Rdelta = curv[:, None] * RZ                      # line 3, R-backward
+        for k, (W, _) in enumerate(layers):
+            b, c = self._offsets[k][1:]
+            if k > 0:                                    # R a_{k-1} W_k + a_{k-1} V_k
+                RZ = (Ra[k].reshape(n * m, -1) @ W).reshape(n, m, -1)
+                RZ += (tape.a[k] @ self._vblock(V, k, "f")).reshape(n, m, -1)
+            RZ += V[b:c].T                               # + v_{b,k}: (m, h_k)
+            if k < len(layers) - 1:
+                Ra.append(tape.D[k][:, None, :] * RZ)    # R a_k = D_k * R Z_k
+        Rz = RZ[:, :, 0] if ndim == 2 else RZ[:, 0, 0]
+        return SimpleNamespace(Ra=Ra, RZ=RZ, Rz=Rz, V=V)
+
+    def _rbackward(self, xp, layers, tape, bwd, rtape, curv, out, out_g):
+        """Line 3 for ``m`` directions into ``out`` ``(P, m)``; with ``out_g`` ``(P,)`` also
+        line 1's products, the first layer's joined to line 3's in one GEMM."""
+        Ra, V, (n, m) = rtape.Ra, rtape.V, rtape.RZ.shape[:2]
+        L, joint = len(layers), out_g is not None
+        grads = self.unpack(out_g) if joint else None
+        S = None                          # joint: [delta_1  R delta_1] (n, 1 + m, h_1)
+        if joint:
+            S = xp.empty((n, 1 + m, self.shapes[0][1]), dtype=out.dtype)
+            S[:, 0] = bwd.deltas[0]
+        Rdelta = xp.multiply(curv[:, None, None], rtape.RZ,   # R delta_L = curv * R z
+                             out=S[:, 1:] if joint and L == 1 else None)
         Rdeltas = [None] * L
         for k in range(L - 1, -1, -1):
-            delta, (RgW, Rgb) = bwd.deltas[k], Rg[k]
+            (W, _), (a, b, c), (fi, fo) = layers[k], self._offsets[k], self.shapes[k]
+            delta, O3 = bwd.deltas[k], out[a:b].reshape(fi, fo, m)  # a view of out
             Rdeltas[k] = Rdelta
-            xp.matmul(tape.a[k].T, Rdelta, out=RgW)
-            if Ra[k] is not None:
-                RgW += Ra[k].T @ delta
-            xp.sum(Rdelta, axis=0, out=Rgb)
-            if k > 0:
-                Rdelta = (Rdelta @ layers[k][0].T + delta @ V[k][0].T) * tape.D[k - 1]
+            if k == 0 and joint:          # X^T [delta_1  R delta_1]: lines 1 and 3 at once
+                G = _xt(tape.a[0], S.reshape(n, -1)).reshape(1 + m, fo, fi)
+                grads[0][0][...] = G[0].T
+                O3[...] = G[1:].transpose(2, 1, 0)
+            else:
+                _weight_rgrad(O3, tape.a[k], Rdelta, Ra[k], delta)
+                if joint:
+                    grads[k][0][...] = _xt(tape.a[k], delta).T
+            out[b:c] = Rdelta.sum(axis=0).T              # R grad_b = 1^T R delta
+            if joint:
+                xp.sum(delta, axis=0, out=grads[k][1])
+            if k > 0:                     # R delta_{k-1} = (R delta W^T + delta V^T) * D
+                R = (Rdelta.reshape(n * m, fo) @ W.T).reshape(n, m, fi)
+                R += (delta @ self._vblock(V, k, "b")).reshape(n, m, fi)
+                Rdelta = xp.multiply(R, tape.D[k - 1][:, None, :],
+                                     out=S[:, 1:] if joint and k == 1 else R)
+        if rtape.Rz.ndim == 1:            # one direction: (n, h_k), as mixed_x takes them
+            Rdeltas = [R[:, 0] for R in Rdeltas]
         return SimpleNamespace(Rdeltas=Rdeltas)
 
     def mixed_x(self, w, bwd, rbwd, v, rows):
