@@ -36,6 +36,7 @@ import numpy as np
 from . import _checks
 from .backend import to_numpy
 from .methods import as_method
+from .stepsize import AUTO, resolve_eta
 from .victims import GD, as_victim
 
 
@@ -91,6 +92,15 @@ def _trainable(victim, obj, X, y, bounds):
         _checks.fail("eta", f"a step at which gradient descent trains some lam in lam_bounds "
                      f"{bounds} (here only lam < {hi:.2f})", repr(victim.eta))
     return bounds[0], hi
+
+
+def _resolved(victim, obj, data, lam_bounds):
+    """The victim with a number for ``eta``: a GD victim's ``eta="auto"`` resolved once, on
+    the clean training data, over ``lam_bounds`` (a learned ``lam``) or at the fixed ``lam``
+    (:func:`hvpoison.stepsize.resolve_eta`): RMD (Alg. 1) differentiates a fixed step."""
+    if not (isinstance(victim, GD) and victim.eta == AUTO):
+        return victim
+    return GD(victim.T, resolve_eta(AUTO, obj, data, lam_bounds), victim.w_init)
 
 
 def _lam_bounds(bounds):
@@ -254,7 +264,9 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     method : ``"alg2"`` (the paper's Alg. 2, default), ``"strong"`` (the strongest recipe
         for the victim), or a :class:`hvpoison.methods.Method`
     iters : hyperiterations K per batch (None: the method's, 30 for alg2, 100 for strong)
-    T, eta : the GD victim's inner steps and step (Eq. 6)
+    T, eta : the GD victim's inner steps and step (Eq. 6); ``eta="auto"``: ``c / L`` from
+        the Hessian on the clean data, over ``lam_bounds`` when ``learn_lam`` (resolved
+        once; each Batch's ``trace["eta"]`` holds the step)
     alpha : the outer step for ``X_p`` (None: the method's): alg2's Frobenius length of the
         normalised step (1.0); strong's Adam step as a fraction of the box width (0.02)
     alpha_lam : the step for ``lam`` (per component; None = alpha)
@@ -289,7 +301,9 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     if n_poison * n_batches > n:
         _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
                      f"{n_poison} * {n_batches}")
-    victim = as_victim(victim, T, eta, w_init)
+    lam_bounds = _lam_bounds(lam_bounds)
+    victim = _resolved(as_victim(victim, T, eta, w_init), obj, data,
+                       lam_bounds if learn_lam else None)
     if isinstance(method, str) and method == "alg2" and alpha is not None:
         alpha = _checks.positive_float("alpha", alpha)
     method = as_method(method, victim, iters, alpha, memory, model)
@@ -299,7 +313,6 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     restarts = _checks.positive_int("restarts", restarts)
     if learn_lam and lam is None:
         _checks.fail("lam", "an initial value when learn_lam=True", "None")
-    lam_bounds = _lam_bounds(lam_bounds)
     if learn_lam and isinstance(victim, GD):      # the bounds the victim's eta can train
         lam_bounds = _trainable(victim, obj, Xtr, ytr, lam_bounds)
     if box is None:
@@ -334,6 +347,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         batches.append(Batch(fraction=b * n_poison / n, X=X, y=y,
                              poison_idx=np.sort(replace[: b * n_poison]),
                              lam=ctx.as_lam(lam_k), trace=trace, X0=X0))
+        if isinstance(victim, GD):
+            trace["eta"] = victim.eta             # the step the victim trains with
     return batches
 
 

@@ -283,6 +283,19 @@ def _positive_int(s):
     return v
 
 
+def _eta(s):
+    """``--eta``: a positive number or "auto"."""
+    if s == "auto":
+        return s
+    try:
+        value = float(s)
+    except ValueError:
+        value = None
+    if value is None or not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {s!r}")
+    return value
+
+
 def _results_folder(s):
     if not os.path.isfile(os.path.join(s, "experiment.json")):
         raise argparse.ArgumentTypeError(f"expected a results folder (with experiment.json), "
@@ -352,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--iters", type=_positive_int, default=None,
                    help="hyperiterations per batch (default: 30 for alg2, 100 for strong)")
     c.add_argument("-T", type=_positive_int, default=200, help="inner gradient steps")
-    c.add_argument("--eta", type=float, default=None,
-                   help="inner step (default per task: about 1.4/L, see README)")
+    c.add_argument("--eta", type=_eta, default=None,
+                   help="inner step, or 'auto' (c / L from the Hessian) (default per task: "
+                        "about 1.4/L, see README)")
     c.add_argument("--alpha", type=float, default=None,
                    help="outer step for X_p (alg2: 4 for cifar10, 1 otherwise; strong: "
                    "Adam's step as a fraction of the box, 0.02)")

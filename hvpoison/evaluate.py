@@ -16,7 +16,8 @@ from .victims import as_victim
 def train(obj, X, y=None, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
     """Full-batch gradient descent (Eq. 6) for ``T`` steps on ``X`` ``(n, d)``, ``y``
     ``(n,)`` (or Prepared ``X``); ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a
-    Xavier draw for the MLP).  Returns ``w_T`` ``(P,)``."""
+    Xavier draw for the MLP); ``eta="auto"``: ``c / L`` from the Hessian at ``lam``
+    (:func:`hvpoison.stepsize.resolve_eta`).  Returns ``w_T`` ``(P,)``."""
     data = obj.as_prepared(X, y, lam)
     if w0 is None:                       # on X's device: cupy X gives a cupy w0
         w0 = obj.model.init(seed, dtype=data.dtype,

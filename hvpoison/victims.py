@@ -34,6 +34,7 @@ from .backend import cho_factor, cho_solve, get_array_module
 from .hypergrad import dense_hessian, solve_hvp, unroll
 from .hypergrad.result import warn
 from .models.lr import LR
+from .stepsize import AUTO, resolve_eta
 
 VICTIMS = ("gd", "exact")
 
@@ -44,7 +45,10 @@ class GD:
     :meth:`fit` returns ``w_T`` of shape ``(P,)``.
 
     ``w_init``: ``"zeros"`` (LR's ``initW``), ``"random"`` (a Xavier draw, the MLP's), or
-    None (the model's own: zeros for LR, random for the MLP).
+    None (the model's own: zeros for LR, random for the MLP). ``eta="auto"``: ``c / L``
+    from the Hessian at the ``lam`` and ``w_0`` of each fit
+    (:func:`hvpoison.stepsize.resolve_eta`); :func:`hvpoison.attack` resolves it once, over
+    ``lam_bounds``, for the victim it anticipates.
     """
 
     T: int = 200
@@ -54,7 +58,8 @@ class GD:
 
     def __post_init__(self):
         _checks.positive_int("T", self.T)
-        _checks.positive_float("eta", self.eta)
+        if self.eta != AUTO:
+            resolve_eta(self.eta, None, None)                  # a positive number, or "auto"
         if self.w_init not in (None, "zeros", "random"):
             _checks.fail("w_init", "'zeros' or 'random' (None: the model's own)", repr(self.w_init))
 
@@ -64,11 +69,12 @@ class GD:
         (the sigmoid's slope is at most 1/4, so ``w_0 = 0`` is the worst point), and ``eta <
         2 / L`` needs ``e^lam < 2 / eta - L_data``; ``margin`` leaves room for the poisoning
         points to raise ``L_data``. ``-inf`` when even no penalty diverges; None where no
-        such bound holds (the MLP: its curvature moves with ``w``; L1; no penalty)."""
+        such bound holds (the MLP: its curvature moves with ``w``; L1; no penalty) or
+        needed (``eta="auto"``: the step is derived for the ``lam`` trained)."""
         from .hypergrad.rmd import curvature
         from .objective import Objective
 
-        if not isinstance(obj.model, LR) or obj.penalty is None or obj.penalty.kind != "l2":
+        if self.eta == AUTO or not isinstance(obj.model, LR) or obj.penalty is None or obj.penalty.kind != "l2":
             return None
         xp = get_array_module(X)
         L = curvature(Objective(obj.model, None), xp.zeros(obj.model.n_params, X.dtype), X, y,

@@ -86,7 +86,7 @@ class Attack:
     n_batches: int = 5
     iters: int | None = None
     T: int = 200
-    eta: float = 0.1
+    eta: float = 0.1               # or "auto": c / L (hvpoison.stepsize)
     alpha: float | None = None
     alpha_lam: float = 0.2
     lam_bounds: list = field(default_factory=lambda: [-10.0, 4.0])
@@ -98,7 +98,7 @@ class Attack:
 class Test:
     victims: list = field(default_factory=lambda: ["gd"])
     T: int = 200
-    eta: float = 0.1
+    eta: float = 0.1               # or "auto": the attack's rule, on the clean data
     kuncheva_k: list = field(default_factory=lambda: [50, 100, 200])
 
 
@@ -220,8 +220,11 @@ class Experiment:
         for key, v in (("attack.eta", self.attack.eta),
                        ("attack.alpha_lam", self.attack.alpha_lam),
                        ("test.eta", self.test.eta), ("attack.alpha", self.attack.alpha)):
+            if key.endswith(".eta") and v == "auto":
+                continue
             if v is not None and not (v > 0 and math.isfinite(v)):
-                bad(key, "a positive finite number", v)
+                bad(key, "a positive finite number" + (" or 'auto'" if key.endswith(".eta")
+                                                       else ""), v)
         if self.attack.memory not in ("store", "checkpoint", "reverse"):
             bad("attack.memory", "'store', 'checkpoint' or 'reverse'", self.attack.memory)
         if self.attack.n_poison * self.attack.n_batches > self.data.n_tr:
@@ -296,6 +299,8 @@ def _coerce(name, value, default, type_):
     optional = "None" in str(type_)
     if value is None and optional:
         return None
+    if name.endswith(".eta") and value == "auto":      # c / L from the Hessian (stepsize.py)
+        return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int) or "int" in str(type_):
@@ -312,5 +317,6 @@ def _coerce(name, value, default, type_):
     if not ok:
         kind = type(default).__name__ if default is not None else \
             str(type_).replace(" | None", "")
+        kind += " or 'auto'" if name.endswith(".eta") else ""
         raise ValueError(f"{name}: expected {kind}, got {value!r}")
     return value

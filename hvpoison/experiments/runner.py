@@ -102,7 +102,7 @@ def preflight(exp: Experiment, split):
         obj, lam, _ = victim(exp, setting, d)
         L = curvature(obj, np.zeros(obj.model.n_params), split.Xtr, split.ytr, lam)
         for key, eta in (("attack.eta", exp.attack.eta), ("test.eta", exp.test.eta)):
-            if eta >= 2 / L:
+            if eta != "auto" and eta >= 2 / L:          # "auto" is c / L with c < 2
                 what = "defense.lam_large" if setting == "large" else key
                 got = exp.defense.lam_large if setting == "large" else eta
                 raise ValueError(
@@ -159,11 +159,12 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
                    start=None if b == 0 else (b - 1, X, y))[-1]
     t1 = time.perf_counter()
     lam0 = batch.lam if b == 0 else (np.array(lam0) if isinstance(lam0, list) else lam0)
-    tests = {v: victim_test(exp, v, obj, batch, split, lam0, sd["init"])
+    eta = test_eta(exp, obj, split, lam0, learn)
+    tests = {v: victim_test(exp, v, obj, batch, split, lam0, sd["init"], eta)
              for v in exp.test.victims}
     main = tests[exp.test.victims[0]]
     if main is None:                          # the first victim does not apply: the paper's
-        main = victim_test(exp, "gd", obj, batch, split, lam0, sd["init"])
+        main = victim_test(exp, "gd", obj, batch, split, lam0, sd["init"], eta)
     old = np.concatenate([r for r, _, _ in blocks]) if blocks else np.array([], np.int64)
     rows = np.setdiff1d(batch.poison_idx, old)
     record = {
@@ -175,6 +176,8 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
         "lam_trace": batch.trace.get("lam", []), "seeds": sd,
         "seconds": {"attack": t1 - t0, "test": time.perf_counter() - t1},
     }
+    if "auto" in (a.eta, exp.test.eta):                  # the steps "auto" resolved to
+        record["eta"] = {"attack": batch.trace.get("eta"), "test": eta}
     if exp.test.victims != ["gd"]:
         record["victims"] = {v: None if t is None else
                              {k: t[k] for k in ("test_error", "train_error", "val_loss")}
@@ -186,8 +189,22 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
     return record, arrays
 
 
-def victim_test(exp, name, obj, batch, split, lam0, seed):
-    """The test of one victim (``"gd"``: ``[test] T, eta`` from ``model.init(seed)``;
+def test_eta(exp, obj, split, lam0, learned):
+    """``[test] eta`` as a number: itself, or for ``"auto"`` the attack's rule
+    (:func:`hvpoison.stepsize.resolve_eta` on the clean training set, over ``[attack]
+    lam_bounds`` for a learned ``lam``, at the fixed ``lam0`` otherwise), so the victim
+    tested trains with the step the attack anticipated (for the same ``T``)."""
+    from ..stepsize import resolve_eta
+
+    if exp.test.eta != "auto":
+        return exp.test.eta
+    data = obj.prepare(split.Xtr, split.ytr, lam0 if obj.penalty is not None else None)
+    return resolve_eta("auto", obj, data, tuple(exp.attack.lam_bounds) if learned else None)
+
+
+def victim_test(exp, name, obj, batch, split, lam0, seed, eta):
+    """The test of one victim (``"gd"``: ``[test] T`` steps of ``eta`` (:func:`test_eta`)
+    from ``model.init(seed)``;
     ``"exact"``: trained to optimality) on the batch's poisoned set: test and training
     error, validation loss, ``||W_k||^2/P_k`` and Kuncheva's index against the same victim
     trained on the clean set; None where the victim does not apply (``"exact"`` without
@@ -195,7 +212,7 @@ def victim_test(exp, name, obj, batch, split, lam0, seed):
     from ..evaluate import error, feature_weights, kuncheva, weight_norms
     from ..victims import GD, Exact
 
-    victim = GD(exp.test.T, exp.test.eta) if name == "gd" else Exact()
+    victim = GD(exp.test.T, eta) if name == "gd" else Exact()
     if name == "exact" and (Exact.unsupported(obj) or batch.lam is None):
         return None
     w = victim.fit(obj, batch.X, batch.y, batch.lam, seed=seed)

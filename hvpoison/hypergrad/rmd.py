@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import _checks
 from ..backend import get_array_module
+from ..stepsize import resolve_eta
 from .result import DivergenceError, Hypergrad, warn
 
 MEMORY = ("store", "checkpoint", "reverse")
@@ -57,7 +58,9 @@ def check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
 
 def unroll(obj, w0, X, y=None, lam=None, T=None, eta=None, keep=None):
     """``w_T`` ``(P,)`` after T steps of Eq. 6 from ``w0`` ``(P,)`` on ``X`` ``(n, d)``,
-    ``y`` ``(n,)`` (or :class:`~hvpoison.objective.Prepared` ``X``) (Alg. 1 line [F]).
+    ``y`` ``(n,)`` (or :class:`~hvpoison.objective.Prepared` ``X``) (Alg. 1 line [F]);
+    ``eta="auto"``: ``c / L`` from the Hessian at this ``lam`` and ``w0``
+    (:func:`hvpoison.stepsize.resolve_eta`).
 
     ``keep(t, point)`` is called with every step's :class:`~hvpoison.objective.Point`
     (for Alg. 1 to store); each stays the point at its own ``w_t``.  Returns ``w_T`` (a new
@@ -66,7 +69,7 @@ def unroll(obj, w0, X, y=None, lam=None, T=None, eta=None, keep=None):
     _checks.params("w0", w0, obj.model.n_params)
     data = obj.as_prepared(X, y, lam, dtype=w0.dtype)
     T = _checks.positive_int("T", T)
-    eta = _checks.positive_float("eta", eta)
+    eta = resolve_eta(eta, obj, data, w0=w0)
     with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
         w_T = _forward(obj, w0.copy(), data, 0, T, eta, keep)
     check_diverged(obj, w0, w_T, data, T, eta)
