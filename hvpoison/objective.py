@@ -222,7 +222,8 @@ class Objective:
             _checks.fail("per_layer", "True or False", repr(per_layer), TypeError)
         self.model = model
         self.per_layer = per_layer
-        self.penalty = None if penalty is None else Penalty(penalty, model.weight_slices, model.n_params)
+        self.penalty = None if penalty is None else \
+            Penalty(penalty, model.weight_slices, model.n_params)
         self.n_lam = model.n_layers if per_layer else 1
 
     def __repr__(self):

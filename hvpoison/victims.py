@@ -74,7 +74,8 @@ class GD:
         from .hypergrad.rmd import curvature
         from .objective import Objective
 
-        if self.eta == AUTO or not isinstance(obj.model, LR) or obj.penalty is None or obj.penalty.kind != "l2":
+        if self.eta == AUTO or not isinstance(obj.model, LR) or obj.penalty is None or \
+                obj.penalty.kind != "l2":
             return None
         xp = get_array_module(X)
         L = curvature(Objective(obj.model, None), xp.zeros(obj.model.n_params, X.dtype), X, y,

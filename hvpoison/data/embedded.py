@@ -20,8 +20,9 @@ def build(data_dir=None, download=False) -> bytes:
     """The bytes of ``mnist08_mini.npz``, rebuilt from the original MNIST files."""
     from .tasks import class_pool
 
-    images, labels, origin = class_pool("mnist", (0, 8), None if data_dir is None else str(data_dir),
-                                   download)
+    images, labels, origin = class_pool("mnist", (0, 8),
+                                        None if data_dir is None else str(data_dir),
+                                        download)
     rng = np.random.default_rng(SEED)
     sel = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:PER_CLASS]
                                   for c in (0, 1)]))

@@ -56,6 +56,16 @@ def _xt(A, M):
     return M.T @ A
 
 
+def _xw(X, W):
+    """``X W`` ``(n, b)`` for the data ``X`` ``(n, a)`` and ``W`` ``(a, b)`` (the first layer's
+    products of the forward pass and line 2): in float64 on the CPU formed as ``(W^T
+    X^T)^T`` (an F-order result), which OpenBLAS runs 1.3-1.5x faster from ``n = 10^4`` on
+    for ``b >= 2`` (``bench/RESULTS.md``); plainly otherwise (float32 is slower that way)."""
+    if X.dtype == np.float64 and isinstance(X, np.ndarray) and W.shape[1] > 1:
+        return (W.T @ X.T).T
+    return X @ W
+
+
 def _weight_rgrad(O3, a, Rdelta, Ra, delta):
     """Line 3's ``R grad_W_k = a_{k-1}^T R delta_k + R a_{k-1}^T delta_k`` for ``m``
     directions into ``O3`` ``(fan_in, fan_out, m)`` (a view of ``out``), from ``a``
@@ -109,7 +119,7 @@ class MLP(Model):
     # -- the derivative contract (see models/base.py) --------------------------------
     def forward(self, w, X):
         layers = self.unpack(w)
-        return self._forward(get_array_module(w), layers, X, X @ layers[0][0])
+        return self._forward(get_array_module(w), layers, X, _xw(X, layers[0][0]))
 
     def _forward(self, xp, layers, X, Z):
         """The forward pass given the first layer's ``Z = X W_1`` ``(n, h_1)`` before its
@@ -166,7 +176,7 @@ class MLP(Model):
         :meth:`rbackward`. (Eq. 4's ``H v``, R-operator.)"""
         V2 = _as_block(V)
         X, n, m = tape.a[0], tape.a[0].shape[0], V2.shape[1]
-        RZ = (X @ self._vblock(V2, 0, "f")).reshape(n, m, -1)
+        RZ = _xw(X, self._vblock(V2, 0, "f")).reshape(n, m, -1)
         return self._rforward(get_array_module(w), self.unpack(w), tape, V2, RZ, V.ndim)
 
     def rbackward(self, w, tape, bwd, rtape, curv, out):
@@ -187,7 +197,7 @@ class MLP(Model):
         WV = xp.empty((fi, 1 + m, fo), dtype=w.dtype)    # [W_1  V_1 ... V_m], one copy
         WV[:, 0] = layers[0][0]
         WV[:, 1:] = V2[a:b].reshape(fi, fo, m).transpose(0, 2, 1)
-        ZZ = (X @ WV.reshape(fi, -1)).reshape(n, 1 + m, fo)
+        ZZ = _xw(X, WV.reshape(fi, -1)).reshape(n, 1 + m, fo)
         tape = self._forward(xp, layers, X, ZZ[:, 0])
         return tape, self._rforward(xp, layers, tape, V2, ZZ[:, 1:], V.ndim)
 
