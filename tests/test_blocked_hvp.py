@@ -279,3 +279,31 @@ def test_lr_fused_pairs_over_row_chunks(monkeypatch, chunk_rows):
     model.backward_r(w, tape, res, rt, curv, g, Hv)
     close(g, np.append(X.T @ res, res.sum()))
     close(Hv, reference_lr_rop(model, w, X, y, v))
+
+
+@pytest.mark.parametrize("block", [False, True])
+def test_transposed_first_layer_products_give_the_same_numbers(monkeypatch, block):
+    """From ``XW_ROWS`` rows on, the MLP forms ``X W_1`` as ``(W_1^T X^T)^T`` (an F-order
+    result, faster in OpenBLAS); every product must agree with the plain orientation."""
+    from hvpoison.models import mlp
+
+    rng = np.random.default_rng(4)
+    model = hv.MLP((7, 5, 3, 1), slope=0.1)
+    obj = hv.Objective(model, "l2", per_layer=True)
+    X, y = rng.normal(size=(40, 7)), (rng.random(40) < 0.5) * 1.0
+    w, lam = rng.normal(size=model.n_params), np.array([-1.0, -2.0, -0.5])
+    V = rng.normal(size=(model.n_params, 4)) if block else rng.normal(size=model.n_params)
+
+    def products():
+        pt = obj.at(w, X, y, lam)
+        data = obj.prepare(X, y, lam)
+        kept = pt.hvp_block(V) if block else pt.hvp(V)
+        return [pt.loss(), pt.grad(), kept, *obj.hvp_fresh(w, data, V, with_grad=True)]
+
+    plain = products()
+    monkeypatch.setattr(mlp, "XW_ROWS", 1)
+    for a, b in zip(products(), plain):
+        close(np.atleast_1d(a), np.atleast_1d(b))
+    monkeypatch.setattr(mlp, "_xw", lambda X, W: X @ W + 1e-3)      # the test can fail
+    with pytest.raises(AssertionError):
+        close(products()[1], plain[1])
