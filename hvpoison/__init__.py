@@ -9,13 +9,13 @@ from .hypergrad import ConvergenceWarning, DivergenceError, Hypergrad, fmd, \
 from .attack import Batch, attack
 from .evaluate import error, evaluate, kuncheva, lam_cv, train, weight_norms
 from .models import LR, MLP
-from .objective import Objective, Point
-from . import methods, victims
+from .objective import Objective, Point, Prepared
+from . import methods, stepsize, victims
 from .victims import GD, Exact
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["LR", "MLP", "Objective", "Point", "implicit_hypergrad", "solve_hvp",
+__all__ = ["LR", "MLP", "Objective", "Point", "Prepared", "implicit_hypergrad", "solve_hvp",
            "train_stationary", "rmd", "fmd", "unroll", "attack", "Batch", "train",
            "evaluate", "error", "weight_norms", "kuncheva", "lam_cv", "Hypergrad",
            "ConvergenceWarning", "DivergenceError", "get_array_module", "GD", "Exact"]
