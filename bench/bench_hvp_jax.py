@@ -44,26 +44,14 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-import hvpoison as hv  # noqa: E402
-from common import header, median_time  # noqa: E402
+from common import header, hvp_problem, median_time  # noqa: E402
 
 LAM, K = -2.0, 8
 
 
-def problem(kind, n, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    model = hv.LR(784) if kind == "LR" else hv.MLP((784, 32, 16, 1))
-    X = rng.random((n, 784)).astype(dtype)
-    y = (rng.random(n) < 0.5).astype(dtype)
-    w = (0.05 * rng.normal(size=model.n_params)).astype(dtype)
-    v = rng.normal(size=model.n_params).astype(dtype)
-    V = rng.normal(size=(model.n_params, K)).astype(dtype)
-    return model, hv.Objective(model, "l2"), X, y, w, v, V
-
-
 def ours(kind, n, dtype):
     """``(results, timings)``: our H v / H V for the check, and ms per row."""
-    model, obj, X, y, w, v, V = problem(kind, n, dtype)
+    model, obj, X, y, w, v, V = hvp_problem(kind, n, dtype, k=K)
     data = obj.prepare(X, y, LAM)                   # checked once, as Alg. 1's loops do
 
     def make(w_):

@@ -24,17 +24,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import hvpoison as hv  # noqa: E402
-from common import header, median_time  # noqa: E402
+from common import header, hvp_problem, median_time  # noqa: E402
 
 
 def problem(kind, n, dtype, xp, seed=0):
-    rng = np.random.default_rng(seed)
-    model = hv.LR(784) if kind == "LR" else hv.MLP((784, 32, 16, 1))
-    X = rng.random((n, 784)).astype(dtype)
-    y = (rng.random(n) < 0.5).astype(dtype)
-    w = (0.05 * rng.normal(size=model.n_params)).astype(dtype)
-    v = rng.normal(size=model.n_params).astype(dtype)
-    return model, hv.Objective(model, "l2"), *(xp.asarray(a) for a in (X, y, w, v))
+    model, obj, *arrays, _ = hvp_problem(kind, n, dtype, seed)
+    return model, obj, *(xp.asarray(a) for a in arrays)
 
 
 def sync(xp):

@@ -1,3 +1,20 @@
 """Timing helpers and the machine/version header every benchmark records (they live in
 :mod:`hvpoison.benchmarks`, so ``hvpoison bench`` and these scripts share them)."""
 from hvpoison.benchmarks import header, median_time  # noqa: F401
+
+
+def hvp_problem(kind, n, dtype, seed=0, k=0):
+    """The HVP benchmarks' problem: ``(model, obj, X (n, 784), y (n,), w (P,), v (P,), V (P,
+    k) or None)`` for ``kind`` "LR" or "MLP" (784-32-16-1), L2, uniform ``X``, small ``w``."""
+    import numpy as np
+
+    import hvpoison as hv
+
+    rng = np.random.default_rng(seed)
+    model = hv.LR(784) if kind == "LR" else hv.MLP((784, 32, 16, 1))
+    X = rng.random((n, 784)).astype(dtype)
+    y = (rng.random(n) < 0.5).astype(dtype)
+    w = (0.05 * rng.normal(size=model.n_params)).astype(dtype)
+    v = rng.normal(size=model.n_params).astype(dtype)
+    V = rng.normal(size=(model.n_params, k)).astype(dtype) if k else None
+    return model, hv.Objective(model, "l2"), X, y, w, v, V

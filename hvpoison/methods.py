@@ -139,13 +139,13 @@ class Implicit:
         pt = self._fit(ctx, st, Xc, yc, lam_k)
         out = ctx.obj.linearize(pt.w, ctx.out)          # l(w*; D_t), no penalty
         mu = self.damping + self.damping_per_batch * ctx.b
-        u, _ = st["solver"].solve(pt, out.grad().copy(), damping=mu)
+        u, _ = st["solver"].solve(pt, out.grad(), damping=mu)
         _, mx, ml = pt.hvp_mixed(u, rows=ctx.rows)
         dlam = None
         if need_dlam:                                   # the defender's: exact, on D_val
             if mu or ctx.target:
                 val = ctx.obj.linearize(pt.w, ctx.val)
-                u0, _ = st["solver"].solve(pt, val.grad().copy())
+                u0, _ = st["solver"].solve(pt, val.grad())
                 ml = pt.hvp_lw(u0)
             dlam = -ml
         return out.loss(), -mx, dlam

@@ -295,12 +295,6 @@ class Objective:
         _checks.params("w", w, self.model.n_params)
         return self.linearize(w, self.as_prepared(X, y, lam, dtype=w.dtype))
 
-    def check_data(self, w, X, y, names=("X", "y")):
-        """Check ``w`` ``(P,)``, ``X`` ``(n, d)`` and ``y`` ``(n,)`` for Eq. 1 (errors name
-        ``names``); returns ``y`` in ``w``'s dtype (:meth:`prepare` keeps all of it)."""
-        _checks.params("w", w, self.model.n_params)
-        return self.prepare(X, y, None, names, w.dtype).y
-
     def loss(self, w, X, y, lam=None):
         """``L(w; D, lam)`` (Eq. 1), a scalar."""
         return self.at(w, X, y, lam).loss()

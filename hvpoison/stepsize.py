@@ -257,7 +257,8 @@ def resolve_eta(eta, obj, data, lam_bounds=None, w0=None) -> float:
     over ``lam_bounds`` (Alg. 2's box, when ``lam`` is learned), else at ``data``'s own
     ``lam`` (its largest entry; no penalty term without one). ``w0`` ``(P,)``: the MLP's
     start."""
-    if isinstance(eta, str) and eta == AUTO:
+    eta = check_eta(eta)
+    if eta == AUTO:
         if lam_bounds is None:
             if data.e is None:
                 obj, lam_bounds = Objective(obj.model, None), (0.0, 1.0)   # no e^lam term
@@ -265,8 +266,16 @@ def resolve_eta(eta, obj, data, lam_bounds=None, w0=None) -> float:
                 hi = math.log(float(to_numpy(data.e).max()))
                 lam_bounds = (hi - 1.0, hi)
         return auto_eta(obj, data.X, data.y, lam_bounds, w0=w0)
+    return eta
+
+
+def check_eta(eta):
+    """``eta`` of Eq. 6 checked: ``"auto"``, or a positive finite number (as a float)."""
     if isinstance(eta, str):
-        _checks.fail("eta", "a positive number or 'auto' (c / L from the Hessian)", repr(eta))
+        if eta != AUTO:
+            _checks.fail("eta", "a positive number or 'auto' (c / L from the Hessian)",
+                         repr(eta))
+        return eta
     return _checks.positive_float("eta", eta)
 
 
@@ -321,4 +330,4 @@ def format_table(rows) -> str:
 
 
 __all__ = ["C", "MLP_SAFETY", "AUTO", "top_eigenvalue", "curvature_bound", "auto_eta",
-           "resolve_eta", "check_lam_bounds", "task_table", "format_table"]
+           "resolve_eta", "check_eta", "check_lam_bounds", "task_table", "format_table"]

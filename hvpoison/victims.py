@@ -34,7 +34,7 @@ from .backend import cho_factor, cho_solve, get_array_module
 from .hypergrad import dense_hessian, solve_hvp, unroll
 from .hypergrad.result import warn
 from .models.lr import LR
-from .stepsize import AUTO, resolve_eta
+from .stepsize import AUTO, check_eta
 
 VICTIMS = ("gd", "exact")
 
@@ -58,8 +58,7 @@ class GD:
 
     def __post_init__(self):
         _checks.positive_int("T", self.T)
-        if self.eta != AUTO:
-            resolve_eta(self.eta, None, None)                  # a positive number, or "auto"
+        check_eta(self.eta)
         if self.w_init not in (None, "zeros", "random"):
             _checks.fail("w_init", "'zeros' or 'random' (None: the model's own)", repr(self.w_init))
 

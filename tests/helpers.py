@@ -89,14 +89,15 @@ class Problem:
 
 
 @st.composite
-def problems(draw, kinds=("lr", "mlp"), penalties=(None, "l2", "l1")):
+def problems(draw, kinds=("lr", "mlp"), penalties=(None, "l2", "l1"), min_hidden=1):
+    """A Problem: LR or an MLP with ``min_hidden``-3 hidden layers of 1-5 units."""
     kind = draw(st.sampled_from(kinds))
     n = draw(st.integers(1, 12))
     d = draw(st.integers(1, 6))
     if kind == "lr":
         model = hv.LR(d)
     else:
-        hidden = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+        hidden = draw(st.lists(st.integers(1, 5), min_size=min_hidden, max_size=3))
         model = hv.MLP((d, *hidden, 1), slope=draw(st.sampled_from([0.0, 0.01, 0.2])))
     penalty = draw(st.sampled_from(penalties))
     per_layer = draw(st.booleans()) if penalty else False

@@ -6,12 +6,12 @@ relative ``1e-12``: the new paths only regroup the same sums into wider GEMMs.
 """
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 import hvpoison as hv
 from hvpoison import ops
-from helpers import Problem, well_away_from_kinks
+from helpers import problems
 
 TOL = 1e-12
 
@@ -28,29 +28,11 @@ def close(a, b, tol=TOL):
 
 @st.composite
 def blocked(draw, kinds=("lr", "mlp"), penalties=("l2",)):
-    """A problem of ``tests/helpers.py``'s kind plus a block ``V`` ``(P, k)``, ``k`` in 1..9;
-    MLPs with 0-3 hidden layers of 1-5 units (a single unit included)."""
-    kind = draw(st.sampled_from(kinds))
-    n, d = draw(st.integers(1, 12)), draw(st.integers(1, 6))
-    if kind == "lr":
-        model = hv.LR(d)
-    else:
-        hidden = draw(st.lists(st.integers(1, 5), min_size=0, max_size=3))
-        model = hv.MLP((d, *hidden, 1), slope=draw(st.sampled_from([0.0, 0.01, 0.2])))
-    penalty = draw(st.sampled_from(penalties))
-    per_layer = draw(st.booleans()) if penalty else False
-    obj = hv.Objective(model, penalty, per_layer=per_layer)
+    """A problem of ``tests/helpers.py`` (MLPs with 0-3 hidden layers of 1-5 units, a single
+    unit included) plus a block ``V`` ``(P, k)``, ``k`` in 1..9, C, F or strided."""
+    p = draw(problems(kinds, penalties, min_hidden=0))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if penalty is None:
-        lam = None
-    elif per_layer:
-        lam = rng.uniform(-3, 1, size=obj.n_lam)
-    else:
-        lam = float(rng.uniform(-3, 1))
-    P = model.n_params
-    p = Problem(model, obj, rng.normal(size=P), rng.normal(size=P), rng.normal(size=P),
-                rng.normal(size=(n, d)), (rng.random(n) < 0.5).astype(np.float64), lam)
-    assume(well_away_from_kinks(p))
+    P = p.model.n_params
     V = rng.normal(size=(P, draw(st.integers(1, 9))))
     layout = draw(st.sampled_from(["C", "F", "strided"]))
     if layout == "F":

@@ -60,6 +60,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     _one_line_error(["attack", "--alpha", "-1", "--out", str(tmp_path / "a")],
                     "attack.alpha: expected")
     _one_line_error(["attack", "--alpha", "big"], "invalid float value: 'big'")
+    _one_line_error(["attack", "--eta", "fast"], "expected a positive number or 'auto', got 'fast'")
+    _one_line_error(["attack", "--eta", "0"], "expected a positive number or 'auto', got '0'")
     _one_line_error(["plot", str(tmp_path)], "RESULTS: expected a results folder")
     _one_line_error(["run", str(bad), "--reuse", str(tmp_path)],
                     "--reuse: expected a results folder (with experiment.json)")

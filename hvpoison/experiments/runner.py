@@ -159,7 +159,7 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
                    start=None if b == 0 else (b - 1, X, y))[-1]
     t1 = time.perf_counter()
     lam0 = batch.lam if b == 0 else (np.array(lam0) if isinstance(lam0, list) else lam0)
-    eta = test_eta(exp, obj, split, lam0, learn)
+    eta = victim_eta(exp, obj, split, lam0, learn)
     tests = {v: victim_test(exp, v, obj, batch, split, lam0, sd["init"], eta)
              for v in exp.test.victims}
     main = tests[exp.test.victims[0]]
@@ -189,7 +189,7 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
     return record, arrays
 
 
-def test_eta(exp, obj, split, lam0, learned):
+def victim_eta(exp, obj, split, lam0, learned):
     """``[test] eta`` as a number: itself, or for ``"auto"`` the attack's rule
     (:func:`hvpoison.stepsize.resolve_eta` on the clean training set, over ``[attack]
     lam_bounds`` for a learned ``lam``, at the fixed ``lam0`` otherwise), so the victim
@@ -203,7 +203,7 @@ def test_eta(exp, obj, split, lam0, learned):
 
 
 def victim_test(exp, name, obj, batch, split, lam0, seed, eta):
-    """The test of one victim (``"gd"``: ``[test] T`` steps of ``eta`` (:func:`test_eta`)
+    """The test of one victim (``"gd"``: ``[test] T`` steps of ``eta`` (:func:`victim_eta`)
     from ``model.init(seed)``;
     ``"exact"``: trained to optimality) on the batch's poisoned set: test and training
     error, validation loss, ``||W_k||^2/P_k`` and Kuncheva's index against the same victim

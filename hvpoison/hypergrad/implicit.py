@@ -36,7 +36,7 @@ def _newton_polish(point, w, tol, steps):
         pt = point(w)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            step, _ = solve_hvp(pt.hvp, pt.grad().copy(), tol=1e-14)
+            step, _ = solve_hvp(pt.hvp, pt.grad(), tol=1e-14)
         w_new = w - step
         g_new = float(xp.linalg.norm(point(w_new).grad()))
         loss_new = float(point(w_new).loss())
