@@ -3,8 +3,11 @@
 Run:  python bench/bench_hvp_jax.py [--quick]  > bench/out/hvp-jax.md
 
 LR 784 and MLP 784-32-16-1 at n = 10^3, 10^4, 10^5 (``--quick``: the first two), float64
-and float32, every row in one process with BLAS pinned to one thread (environment and
-threadpoolctl) and XLA to one thread (``XLA_FLAGS`` set before JAX is imported). Rows:
+and float32, every row in one process pinned to one CPU (``pin_one_cpu``, before JAX
+starts its threads), BLAS to one thread (environment and threadpoolctl) and XLA to one
+thread (``XLA_FLAGS`` set before JAX is imported). XLA's flags alone do not hold JAX 0.10 to
+one core: the "cpu/wall" column (process CPU time over wall time, :func:`cpu_per_wall`)
+shows that every row ran on one. Rows:
 
 - ``ours fresh``: today's path at a fresh point, forward + deltas + ``rop``
   (``Point.hvp`` on data checked once: ``Objective.linearize``);
@@ -44,7 +47,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import header, hvp_problem, median_time  # noqa: E402
+from common import cpu_per_wall, header, hvp_problem, median_time, pin_one_cpu  # noqa: E402
 
 LAM, K = -2.0, 8
 
@@ -88,7 +91,7 @@ def ours(kind, n, dtype):
                      ("ours fresh grad+H v", grad_hv), ("ours fresh grad+H v fused", grad_hv_fused),
                      ("ours shared", shared), (f"ours blocked k={K} shared", blocked_shared),
                      (f"ours blocked k={K} fresh", lambda: fresh_fused(V))]:
-        t[name] = 1e3 * median_time(fn, repeat=repeat)
+        t[name] = (1e3 * median_time(fn, repeat=repeat), cpu_per_wall(fn))
     return (model, X, y, w, v, V), results, t
 
 
@@ -120,10 +123,10 @@ def jax_rows(model, X, y, w, v, V, dtype, n):
     assert Xj.dtype == dtype
     res = {"single": np.asarray(single(wj, vj, Xj, yj)), "block": np.asarray(block(wj, Vj, Xj, yj))}
     repeat = 10 if n >= 100_000 else 30
-    t = {"jax fresh": 1e3 * median_time(lambda: single(wj, vj, Xj, yj).block_until_ready(),
-                                        repeat=repeat),
-         f"jax vmap k={K}": 1e3 * median_time(lambda: block(wj, Vj, Xj, yj).block_until_ready(),
-                                              repeat=repeat)}
+    rows = {"jax fresh": lambda: single(wj, vj, Xj, yj).block_until_ready(),
+            f"jax vmap k={K}": lambda: block(wj, Vj, Xj, yj).block_until_ready()}
+    t = {name: (1e3 * median_time(fn, repeat=repeat), cpu_per_wall(fn))
+         for name, fn in rows.items()}
     return res, t
 
 
@@ -136,16 +139,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="n = 10^3 and 10^4 only")
     a = ap.parse_args()
+    cpu = pin_one_cpu()                               # before JAX starts its threads
     import jax
 
     jax.config.update("jax_enable_x64", True)       # float64 rows; float32 inputs stay float32
     print("# H v against JAX, one thread each (issue 16, blocked and fused products)\n")
     print(header().rstrip())
     print(f"- jax {jax.__version__} on {jax.devices()[0].platform}; XLA_FLAGS="
-          f"`{os.environ['XLA_FLAGS']}`; BLAS pinned to 1 thread (threadpoolctl)")
+          f"`{os.environ['XLA_FLAGS']}`; BLAS pinned to 1 thread (threadpoolctl); the "
+          f"process pinned to CPU {cpu}")
     print("- L2 penalty, lam = -2; median ms after warm-up; k = 8 for the block rows\n")
-    print("| model | n | dtype | row | ms | ms / dir. | ours / jax | note |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | n | dtype | row | ms | ms / dir. | ours / jax | cpu/wall | note |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind in ("LR", "MLP"):
         name = "LR 784" if kind == "LR" else "MLP 784-32-16-1"
         for n in ((1000, 10_000) if a.quick else (1000, 10_000, 100_000)):
@@ -164,20 +169,21 @@ def main():
                 dt = np.dtype(dtype).name
                 ref = {"ours fresh": "jax fresh", "ours fresh fused": "jax fresh",
                        f"ours blocked k={K} fresh": f"jax vmap k={K}"}
-                for row, ms in list(t.items()) + list(tj.items()):
+                ms_of = {row: ms for row, (ms, _) in list(t.items()) + list(tj.items())}
+                for row, (ms, load) in list(t.items()) + list(tj.items()):
                     k = K if f"k={K}" in row else 1
-                    ratio = f"{ms / tj[ref[row]]:.2f}" if row in ref else ""
+                    ratio = f"{ms / ms_of[ref[row]]:.2f}" if row in ref else ""
                     note = ""
                     if row == f"ours blocked k={K} shared":
-                        note = f"{K} single shared / block = {K * t['ours shared'] / ms:.2f}x"
+                        note = f"{K} single shared / block = {K * ms_of['ours shared'] / ms:.2f}x"
                     elif row == "ours fresh fused":
-                        note = f"today / fused = {t['ours fresh'] / ms:.2f}x"
+                        note = f"today / fused = {ms_of['ours fresh'] / ms:.2f}x"
                     elif row == "ours fresh grad+H v fused":
-                        note = f"today / fused = {t['ours fresh grad+H v'] / ms:.2f}x"
+                        note = f"today / fused = {ms_of['ours fresh grad+H v'] / ms:.2f}x"
                     elif row == "jax fresh":
                         note = f"max rel diff ours-jax {max(errs.values()):.1e}"
                     print(f"| {name} | {n} | {dt} | {row} | {ms:.3f} | {ms / k:.3f} | "
-                          f"{ratio} | {note} |", flush=True)
+                          f"{ratio} | {load:.2f} | {note} |", flush=True)
 
 
 if __name__ == "__main__":

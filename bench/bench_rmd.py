@@ -1,10 +1,13 @@
 """One RMD hypergradient (Alg. 1): wall time, peak memory and cost in gradient-equivalents
 per memory strategy (issue #3), optionally against PyTorch autograd through the unrolled loop.
 
-Run:  python bench/bench_rmd.py [--quick] [--torch]
+Run:  python bench/bench_rmd.py [--quick] [--torch] [--jax] [--one-cpu]
 
 Cost in gradient-equivalents per step = time / (T * time of one loss+gradient).
 Peak memory is the tracemalloc peak of numpy allocations during one call.
+``--jax``: JAX's ``jit(grad(lax.scan))`` through the same unrolled loop (its ``dXp`` is
+checked against ours first). ``--one-cpu``: the process and every peer thread on one CPU
+and BLAS on one thread (:func:`pin_one_cpu`; XLA's thread flags alone still use two cores).
 """
 from __future__ import annotations
 
@@ -13,11 +16,15 @@ import os
 import sys
 import tracemalloc
 
-import numpy as np
+if "--one-cpu" in sys.argv:                   # before numpy (and BLAS) are loaded
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import hvpoison as hv  # noqa: E402
-from common import header, median_time  # noqa: E402
+from common import cpu_per_wall, header, median_time, pin_one_cpu  # noqa: E402
 
 
 def problem(kind, n=1000, m=100, d=784, seed=0):
@@ -66,7 +73,59 @@ def torch_rmd(kind, obj, X, y, Xv, yv, idx, w0, lam, T, eta):
     return median_time(hypergrad, repeat=5, warmup=1, min_time=0)
 
 
-def run(quick=False, use_torch=False):
+def jax_rmd(kind, obj, X, y, Xv, yv, idx, w0, lam, T, eta, ours):
+    """``(seconds, cpu/wall)`` of JAX's ``jit(grad(...))`` through ``lax.scan`` over the ``T``
+    steps, float64; its ``dXp`` must match ``ours`` (relative 1e-8) before it is timed."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    sizes = (X.shape[1], 1) if kind == "LR" else obj.model.sizes
+    shapes, slope = list(zip(sizes[:-1], sizes[1:])), getattr(obj.model, "slope", 0.0)
+    e = float(np.exp(lam))
+
+    def f(w, A):
+        h, i, pen = A, 0, 0.0
+        for k, (a, b) in enumerate(shapes):
+            W = w[i:i + a * b].reshape(a, b)
+            i += a * b
+            h = h @ W + w[i:i + b]
+            i += b
+            pen = pen + jnp.sum(W * W)
+            if k < len(shapes) - 1:
+                h = jnp.where(h > 0, h, slope * h)
+        return h[:, 0], pen
+
+    def bce(z, t):
+        return jnp.mean(jnp.logaddexp(0.0, z) - t * z)
+
+    jX, jy, jXv, jyv, jw0 = map(jnp.asarray, (X, y, Xv, yv, w0))
+    jidx = jnp.asarray(idx)
+
+    def outer(Xp):
+        A = jX.at[jidx].set(Xp)
+
+        def inner(u):
+            z, pen = f(u, A)
+            return bce(z, jy) + 0.5 * e * pen
+
+        def step(w, _):
+            return w - eta * jax.grad(inner)(w), None
+
+        wT, _ = jax.lax.scan(step, jw0, None, length=T)
+        return bce(f(wT, jXv)[0], jyv)
+
+    hypergrad = jax.jit(jax.grad(outer))
+    Xp = jnp.asarray(X[idx])
+    got = np.asarray(hypergrad(Xp))
+    err = np.linalg.norm(got - ours) / np.linalg.norm(ours)
+    if not err <= 1e-8:
+        raise SystemExit(f"{kind} T={T}: JAX's dXp differs from ours (relative {err:.1e})")
+    fn = lambda: hypergrad(Xp).block_until_ready()  # noqa: E731
+    return median_time(fn, repeat=7, warmup=1, min_time=0), cpu_per_wall(fn, 0.5)
+
+
+def run(quick=False, use_torch=False, use_jax=False):
     lam, eta = -2.0, 0.1
     print("# RMD hypergradient benchmark (CPU, float64)\n")
     print(header())
@@ -74,6 +133,8 @@ def run(quick=False, use_torch=False):
     cols = "| model | T | memory | time (ms) | grad-equiv. / step | peak MB | stored states |"
     if use_torch:
         cols += " torch autograd (ms) | torch / ours |"
+    if use_jax:
+        cols += " jax jit(grad(scan)) (ms) | ours / jax | cpu/wall ours, jax |"
     print(cols)
     print("|" + "---|" * (cols.count("|") - 1))
     for kind in ("LR", "MLP"):
@@ -95,6 +156,13 @@ def run(quick=False, use_torch=False):
                     line += f" {1e3 * tt:.1f} | {tt / t:.2f} |"
                 elif use_torch:
                     line += " | |"
+                if use_jax and memory == "store":
+                    tj, load = jax_rmd(kind, obj, X, y, Xv, yv, idx, w0, lam, T, eta,
+                                       call().dXp)
+                    line += f" {1e3 * tj:.1f} | {t / tj:.2f} | {cpu_per_wall(call, 0.5):.2f}, " \
+                            f"{load:.2f} |"
+                elif use_jax:
+                    line += " | | |"
                 print(line, flush=True)
 
 
@@ -102,5 +170,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="T = 100 only")
     ap.add_argument("--torch", action="store_true", help="also time PyTorch autograd")
+    ap.add_argument("--jax", action="store_true", help="also time JAX jit(grad(lax.scan))")
+    ap.add_argument("--one-cpu", action="store_true",
+                    help="pin the process (and the peers' threads) to one CPU, BLAS to 1 thread")
     a = ap.parse_args()
-    run(a.quick, a.torch)
+    if a.one_cpu:
+        print(f"(pinned to CPU {pin_one_cpu()})\n")
+    run(a.quick, a.torch, a.jax)

@@ -1,6 +1,6 @@
 """Timing helpers and the machine/version header every benchmark records (they live in
 :mod:`hvpoison.benchmarks`, so ``hvpoison bench`` and these scripts share them)."""
-from hvpoison.benchmarks import header, median_time  # noqa: F401
+from hvpoison.benchmarks import cpu_per_wall, header, median_time, pin_one_cpu  # noqa: F401
 
 
 def hvp_problem(kind, n, dtype, seed=0, k=0):

@@ -16,6 +16,34 @@ import time
 import numpy as np
 
 
+def pin_one_cpu(cpu=None) -> int:
+    """Restrict this process to one CPU (the last one it may use, or ``cpu``) and return it.
+
+    Call it before a peer (JAX, PyTorch) starts its threads: a thread inherits the affinity
+    of the thread that creates it, so every BLAS, XLA or OpenMP thread started afterwards
+    shares that one core. Thread-count settings alone are not enough: JAX 0.10's XLA keeps
+    using both cores of a 2-core box under ``--xla_cpu_multi_thread_eigen=false`` (CPU time
+    / wall time 1.96 for one ``X @ W``); :func:`cpu_per_wall` shows which rows did. Linux
+    only (``os.sched_setaffinity``); elsewhere a ``RuntimeError`` says so."""
+    if not hasattr(os, "sched_setaffinity"):
+        raise RuntimeError("pin_one_cpu: os.sched_setaffinity is not available on this "
+                           "platform; pin the benchmark with the OS's own tool")
+    cpu = max(os.sched_getaffinity(0)) if cpu is None else int(cpu)
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def cpu_per_wall(fn, min_time=0.2) -> float:
+    """Process CPU time over wall time while ``fn()`` runs repeatedly for ``min_time``
+    seconds: about 1.0 for a row that runs on one core, up to the core count otherwise."""
+    fn()
+    wall, cpu, n = time.perf_counter(), time.process_time(), 0
+    while n < 3 or time.perf_counter() - wall < min_time:
+        fn()
+        n += 1
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+
 def median_time(fn, repeat=30, warmup=3, min_time=0.2):
     """Median seconds of ``fn()`` over ``repeat`` runs (at least ``min_time`` in total)."""
     for _ in range(warmup):

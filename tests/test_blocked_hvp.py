@@ -243,15 +243,18 @@ def test_fused_and_blocked_products_keep_float32(model, k):
     close(blk.astype(np.float64), np.stack([ref[:, 0], ref[:, 0]], 1), 1e-5)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 7, 10**6])
-def test_lr_fused_pairs_over_row_chunks(monkeypatch, chunk_rows):
-    """LR's fused single-direction products run over row chunks of ``X`` on the CPU: any
-    chunk size (one row, a ragged last chunk, one chunk) gives the plain products."""
+@pytest.mark.parametrize("chunk_rows, resident", [(1, 0), (7, 0), (10**6, 0), (1, 10**9)])
+def test_lr_fused_pairs_over_row_chunks(monkeypatch, chunk_rows, resident):
+    """LR's fused single-direction products run over row chunks of ``X`` on the CPU unless
+    ``X`` fits ``RESIDENT_BYTES``: any chunk size (one row, a ragged last chunk, one chunk)
+    and the unchunked path give the plain products."""
     from hvpoison.models import lr
 
     model, rng = hv.LR(6), np.random.default_rng(2)
     monkeypatch.setattr(lr, "CHUNK_BYTES", chunk_rows * 6 * 8)
+    monkeypatch.setattr(lr, "RESIDENT_BYTES", resident)
     X, y = rng.normal(size=(45, 6)), (rng.random(45) < 0.5).astype(float)
+    assert len(lr._chunks(X)) == (1 if resident else -(-45 // min(chunk_rows, 45)))
     w, v = rng.normal(size=7), rng.normal(size=7)
     tape, rt = model.forward_r(w, X, v)
     close(tape.z, X @ w[:-1] + w[-1])
