@@ -127,9 +127,24 @@ def penalty_mixed_lam(xp, w, v, e, groups, l1):
                      for k, g in enumerate(groups.slices)])
 
 
+def lr_rop(xp, X, curv, v, out):
+    """LR's lines 2-3 (``hvpoison/models/lr.py``) for one direction ``v = (v_W, v_b)``
+    ``(d + 1,)`` on the kept tape ``X`` ``(n, d)``, ``curv`` ``(n,)``: ``R z = X v_W + v_b``,
+    ``R s = curv * R z``, ``out[:d] = X^T R s``, ``out[d] = 1^T R s`` (``out`` ``(d + 1,)``);
+    returns ``R s`` ``(n,)``. Here two matrix-vector products, two reads of ``X``; the numba
+    twin reads each row once (Alg. 1's reverse step, Eq. 4's ``H v``)."""
+    Rz = X @ v[:-1]
+    Rz += v[-1]
+    Rs = curv * Rz
+    xp.matmul(Rs, X, out=out[:-1])
+    out[-1] = Rs.sum()
+    return Rs
+
+
 REFERENCE = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
              "ascent_project": ascent_project, "penalty_grad_add": penalty_grad_add,
-             "penalty_hvp_add": penalty_hvp_add, "penalty_mixed_lam": penalty_mixed_lam}
+             "penalty_hvp_add": penalty_hvp_add, "penalty_mixed_lam": penalty_mixed_lam,
+             "lr_rop": lr_rop}
 
 
 # -- dispatch ---------------------------------------------------------------------------------
@@ -172,6 +187,6 @@ def impl(name, xp):
     _k = _kernels()
     if _k is None or not _k.enabled():
         return REFERENCE[name]
-    if xp is not np:
-        return getattr(_k, name)  # pragma: no cover - GPU only
+    if xp is not np:              # ops with no CUDA kernel (kernels.CPU_ONLY): the reference
+        return REFERENCE[name] if name in _k.CPU_ONLY else getattr(_k, name)  # pragma: no cover
     return _k.cpu_twins().get(name, REFERENCE[name])

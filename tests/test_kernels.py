@@ -78,16 +78,19 @@ def test_every_kernel_has_a_source_and_a_reference_with_its_signature():
         assert f"void {name}(" in (ROOT / "kernels" / f).read_text(), name
     # every op (the penalty products included) has a wrapper launching a kernel of SOURCES
     # and a reference with the wrapper's signature; every kernel serves an op
-    assert set(K.OPS) == set(ops.REFERENCE)
+    # except the CPU-only ops (a numba twin, the reference on the GPU)
+    assert set(K.OPS) | K.CPU_ONLY == set(ops.REFERENCE) and not set(K.OPS) & K.CPU_ONLY
     assert set(K.OPS.values()) == set(K.SOURCES)
-    for name, ref in ops.REFERENCE.items():
-        assert inspect.signature(getattr(K, name)) == inspect.signature(ref), name
+    for name in K.OPS:
+        assert inspect.signature(getattr(K, name)) == inspect.signature(ops.REFERENCE[name]), name
     assert {"penalty_grad_add", "penalty_hvp_add", "penalty_mixed_lam"} <= set(ops.REFERENCE)
 
 
 def test_dispatch_picks_twins_on_the_cpu_and_can_be_switched_off(monkeypatch):
     monkeypatch.delenv("HVPOISON_KERNELS", raising=False)
     assert K.enabled()
+    for name in K.CPU_ONLY:              # any other array module (cupy): the reference
+        assert ops.impl(name, object()) is ops.REFERENCE[name]
     for name, ref in ops.REFERENCE.items():   # a twin when numba is there, else the reference
         assert ops.impl(name, np) is K.cpu_twins().get(name, ref)
     monkeypatch.setattr(K, "cpu_twins", lambda: {})
@@ -511,3 +514,34 @@ def test_attack_hyperiterations_never_wait_for_the_gpu(model, per_layer, monkeyp
     with pytest.raises(cupyx.DeviceSynchronized):     # the check does fire on a wait
         hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, iters=2, T=5, lam=lam,
                   learn_lam=True, seed=0, callback=lambda *a: None)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 255), (1001, 784), (4, 1 << 16)])
+def test_lr_rop_twin_matches_reference(shape, dtype):
+    """The fused R pass of LR (one read of ``X``): ragged row counts (``n % 4``), both
+    sides of ``LR_ROP_MIN``; a strided ``X`` or mixed dtypes run the reference."""
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(shape[0])
+    X = rng.normal(size=shape).astype(dtype)
+    curv, v = rng.random(shape[0]).astype(dtype), rng.normal(size=shape[1] + 1).astype(dtype)
+    ref_out, out = np.full(shape[1] + 1, np.nan, dtype), np.full(shape[1] + 1, np.nan, dtype)
+    ref_Rs = ops.lr_rop(np, X, curv, v, ref_out)
+    Rs = cpu.lr_rop(np, X, curv, v, out)
+    assert Rs.dtype == out.dtype == dtype and Rs.shape == (shape[0],)
+    tol = dict(rtol=2e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    scale = np.abs(ref_out).max()       # reassociated sums: agreement relative to the size
+    np.testing.assert_allclose(out / scale, ref_out / scale, **tol)
+    np.testing.assert_allclose(Rs, ref_Rs, **tol)
+    g = np.empty(shape[1], dtype)                              # which path ran: the loop's bits
+    ran_loop = np.array_equal(Rs, cpu._lr_rop(X, curv, v, v[-1], g)) and \
+        np.array_equal(out[:-1], g)
+    assert ran_loop == (X.size >= cpu.LR_ROP_MIN) or np.array_equal(out, ref_out)
+    F = np.asfortranarray(X)                                   # not C order: the reference
+    np.testing.assert_array_equal(cpu.lr_rop(np, F, curv, v, out), ops.lr_rop(np, F, curv, v,
+                                                                                ref_out))
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(cpu.lr_rop(np, X, curv.astype(np.float16), v, out),
+                                  ops.lr_rop(np, X, curv.astype(np.float16), v, ref_out))

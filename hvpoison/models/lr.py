@@ -25,7 +25,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, ops
 from ..backend import get_array_module
 from .base import Model
 
@@ -113,9 +113,11 @@ class LR(Model):
         return SimpleNamespace(s=dz)
 
     def rop(self, w, tape, bwd, v, curv, out):
-        """Lines 2-3 for ``v`` ``(P,)``: ``rbackward(rforward(v))``; returns ``rbwd`` (``Rs``
-        ``(n,)``). (Eq. 4's ``H v``, R-operator.)"""
-        return self.rbackward(w, tape, bwd, self.rforward(w, tape, v), curv, out)
+        """Lines 2-3 for ``v`` ``(P,)``: ``rbackward(rforward(v))`` as the fused op
+        :func:`hvpoison.ops.lr_rop` (its numba twin reads ``X`` once); returns ``rbwd``
+        (``Rs`` ``(n,)``). (Eq. 4's ``H v``, R-operator.)"""
+        xp = get_array_module(w)
+        return SimpleNamespace(Rs=ops.impl("lr_rop", xp)(xp, tape.X, curv, v, out))
 
     def rforward(self, w, tape, V):
         """Line 2, ``R z = X V_W + v_b``, for ``v`` ``(P,)`` or ``V`` ``(P, m)`` on a kept
