@@ -67,6 +67,12 @@ def twin_table():
     for n, d in ((40, 784), (200, 784), (200, 3072)):
         Xp, g = rng.random((n, d)), rng.normal(size=(n, d))
         cases.append(("ascent_project", f"{n} x {d}", (g, 0.3, 0.0, 1.0), Xp))
+    for n in (1000, 10_000, 100_000):           # LR's R pass: two reads of X against one
+        for dt in (np.float64, np.float32):
+            X = rng.random((n, 784)).astype(dt)
+            curv, v = rng.random(n).astype(dt), rng.normal(size=785).astype(dt)
+            cases.append(("lr_rop", f"{n} x 784 {np.dtype(dt).name}",
+                          (X, curv, v, np.empty(785, dt)), None))
     print("| step | size | numpy (us) | numba (us) | numpy / numba |\n|---|---|---|---|---|")
     for name, size, args, inplace in cases:
         key = name.split(" ")[0]
