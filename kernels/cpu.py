@@ -8,7 +8,7 @@ arrays when numba imports and kernels are enabled (``HVPOISON_KERNELS=0`` or
 benchmark shows faster than numpy have a twin (``bench/RESULTS.md``, "numba twins"): the
 penalty products touch ``P`` numbers a few times per step and stay numpy. ``lr_rop`` is
 not element-wise: it fuses LR's two matrix-vector products of one R pass into one read of
-``X`` (1.2x at 1000 x 784, 1.5-1.6x from 10^4 rows on, float32 and float64).
+``X`` (1.15-1.34x at 1000 x 784, 1.34-1.56x from 10^4 rows on, float32 and float64).
 ``tests/test_kernels.py`` holds every twin to its reference (float32 and float64, sizes
 1, odd, strided).
 
