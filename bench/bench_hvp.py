@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import hvpoison as hv  # noqa: E402
-from common import header, median_time  # noqa: E402
+from common import header, median_time, peer_net  # noqa: E402
 
 SHAPES = [("LR", 784), ("LR", 3072), ("MLP", (784, 32, 16, 1)), ("MLP", (784, 100, 50, 1)),
           ("MLP", (3072, 100, 50, 1))]
@@ -45,22 +45,11 @@ def torch_hvp_time(kind, spec, X, y, w, v, lam):
     tX, ty = torch.from_numpy(X), torch.from_numpy(y)
     tw, tv = torch.from_numpy(w), torch.from_numpy(v)
     sizes = (spec, 1) if kind == "LR" else spec
-    shapes = list(zip(sizes[:-1], sizes[1:]))
+    f = peer_net(list(zip(sizes[:-1], sizes[1:])),
+                 lambda z: torch.nn.functional.leaky_relu(z, 0.01))
 
     def loss(w_):
-        h, i = tX, 0
-        for k, (a, b) in enumerate(shapes):
-            W = w_[i:i + a * b].reshape(a, b)
-            i += a * b
-            bias = w_[i:i + b]
-            i += b
-            z = h @ W + bias
-            h = torch.nn.functional.leaky_relu(z, 0.01) if k < len(shapes) - 1 else z
-            if k == 0:
-                pen = (W * W).sum()
-            else:
-                pen = pen + (W * W).sum()
-        z = h[:, 0]
+        z, pen = f(w_, tX)
         return torch.nn.functional.binary_cross_entropy_with_logits(z, ty) + 0.5 * np.exp(lam) * pen
 
     def hvp():

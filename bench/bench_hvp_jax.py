@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import cpu_per_wall, header, hvp_problem, median_time, pin_one_cpu  # noqa: E402
+from common import cpu_per_wall, header, hvp_problem, median_time, peer_net, pin_one_cpu  # noqa: E402
 
 LAM, K = -2.0, 8
 
@@ -99,19 +99,11 @@ def jax_rows(model, X, y, w, v, V, dtype, n):
     import jax
     import jax.numpy as jnp
 
-    shapes = model.shapes
     lam_e = float(np.exp(LAM))
+    f = peer_net(model.shapes, lambda z: jnp.where(z > 0, z, getattr(model, "slope", 0.0) * z))
 
     def loss(w_, X_, y_):
-        h, i, pen = X_, 0, 0.0
-        for k, (a, b) in enumerate(shapes):
-            W = w_[i:i + a * b].reshape(a, b)
-            i += a * b
-            z = h @ W + w_[i:i + b]
-            i += b
-            pen = pen + jnp.sum(W * W)                # weights only: biases unpenalised
-            h = jnp.where(z > 0, z, model.slope * z) if k < len(shapes) - 1 else z
-        z = h[:, 0]
+        z, pen = f(w_, X_)                           # pen: weights only, biases unpenalised
         return jnp.mean(jnp.logaddexp(0.0, z) - y_ * z) + 0.5 * lam_e * pen
 
     def hvp(w_, v_, X_, y_):

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import hvpoison as hv  # noqa: E402
-from common import cpu_per_wall, header, median_time, pin_one_cpu  # noqa: E402
+from common import cpu_per_wall, header, median_time, peer_net, pin_one_cpu  # noqa: E402
 
 
 def problem(kind, n=1000, m=100, d=784, seed=0):
@@ -40,22 +40,10 @@ def torch_rmd(kind, obj, X, y, Xv, yv, idx, w0, lam, T, eta):
     import torch
 
     tX, ty, tXv, tyv = map(torch.from_numpy, (X, y, Xv, yv))
-    sizes = (X.shape[1], 1) if kind == "LR" else obj.model.sizes
-    shapes = list(zip(sizes[:-1], sizes[1:]))
     e = float(np.exp(lam))
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-
-    def f(w, A):
-        h, i, pen = A, 0, 0.0
-        for k, (a, b) in enumerate(shapes):
-            W = w[i:i + a * b].reshape(a, b)
-            i += a * b
-            h = h @ W + w[i:i + b]
-            i += b
-            pen = pen + (W * W).sum()
-            if k < len(shapes) - 1:
-                h = torch.nn.functional.leaky_relu(h, 0.01)
-        return h[:, 0], pen
+    slope = getattr(obj.model, "slope", 0.0)
+    f = peer_net(obj.model.shapes, lambda z: torch.nn.functional.leaky_relu(z, slope))
 
     def hypergrad():
         Xp = tX[idx].clone().requires_grad_(True)
@@ -80,21 +68,8 @@ def jax_rmd(kind, obj, X, y, Xv, yv, idx, w0, lam, T, eta, ours):
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
-    sizes = (X.shape[1], 1) if kind == "LR" else obj.model.sizes
-    shapes, slope = list(zip(sizes[:-1], sizes[1:])), getattr(obj.model, "slope", 0.0)
-    e = float(np.exp(lam))
-
-    def f(w, A):
-        h, i, pen = A, 0, 0.0
-        for k, (a, b) in enumerate(shapes):
-            W = w[i:i + a * b].reshape(a, b)
-            i += a * b
-            h = h @ W + w[i:i + b]
-            i += b
-            pen = pen + jnp.sum(W * W)
-            if k < len(shapes) - 1:
-                h = jnp.where(h > 0, h, slope * h)
-        return h[:, 0], pen
+    e, slope = float(np.exp(lam)), getattr(obj.model, "slope", 0.0)
+    f = peer_net(obj.model.shapes, lambda z: jnp.where(z > 0, z, slope * z))
 
     def bce(z, t):
         return jnp.mean(jnp.logaddexp(0.0, z) - t * z)

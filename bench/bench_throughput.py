@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import hvpoison as hv  # noqa: E402
-from common import header, hvp_problem, median_time  # noqa: E402
+from common import header, hvp_problem, median_time, peer_net  # noqa: E402
 
 
 def problem(kind, n, dtype, xp, seed=0):
@@ -108,18 +108,11 @@ def time_torch(kind, n, dtype, device):
 
     model, _, X, y, w, v = problem(kind, n, dtype, np)
     t = {k: torch.as_tensor(a, device=device) for k, a in dict(X=X, y=y, w=w, v=v).items()}
-    shapes = model.shapes
+    f = peer_net(model.shapes, lambda z: torch.nn.functional.leaky_relu(z, 0.01))
 
     def loss(w_):
-        h, i, pen = t["X"], 0, 0.0
-        for k, (a, b) in enumerate(shapes):
-            W = w_[i:i + a * b].reshape(a, b)
-            i += a * b
-            z = h @ W + w_[i:i + b]
-            i += b
-            pen = pen + (W * W).sum()
-            h = torch.nn.functional.leaky_relu(z, 0.01) if k < len(shapes) - 1 else z
-        return (torch.nn.functional.binary_cross_entropy_with_logits(h[:, 0], t["y"])
+        z, pen = f(w_, t["X"])
+        return (torch.nn.functional.binary_cross_entropy_with_logits(z, t["y"])
                 + 0.5 * np.exp(-2.0) * pen)
 
     def once():
@@ -145,18 +138,10 @@ def time_jax(kind, n, dtype):
 
     jax.config.update("jax_enable_x64", dtype == np.float64)
     model, _, X, y, w, v = problem(kind, n, dtype, np)
-    shapes = model.shapes
+    f = peer_net(model.shapes, lambda z: jnp.where(z > 0, z, 0.01 * z))
 
     def loss(w_):
-        h, i, pen = X, 0, 0.0
-        for k, (a, b) in enumerate(shapes):
-            W = w_[i:i + a * b].reshape(a, b)
-            i += a * b
-            z = h @ W + w_[i:i + b]
-            i += b
-            pen = pen + (W * W).sum()
-            h = jnp.where(z > 0, z, 0.01 * z) if k < len(shapes) - 1 else z
-        z = h[:, 0]
+        z, pen = f(w_, X)
         return jnp.mean(jnp.logaddexp(0, z) - y * z) + 0.5 * np.exp(-2.0) * pen
 
     hvp = jax.jit(lambda w_, v_: jax.jvp(jax.grad(loss), (w_,), (v_,))[1])

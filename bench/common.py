@@ -3,6 +3,27 @@
 from hvpoison.benchmarks import cpu_per_wall, header, median_time, pin_one_cpu  # noqa: F401
 
 
+def peer_net(shapes, leaky):
+    """Our net for the autodiff peers (PyTorch, JAX), on the flat parameter vector in
+    ``model.unpack``'s layout (per layer ``W_k`` row-major, then ``b_k``): ``f(w, A) ->
+    (logits (n,), sum_k ||W_k||^2)`` for ``shapes`` ``[(fan_in, fan_out), ...]``
+    (``model.shapes``), the hidden layers through the peer's Leaky ReLU ``leaky(z)``; the
+    penalty is over the weights only, as ours."""
+    def f(w, A):
+        h, i, pen = A, 0, 0.0
+        for k, (a, b) in enumerate(shapes):
+            W = w[i:i + a * b].reshape(a, b)
+            i += a * b
+            h = h @ W + w[i:i + b]
+            i += b
+            pen = pen + (W * W).sum()
+            if k < len(shapes) - 1:
+                h = leaky(h)
+        return h[:, 0], pen
+
+    return f
+
+
 def hvp_problem(kind, n, dtype, seed=0, k=0):
     """The HVP benchmarks' problem: ``(model, obj, X (n, 784), y (n,), w (P,), v (P,), V (P,
     k) or None)`` for ``kind`` "LR" or "MLP" (784-32-16-1), L2, uniform ``X``, small ``w``."""

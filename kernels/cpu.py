@@ -135,7 +135,7 @@ def lr_rop(xp, X, curv, v, out):
     ``out`` ``(d + 1,)``): one read of ``X`` instead of two, for a C-order ``X`` of at least
     :data:`LR_ROP_MIN` elements with ``curv``, ``v`` and ``out`` of its dtype (else the
     reference)."""
-    from hvpoison import ops
+    from .. import ops
 
     if X.size < LR_ROP_MIN or not X.flags.c_contiguous or not \
             X.dtype == curv.dtype == v.dtype == out.dtype or X.dtype.kind != "f":

@@ -545,3 +545,22 @@ def test_lr_rop_twin_matches_reference(shape, dtype):
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(cpu.lr_rop(np, X, curv.astype(np.float16), v, out),
                                   ops.lr_rop(np, X, curv.astype(np.float16), v, ref_out))
+
+
+@needs_numba
+def test_lr_hvp_through_the_fused_twin_matches_finite_differences():
+    """``H v`` of LR on a problem large enough for ``lr_rop``'s twin (``LR.rop`` runs it)
+    against central differences of the gradient."""
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(5)
+    n, d = 300, 256
+    assert n * d >= cpu.LR_ROP_MIN
+    obj = hv.Objective(hv.LR(d), "l2")
+    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
+    w, v = 0.1 * rng.normal(size=d + 1), rng.normal(size=d + 1)
+    with K.use_kernels(True):
+        Hv = obj.at(w, X, y, -1.0).hvp(v)
+    h = 1e-5
+    fd = (obj.grad(w + h * v, X, y, -1.0) - obj.grad(w - h * v, X, y, -1.0)) / (2 * h)
+    assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
