@@ -1,6 +1,6 @@
 """HVP throughput and one RMD hypergradient, CPU and GPU, with autodiff peers (issue #5).
 
-Run:  python bench/bench_throughput.py [--quick] [--peers] [--gpu] > bench/out/throughput.md
+Run:  python bench/bench_throughput.py [--quick] [--peers] [--gpu] [--twins] > bench/out/throughput.md
 
 Rows: LR 784 and MLP 784-32-16-1 at n = 1000, 10^4, 10^5, float32 and float64, on
 - ``numpy``: the CPU reference (this machine's BLAS threads);
@@ -67,12 +67,15 @@ def twin_table():
     for n, d in ((40, 784), (200, 784), (200, 3072)):
         Xp, g = rng.random((n, d)), rng.normal(size=(n, d))
         cases.append(("ascent_project", f"{n} x {d}", (g, 0.3, 0.0, 1.0), Xp))
-    for n in (1000, 10_000, 100_000):           # LR's R pass: two reads of X against one
+    for n in (1000, 10_000, 100_000):     # LR's R pass and forward step: two reads of X or one
         for dt in (np.float64, np.float32):
             X = rng.random((n, 784)).astype(dt)
             curv, v = rng.random(n).astype(dt), rng.normal(size=785).astype(dt)
             cases.append(("lr_rop", f"{n} x 784 {np.dtype(dt).name}",
                           (X, curv, v, np.empty(785, dt)), None))
+            y, w = (rng.random(n) < 0.5).astype(dt), (0.03 * v).astype(dt)
+            cases.append(("lr_forward_grad (a training step)", f"{n} x 784 "
+                          f"{np.dtype(dt).name}", (X, y, w, np.empty(785, dt)), None))
     print("| step | size | numpy (us) | numba (us) | numpy / numba |\n|---|---|---|---|---|")
     for name, size, args, inplace in cases:
         key = name.split(" ")[0]
@@ -181,7 +184,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="n = 1000 and 10^4 only")
     ap.add_argument("--peers", action="store_true", help="also torch.func and jax")
     ap.add_argument("--gpu", action="store_true", help="also cupy (reference and kernels)")
+    ap.add_argument("--twins", action="store_true", help="only the numba twins' table")
     a = ap.parse_args()
+    if a.twins:
+        print(header())
+        return twin_table() if _numba() else print("numba is not installed: no twins")
     backends = [("numpy", np, False)]
     if _numba():
         backends.append(("numpy+numba", np, True))

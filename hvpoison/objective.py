@@ -95,14 +95,21 @@ class Point:
     kept from step ``t`` of Alg. 1 still gives step ``t``'s products after ``w`` has moved
     on. (The data are held by reference: see :class:`Prepared`.) Build it with
     :meth:`Objective.linearize` (or :meth:`Objective.at`, which also checks ``X, y,
-    lam``).
+    lam``); ``grad_out`` ``(P,)``: the gradient is written into it with the forward pass
+    (:meth:`Model.forward_grad <hvpoison.models.base.Model.forward_grad>`).
     """
 
-    def __init__(self, obj, w, data):
+    def __init__(self, obj, w, data, grad_out=None):
         self.obj, self.data = obj, data
         self.w = w.copy()                # its own: the caller's w may be updated in place
         self.X, self.y, self.e, self.lam_shape = data.X, data.y, data.e, data.lam_shape
         xp = self.xp = data.xp
+        if grad_out is not None:         # the forward pass and the gradient together
+            self.tape, self._bwd, self.residual, self.curv = obj.model.forward_grad(
+                self.w, self.X, self.y, grad_out)
+            self._ce = None
+            self._add_penalty_grad(grad_out)
+            return
         self.tape = obj.model.forward(self.w, self.X)
         # residual dl/dz and curvature d2l/dz2 (the GPU kernel adds the loss in the same pass)
         self._ce, self.residual, self.curv = ops.impl("sigmoid_ce", xp)(xp, self.tape.z,
@@ -123,6 +130,9 @@ class Point:
         bwd = self.obj.model.backward(self.w, self.tape, self.residual, out)
         if self._bwd is None:
             self._bwd = bwd
+        return self._add_penalty_grad(out)
+
+    def _add_penalty_grad(self, out):
         if self.e is not None:
             self.obj.penalty.add_grad(self.xp, self.w, self.e, out)
         return out
@@ -279,14 +289,21 @@ class Objective:
             _checks.fail(names[0], f"data prepared for this objective ({self!r})", repr(X))
         return X
 
-    def linearize(self, w, data):
+    def linearize(self, w, data, grad_out=None):
         """The :class:`Point` of Eq. 1 at ``w`` ``(P,)`` on :class:`Prepared` ``data``: one
         forward pass; checks only ``w``'s shape and dtype (``O(1)``), so Alg. 1's steps
-        call it on data checked once (a diverging ``w`` is reported by the loop)."""
+        call it on data checked once (a diverging ``w`` is reported by the loop). With
+        ``grad_out`` ``(P,)``, ``grad_w L`` is written into it in the same pass (Alg. 1's
+        [F]: for LR one read of ``X`` instead of two; :meth:`Point.grad` gives the same
+        numbers to rounding)."""
         if getattr(w, "shape", None) != (self.model.n_params,) or w.dtype != data.dtype:
             _checks.fail("w", f"shape ({self.model.n_params},) and dtype {data.dtype} (the "
                          "data's)", _checks.describe(w))
-        return Point(self, w, data)
+        if grad_out is not None and (getattr(grad_out, "shape", None) != w.shape or
+                                     grad_out.dtype != w.dtype):
+            _checks.fail("grad_out", f"an array of shape {w.shape} and dtype {w.dtype} (w's)",
+                         _checks.describe(grad_out))
+        return Point(self, w, data, grad_out)
 
     def at(self, w, X, y=None, lam=None):
         """Check ``w`` ``(P,)`` (finite) and the data once and return the :class:`Point`

@@ -141,10 +141,26 @@ def lr_rop(xp, X, curv, v, out):
     return Rs
 
 
+def lr_forward_grad(xp, X, y, w, out):
+    """LR's forward pass, the logistic unit's residual and curvature, and line 1
+    (``hvpoison/models/lr.py``) at ``w = (W, b)`` ``(d + 1,)`` on ``X`` ``(n, d)``, ``y``
+    ``(n,)``: ``z = X W + b``, ``(residual, curv)`` of :func:`sigmoid_ce` on ``z`` (the
+    dispatched step), ``out[:d] = X^T residual``, ``out[d] = 1^T residual`` (``out``
+    ``(d + 1,)``: the loss part of Eq. 6's ``g``); returns ``(z, residual, curv)``, ``(n,)``
+    each. Here two matrix-vector products, two reads of ``X``; the numba twin reads each
+    row once (Alg. 1's forward step [F], every step of gradient-descent training)."""
+    z = X @ w[:-1]
+    z += w[-1]
+    _, residual, curv = impl("sigmoid_ce", xp)(xp, z, y, with_loss=False)
+    xp.matmul(residual, X, out=out[:-1])
+    out[-1] = residual.sum()
+    return z, residual, curv
+
+
 REFERENCE = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
              "ascent_project": ascent_project, "penalty_grad_add": penalty_grad_add,
              "penalty_hvp_add": penalty_hvp_add, "penalty_mixed_lam": penalty_mixed_lam,
-             "lr_rop": lr_rop}
+             "lr_rop": lr_rop, "lr_forward_grad": lr_forward_grad}
 
 
 # -- dispatch ---------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ instead of numpy's chain of temporaries; :func:`hvpoison.ops.impl` runs a twin f
 arrays when numba imports and kernels are enabled (``HVPOISON_KERNELS=0`` or
 ``use_kernels(False)`` switches twins and CUDA kernels off together). Only steps the
 benchmark shows faster than numpy have a twin (``bench/RESULTS.md``, "numba twins"): the
-penalty products touch ``P`` numbers a few times per step and stay numpy. ``lr_rop`` is
-not element-wise: it fuses LR's two matrix-vector products of one R pass into one read of
-``X`` (1.15-1.34x at 1000 x 784, 1.34-1.56x from 10^4 rows on, float32 and float64).
+penalty products touch ``P`` numbers a few times per step and stay numpy. ``lr_rop`` and
+``lr_forward_grad`` are not element-wise: each fuses LR's two matrix-vector products of one
+pass into one read of ``X``: the R pass (1.15-1.34x at 1000 x 784, 1.34-1.56x from 10^4
+rows on, float32 and float64) and the forward pass, loss and gradient of a training step
+(``bench/RESULTS.md``).
 ``tests/test_kernels.py`` holds every twin to its reference (float32 and float64, sizes
 1, odd, strided).
 
@@ -85,12 +87,30 @@ def ascent_project(xp, Xp, g, scale, lo, hi):
     return Xp
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+#: fewer elements of ``X`` than this: :func:`lr_rop` and :func:`lr_forward_grad` run the
+#: reference (numba's call overhead is then larger than the saved read; small problems keep
+#: the reference's bits)
+LR_FUSED_MIN = 1 << 16
+
+#: the fast-math flags of the row-fused loops: reassociation lets their reductions
+#: vectorise (agreement with the reference is to rounding); no ``nnan``/``ninf``, so a
+#: diverged ``w`` (inf, nan) still comes out non-finite and ``exp`` may overflow to inf
+_FAST = {"nsz", "arcp", "contract", "reassoc"}
+
+
+def _fits(X, *arrays):
+    """A C-order float ``X`` of at least :data:`LR_FUSED_MIN` elements with every array of
+    its dtype: the row-fused loops run (else the reference)."""
+    return X.size >= LR_FUSED_MIN and X.flags.c_contiguous and X.dtype.kind == "f" and \
+        all(a.dtype == X.dtype for a in arrays)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _lr_rop(X, curv, v, vb, g):
     # four rows at a time: four dot products share each load of v (and hide the FMA
     # latency), then g += sum_r Rs_r x_r loads and stores g once per four rows; every row
-    # is read twice while it is in L1, so X is read from memory once. fastmath lets the
-    # reductions vectorise (reassociation: agreement with the reference is to rounding).
+    # is read twice while it is in L1, so X is read from memory once (_FAST lets the
+    # reductions vectorise).
     n, d = X.shape
     Rs = np.empty(n, X.dtype)
     zero = X.dtype.type(0)
@@ -125,25 +145,79 @@ def _lr_rop(X, curv, v, vb, g):
     return Rs
 
 
-#: fewer elements of ``X`` than this: :func:`lr_rop` runs the reference (numba's call
-#: overhead is then larger than the saved read; small problems keep the reference's bits)
-LR_ROP_MIN = 1 << 16
 
 
 def lr_rop(xp, X, curv, v, out):
     """Twin of :func:`hvpoison.ops.lr_rop` (``X`` ``(n, d)``, ``curv`` ``(n,)``, ``v``,
     ``out`` ``(d + 1,)``): one read of ``X`` instead of two, for a C-order ``X`` of at least
-    :data:`LR_ROP_MIN` elements with ``curv``, ``v`` and ``out`` of its dtype (else the
+    :data:`LR_FUSED_MIN` elements with ``curv``, ``v`` and ``out`` of its dtype (else the
     reference)."""
     from .. import ops
 
-    if X.size < LR_ROP_MIN or not X.flags.c_contiguous or not \
-            X.dtype == curv.dtype == v.dtype == out.dtype or X.dtype.kind != "f":
+    if not _fits(X, curv, v, out):
         return ops.lr_rop(xp, X, curv, v, out)
     Rs = _lr_rop(X, curv, v, v[-1], out[:-1])
     out[-1] = Rs.sum()
     return Rs
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _lr_forward_grad(X, y, W, b, inv_n, z, residual, curv, g):
+    # as _lr_rop, four rows at a time: z = x W + b, then the sigmoid unit's residual and
+    # curvature (p = 1 / (1 + exp(-z)), as _sigmoid_ce), then g += sum_r residual_r x_r
+    # while the four rows are in L1
+    n, d = X.shape
+    zero, one = X.dtype.type(0), X.dtype.type(1)
+    g[:] = zero
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        for j in range(d):
+            wj = W[j]
+            a0 += X[i, j] * wj
+            a1 += X[i + 1, j] * wj
+            a2 += X[i + 2, j] * wj
+            a3 += X[i + 3, j] * wj
+        z[i], z[i + 1], z[i + 2], z[i + 3] = a0 + b, a1 + b, a2 + b, a3 + b
+        for r in range(i, i + 4):
+            p = one / (one + math.exp(-z[r]))
+            residual[r] = (p - y[r]) * inv_n
+            curv[r] = p * (one - p) * inv_n
+        r0, r1, r2, r3 = residual[i], residual[i + 1], residual[i + 2], residual[i + 3]
+        for j in range(d):
+            g[j] += r0 * X[i, j] + r1 * X[i + 1, j] + r2 * X[i + 2, j] + r3 * X[i + 3, j]
+    for i in range(n4, n):
+        a = zero
+        for j in range(d):
+            a += X[i, j] * W[j]
+        z[i] = a + b
+        p = one / (one + math.exp(-z[i]))
+        residual[i] = (p - y[i]) * inv_n
+        curv[i] = p * (one - p) * inv_n
+        r = residual[i]
+        for j in range(d):
+            g[j] += r * X[i, j]
+
+
+def lr_forward_grad(xp, X, y, w, out):
+    """Twin of :func:`hvpoison.ops.lr_forward_grad` (``X`` ``(n, d)``, ``y`` ``(n,)``,
+    ``w``, ``out`` ``(d + 1,)``): one read of ``X`` instead of two, for a C-order ``X`` of
+    at least :data:`LR_FUSED_MIN` elements with ``y``, ``w`` and ``out`` of its dtype (else
+    the reference, with this module's :func:`sigmoid_ce`)."""
+    from .. import ops
+
+    if not _fits(X, y, w, out):
+        return ops.lr_forward_grad(xp, X, y, w, out)
+    n = X.shape[0]
+    z, residual, curv = (np.empty(n, X.dtype) for _ in range(3))
+    _lr_forward_grad(X, y, w[:-1], w[-1], X.dtype.type(1.0 / n), z, residual, curv, out[:-1])
+    out[-1] = residual.sum()
+    return z, residual, curv
+
+
 TWINS = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
-         "ascent_project": ascent_project, "lr_rop": lr_rop}
+         "ascent_project": ascent_project, "lr_rop": lr_rop,
+         "lr_forward_grad": lr_forward_grad}

@@ -521,7 +521,7 @@ def test_attack_hyperiterations_never_wait_for_the_gpu(model, per_layer, monkeyp
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 255), (1001, 784), (4, 1 << 16)])
 def test_lr_rop_twin_matches_reference(shape, dtype):
     """The fused R pass of LR (one read of ``X``): ragged row counts (``n % 4``), both
-    sides of ``LR_ROP_MIN``; a strided ``X`` or mixed dtypes run the reference."""
+    sides of ``LR_FUSED_MIN``; a strided ``X`` or mixed dtypes run the reference."""
     from hvpoison.kernels import cpu
 
     rng = np.random.default_rng(shape[0])
@@ -538,7 +538,7 @@ def test_lr_rop_twin_matches_reference(shape, dtype):
     g = np.empty(shape[1], dtype)                              # which path ran: the loop's bits
     ran_loop = np.array_equal(Rs, cpu._lr_rop(X, curv, v, v[-1], g)) and \
         np.array_equal(out[:-1], g)
-    assert ran_loop == (X.size >= cpu.LR_ROP_MIN) or np.array_equal(out, ref_out)
+    assert ran_loop == (X.size >= cpu.LR_FUSED_MIN) or np.array_equal(out, ref_out)
     F = np.asfortranarray(X)                                   # not C order: the reference
     np.testing.assert_array_equal(cpu.lr_rop(np, F, curv, v, out), ops.lr_rop(np, F, curv, v,
                                                                                 ref_out))
@@ -555,7 +555,7 @@ def test_lr_hvp_through_the_fused_twin_matches_finite_differences():
 
     rng = np.random.default_rng(5)
     n, d = 300, 256
-    assert n * d >= cpu.LR_ROP_MIN
+    assert n * d >= cpu.LR_FUSED_MIN
     obj = hv.Objective(hv.LR(d), "l2")
     X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
     w, v = 0.1 * rng.normal(size=d + 1), rng.normal(size=d + 1)
@@ -564,3 +564,93 @@ def test_lr_hvp_through_the_fused_twin_matches_finite_differences():
     h = 1e-5
     fd = (obj.grad(w + h * v, X, y, -1.0) - obj.grad(w - h * v, X, y, -1.0)) / (2 * h)
     assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 255), (1001, 784), (4, 1 << 16)])
+def test_lr_forward_grad_twin_matches_reference(shape, dtype):
+    """LR's forward pass, sigmoid unit and line 1 in one read of ``X``: ragged row counts,
+    both sides of ``LR_FUSED_MIN``; a strided ``X`` or mixed dtypes run the reference."""
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(shape[0])
+    X = rng.normal(size=shape).astype(dtype)
+    y = (rng.random(shape[0]) < 0.5).astype(dtype)
+    w = (rng.normal(size=shape[1] + 1) / np.sqrt(shape[1])).astype(dtype)
+    ref_out, out = np.full(shape[1] + 1, np.nan, dtype), np.full(shape[1] + 1, np.nan, dtype)
+    ref = ops.lr_forward_grad(np, X, y, w, ref_out)
+    got = cpu.lr_forward_grad(np, X, y, w, out)
+    tol = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(got, ref):                                 # z, residual, curv
+        assert a.dtype == dtype and a.shape == (shape[0],)
+        np.testing.assert_allclose(a / np.abs(b).max(), b / np.abs(b).max(), **tol)
+    scale = np.abs(ref_out).max()
+    np.testing.assert_allclose(out / scale, ref_out / scale, **tol)
+    bufs = [np.empty(shape[0], dtype) for _ in range(3)]       # which path ran: the loop's bits
+    g = np.empty(shape[1], dtype)
+    cpu._lr_forward_grad(X, y, w[:-1], w[-1], dtype(1.0 / shape[0]), *bufs, g)
+    ran_loop = all(np.array_equal(a, b) for a, b in zip(got, bufs)) and \
+        np.array_equal(out[:-1], g)
+    assert ran_loop == (X.size >= cpu.LR_FUSED_MIN) or \
+        all(np.array_equal(a, b) for a, b in zip(got, ref)) and np.array_equal(out, ref_out)
+    F = np.asfortranarray(X)                                   # not C order: the reference
+    for a, b in zip(cpu.lr_forward_grad(np, F, y, w, out), ops.lr_forward_grad(np, F, y, w,
+                                                                              ref_out)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out, ref_out)
+    y2 = y.astype(np.float32 if dtype == np.float64 else np.float64)  # mixed: the reference
+    for a, b in zip(cpu.lr_forward_grad(np, X, y2, w, out),
+                    ops.lr_forward_grad(np, X, y2, w, ref_out)):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+def test_lr_forward_grad_twin_saturates_and_propagates_nan():
+    """Logits far beyond ``exp``'s range give the limits (``p`` exactly 0 or 1, zero
+    curvature, finite gradient), and a non-finite ``w`` (a diverged step) gives a
+    non-finite gradient: the loop's fast-math flags assume neither away."""
+    from hvpoison.kernels import cpu
+
+    n, d = 256, 256
+    X = np.ones((n, d))
+    y = np.r_[np.zeros(n // 2), np.ones(n // 2)]
+    for sign in (1.0, -1.0):
+        w = np.full(d + 1, sign * 10.0)                        # z = +-2570
+        out = np.empty(d + 1)
+        z, r, c = cpu.lr_forward_grad(np, X, y, w, out)
+        p = (sign > 0) * 1.0
+        np.testing.assert_array_equal(r, (p - y) / n)
+        np.testing.assert_array_equal(c, np.zeros(n))
+        assert np.isfinite(out).all()
+    w = np.zeros(d + 1)
+    w[3] = np.nan
+    out = np.empty(d + 1)
+    cpu.lr_forward_grad(np, X, y, w, out)
+    assert np.isnan(out).all()
+    w[3], w[4] = np.inf, -np.inf                               # z = inf - inf = nan
+    cpu.lr_forward_grad(np, X, y, w, out)
+    assert np.isnan(out).all()
+
+
+@needs_numba
+def test_lr_gradient_through_the_fused_twin_matches_finite_differences():
+    """The gradient a training step takes (``linearize(..., grad_out=g)``, LR's
+    ``forward_grad`` twin) against central differences of the loss, on a problem large
+    enough for the twin."""
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(6)
+    n, d = 300, 256
+    assert n * d >= cpu.LR_FUSED_MIN
+    obj = hv.Objective(hv.LR(d), "l2")
+    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
+    data = obj.prepare(X, y, -1.0)
+    w = 0.1 * rng.normal(size=d + 1)
+    g = np.empty(d + 1)
+    with K.use_kernels(True):
+        obj.linearize(w, data, grad_out=g)
+    h = 1e-6
+    fd = np.array([(obj.loss(w + h * e, X, y, -1.0) - obj.loss(w - h * e, X, y, -1.0))
+                   / (2 * h) for e in np.eye(d + 1)[::16]])
+    np.testing.assert_allclose(g[::16], fd, rtol=1e-6, atol=1e-9)

@@ -45,6 +45,33 @@ def test_every_kept_point_is_the_point_at_its_own_step(kind):
     assert not np.allclose(kept[0].hvp(v), kept[T - 1].hvp(v))     # the steps differ
 
 
+@pytest.mark.parametrize("penalty", [None, "l2", "l1"])
+@pytest.mark.parametrize("kind, n, d", [("lr", 30, 4), ("lr", 300, 256), ("mlp", 30, 4)])
+def test_a_point_built_with_its_gradient_is_the_same_point(kind, n, d, penalty):
+    """``linearize(w, data, grad_out=g)`` (a training step: the forward pass and the
+    gradient together; LR's fused op, its twin at 300 x 256) writes ``grad_w L`` into ``g``
+    and gives the point of a plain ``linearize``: the same loss, gradient and products."""
+    X, y = blobs(n, d, seed=4)
+    model = hv.LR(d) if kind == "lr" else hv.MLP((d, 6, 3, 1), slope=0.1)
+    obj = hv.Objective(model, penalty)
+    data = obj.prepare(X, y, None if penalty is None else -1.5)
+    rng = np.random.default_rng(2)
+    w, v = 0.1 * rng.normal(size=model.n_params), rng.normal(size=model.n_params)
+    g = np.full_like(w, np.nan)
+    fused, plain = obj.linearize(w, data, grad_out=g), obj.linearize(w, data)
+    tol = dict(rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g, plain.grad(), **tol)
+    np.testing.assert_allclose(fused.grad(), plain.grad(), **tol)
+    np.testing.assert_allclose(float(fused.loss()), float(plain.loss()), rtol=1e-13)
+    for a, b in zip(fused.hvp_mixed(v, rows=np.arange(3)), plain.hvp_mixed(v, rows=np.arange(3))):
+        if a is not None:
+            np.testing.assert_allclose(a, b, **tol)
+    with pytest.raises(ValueError, match="grad_out"):
+        obj.linearize(w, data, grad_out=np.empty(3))
+    with pytest.raises(ValueError, match="grad_out"):
+        obj.linearize(w, data, grad_out=np.empty(w.shape, np.float32))
+
+
 def test_a_point_keeps_its_w_when_the_callers_array_changes():
     obj, X, y, lam, w = _problem("mlp")
     v = np.ones_like(w)
@@ -60,8 +87,10 @@ def test_a_point_keeps_its_w_when_the_callers_array_changes():
 def test_prepare_checks_once_and_runs_no_forward_pass(monkeypatch):
     obj, X, y, lam, w0 = _problem("lr")
     calls = []
-    forward = obj.model.forward
+    forward, forward_grad = obj.model.forward, obj.model.forward_grad
     monkeypatch.setattr(obj.model, "forward", lambda w, X_: calls.append(1) or forward(w, X_))
+    monkeypatch.setattr(obj.model, "forward_grad",        # a training step's forward pass
+                        lambda w, *a: calls.append(1) or forward_grad(w, *a))
     data = obj.prepare(X, y, lam)
     assert calls == [] and data.e.shape == (1,) and data.lam_shape == ()
     np.testing.assert_allclose(data.e, [np.exp(-2.0)])

@@ -30,8 +30,7 @@ def fmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta):
     Z = xp.zeros((w.shape[0], G), dtype=w.dtype)
     g = xp.empty_like(w)
     for _ in range(T):
-        point = obj.linearize(w, data)
-        point.grad(out=g)
+        point = obj.linearize(w, data, grad_out=g)           # the forward pass and g
         if G:
             HZ = point.hvp_block(Z)                          # H Z, one blocked pass
             Z -= eta * (HZ + obj.penalty.dgrad_dlam(xp, w, e))

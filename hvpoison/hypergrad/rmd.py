@@ -121,8 +121,7 @@ def _forward(obj, w, data, t0, t1, eta, keep=None):
     ``w_t``, so it stays valid).  Returns ``w_{t1}``."""
     g = data.xp.empty_like(w)
     for t in range(t0, t1):
-        point = obj.linearize(w, data)
-        point.grad(out=g)
+        point = obj.linearize(w, data, grad_out=g)               # the forward pass and g
         if keep is not None:
             keep(t, point)
         w -= eta * g                                             # [F], in place
@@ -220,13 +219,13 @@ def alg1(obj, w0, data, rows, val, T, eta, memory):
     else:  # "reverse": back-gradient, O(P) memory
         w = _forward(obj, w0.copy(), data, 0, T, eta)
         value, dw = outer(w)
-        w_T = w.copy()
-        point = obj.linearize(w, data)
+        w_T, g = w.copy(), xp.empty_like(w)
+        obj.linearize(w, data, grad_out=g)
         with np.errstate(over="ignore", invalid="ignore"):       # divergence is reported below
             for t in range(T - 1, -1, -1):
-                w = w + eta * point.grad()                       # w_t ~ w_{t+1} + eta g(w_{t+1})
-                point = obj.linearize(w, data)                   # one forward serves the R
-                _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf)  # pass and grad above
+                w = w + eta * g                                  # w_t ~ w_{t+1} + eta g(w_{t+1})
+                point = obj.linearize(w, data, grad_out=g)       # one forward serves the R
+                _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf)  # pass and the next g
         norm0 = float(xp.linalg.norm(w0))
         drift = float(xp.linalg.norm(w - w0))
         info.update(grads=2 * T + 1, stored_states=1,

@@ -22,6 +22,11 @@ with_loss=False)``).
     ``out=None`` only the backward state is formed, without the weight-gradient products
     (``a_{k-1}^T delta_k``): what an R pass needs when the gradient itself is not wanted,
     which saves the ``X^T delta_1`` pass over the data of a lone ``H v``.
+``forward_grad(w, X, y, out) -> (tape, bwd, residual, curv)``
+    ``forward``, the loss's ``residual`` and ``curv`` on ``tape.z`` for the labels ``y``
+    ``(n,)``, and ``backward(w, tape, residual, out)``: a training step's point and
+    gradient (Alg. 1's [F]). The default runs the three in turn; LR fuses them into one
+    read of ``X`` (``ops.lr_forward_grad``).
 ``rforward(w, tape, V) -> rtape``
     line 2 on a kept tape: ``rtape.Rz = R_V{z}``, ``(n,)`` or ``(n, m)`` (``rtape`` keeps
     a reference to ``V``). Reads ``X`` once (``X V_1``).
@@ -47,7 +52,8 @@ with_loss=False)``).
     line 4: ``R_v{grad_X} = grad_X (v^T grad_w)`` for the selected rows only (``v``
     ``(P,)``).
 
-Reads of ``X`` at a fresh point (the cost at large ``n``): ``H v`` by ``forward`` +
+Reads of ``X`` at a fresh point (the cost at large ``n``): the gradient by ``forward`` +
+``backward``: 2 (LR's ``forward_grad``: 1); ``H v`` by ``forward`` +
 ``backward(None)`` + ``rop``: 3; by ``forward_r`` + ``backward_r(out_g=None)``: 2;
 gradient and ``H v`` by ``forward_r`` + ``backward_r``: 2 (4 separately). The penalty's
 part of the products (``Penalty.add_grad`` / ``add_hvp``) is the caller's.
@@ -56,7 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, ops
 from ..backend import get_array_module
 
 
@@ -129,6 +135,17 @@ class Model:
         ``(P,)`` for the seed ``dz`` ``(n,)`` (the gradient ``g`` of Eq. 6); returns the
         per-layer state (only that, without the products, when ``out`` is None)."""
         raise NotImplementedError
+
+    def forward_grad(self, w, X, y, out):
+        """The forward pass on ``X`` ``(n, d)``, the logistic unit's ``residual`` and
+        ``curv`` ``(n,)`` for ``y`` ``(n,)`` (:func:`hvpoison.ops.sigmoid_ce`) and line 1
+        seeded with the residual into ``out`` ``(P,)`` (Eq. 6's ``g`` less the penalty);
+        returns ``(tape, bwd, residual, curv)``. Here the three steps in turn; a model may
+        fuse them (LR: one read of ``X``)."""
+        xp = get_array_module(w)
+        tape = self.forward(w, X)
+        _, residual, curv = ops.impl("sigmoid_ce", xp)(xp, tape.z, y, with_loss=False)
+        return tape, self.backward(w, tape, residual, out), residual, curv
 
     def rop(self, w, tape, bwd, v, curv, out):
         """R-operator (lines 2-3): ``R_v{grad_w}`` into ``out`` ``(P,)`` for ``v`` ``(P,)``

@@ -112,6 +112,16 @@ class LR(Model):
             out[-1] = dz.sum()
         return SimpleNamespace(s=dz)
 
+    def forward_grad(self, w, X, y, out):
+        """The forward pass, the logistic unit's residual and curvature, and line 1 into
+        ``out`` ``(P,)`` as the fused op :func:`hvpoison.ops.lr_forward_grad` (its numba
+        twin reads ``X`` once); returns ``(tape, bwd, residual, curv)``, as
+        :meth:`Model.forward_grad <hvpoison.models.base.Model.forward_grad>`. (Eq. 6's
+        ``g``.)"""
+        xp = get_array_module(w)
+        z, residual, curv = ops.impl("lr_forward_grad", xp)(xp, X, y, w, out)
+        return SimpleNamespace(X=X, z=z), SimpleNamespace(s=residual), residual, curv
+
     def rop(self, w, tape, bwd, v, curv, out):
         """Lines 2-3 for ``v`` ``(P,)``: ``rbackward(rforward(v))`` as the fused op
         :func:`hvpoison.ops.lr_rop` (its numba twin reads ``X`` once); returns ``rbwd``
