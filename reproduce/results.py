@@ -31,12 +31,35 @@ def _mean(t, metric, comp=0):
     return np.array([m[comp] for m in t[metric]["mean"]])
 
 
+def _count(t, metric):
+    """Repetitions behind each mean of ``metric`` (1 where the summary does not say)."""
+    return np.array(t[metric].get("n", [1] * len(t[metric]["mean"])))
+
+
 def _std(t, metric, comp=0):
     return np.array([m[comp] for m in t[metric]["std"]])
 
 
 def _verdict(ok):
-    return "**confirmed**" if ok else "**not confirmed**"
+    """``ok``: True (confirmed), False (not confirmed) or None (a tie: see :func:`_lower`)."""
+    return "**tie**" if ok is None else "**confirmed**" if ok else "**not confirmed**"
+
+
+#: a difference of two mean test errors counts only beyond this many standard errors
+SE_MARGIN = 2.0
+
+
+def _lower(a, b, sa=0.0, sb=0.0, na=1, nb=1):
+    """Whether mean ``a`` (std ``sa`` over ``na`` repetitions, as the summaries store it:
+    ``ddof = 0``) is lower than ``b``: True when ``b - a`` exceeds :data:`SE_MARGIN`
+    standard errors of the difference (``sqrt(sa^2 / (na - 1) + sb^2 / (nb - 1))``, the
+    sample std's), False when ``a >= b``, None (a tie: the repetitions cannot tell them
+    apart) in between. Unpaired, so conservative for runs on the same splits. Returns
+    ``(verdict, "difference ..., 2 SE = ...")``."""
+    margin = SE_MARGIN * float(np.sqrt(sa ** 2 / max(na - 1, 1) + sb ** 2 / max(nb - 1, 1)))
+    diff = float(b - a)
+    ok = True if diff > margin else False if diff <= 0 else None
+    return ok, f"difference {diff:+.3f}, {SE_MARGIN:g} SE = {margin:.3f}"
 
 
 def _close(learned, best):
@@ -85,18 +108,26 @@ def lr_verdicts(s):
     st, out = s["settings"], []
 
     def add(claim, text, ok):
-        out.append((claim, f"{text}: {_verdict(ok)}", bool(ok)))
+        out.append((claim, f"{text}: {_verdict(ok)}", None if ok is None else bool(ok)))
 
     none, large, learned = (_mean(st[k], "test_error") for k in ("none", "large", "learned"))
-    sd_learned = _std(st["learned"], "test_error")
+    sd = {k: _std(st[k], "test_error") for k in ("none", "large", "learned")}
+    reps = {k: _count(st[k], "test_error") for k in ("none", "large", "learned")}
+    sd_learned = sd["learned"]
+
+    def lower(a, i, b, j):          # setting a at fraction i below setting b at j, or a tie
+        mean = {"none": none, "large": large, "learned": learned}
+        return _lower(mean[a][i], mean[b][j], sd[a][i], sd[b][j], reps[a][i], reps[b][j])
     add("doubles", f"- the attack against λ = −∞ raises the test error well above the clean "
         f"error (at least doubles it at the largest fraction): {none[0]:.3f} → {none[-1]:.3f}",
         none[-1] >= 2 * none[0])
+    best_clean = "none" if none[0] <= learned[0] else "learned"
+    costs, why = lower(best_clean, 0, "large", 0)
     add("large_costs", f"- the large constant λ costs accuracy on clean data: {large[0]:.3f} "
-        f"vs {none[0]:.3f} (none) and {learned[0]:.3f} (learned)",
-        large[0] > min(none[0], learned[0]))
+        f"vs {none[0]:.3f} (none) and {learned[0]:.3f} (learned) ({why})", costs)
+    mitigates, why = lower("learned", -1, "none", -1)
     add("mitigates", f"- learned λ mitigates the attack: at the largest fraction "
-        f"{learned[-1]:.3f} (learned) vs {none[-1]:.3f} (none)", learned[-1] < none[-1])
+        f"{learned[-1]:.3f} (learned) vs {none[-1]:.3f} (none) ({why})", mitigates)
     best = np.minimum(none, large)
     gap = learned - best
     add("close", "- learned λ stays close to the best of none and large at every fraction "
@@ -208,13 +239,14 @@ def worst_view(sources):
         runs = [(s["settings"][name], m, s["name"]) for s, m in sources
                 if name in s["settings"] and m in s["settings"][name]]
         fr = runs[0][0]["fraction"]
-        mean, std, by = [], [], []
+        mean, std, n, by = [], [], [], []
         for i in range(len(fr)):
             t, m, who = max(runs, key=lambda r: r[0][r[1]]["mean"][i][0])
             mean.append(t[m]["mean"][i])
             std.append(t[m]["std"][i])
+            n.append(t[m].get("n", [1] * len(fr))[i])
             by.append(who)
-        settings[name] = {"fraction": fr, "test_error": {"mean": mean, "std": std}}
+        settings[name] = {"fraction": fr, "test_error": {"mean": mean, "std": std, "n": n}}
         if name == "cv":
             settings[name]["lam"] = runs[0][0]["lam"]
         which[name] = by
@@ -311,18 +343,20 @@ def cross_claims(runs, s):
         lines.append(f"| {a} | " + " | ".join(f"{np.mean(row[v]):.3f} ± {np.std(row[v]):.3f}"
                                                if v in row else "" for v in vs) + " |")
 
-    def worst(v):
-        return max(np.mean(row[v]) for row in errs.values() if v in row)
+    def worst(v):                  # (mean, std, repetitions) of the column's highest mean
+        row = max((row[v] for row in errs.values() if v in row), key=np.mean)
+        return float(np.mean(row)), float(np.std(row)), len(row)
 
-    learned = max(worst("lam tuned on val"), worst("A's learned lam"))
-    none, large = worst("none"), worst("large")
+    (learned, sl, nl) = max(worst("lam tuned on val"), worst("A's learned lam"))
+    (none, sn, nn), (large, _, _) = worst("none"), worst("large")
+    mitigates, why = _lower(learned, none, sl, sn, nl, nn)
     clean = _mean(s["settings"]["none"], "test_error")[0]
     ok = _close(learned, min(none, large))
     lines += ["", "- against the strongest attack found for each victim (the column maxima):",
               f"  - the attack against λ = −∞ at least doubles the clean error: {clean:.3f} → "
               f"{none:.3f}: {_verdict(none >= 2 * clean)}",
               f"  - learned λ mitigates the attack: {learned:.3f} (learned) vs {none:.3f} "
-              f"(none): {_verdict(learned < none)}",
+              f"(none) ({why}): {_verdict(mitigates)}",
               f"  - learned λ stays close to the best of none and large (within 0.01 or 25 %): "
               f"none {none:.3f}, large {large:.3f}, learned {learned:.3f}: {_verdict(ok)}", ""]
     return lines
@@ -335,7 +369,8 @@ SHORT = {"doubles": "doubles", "large_costs": "large costs clean", "mitigates":
 
 def claims_table(verdicts, penalty):
     """The summary at the top of RESULTS.md for one penalty: a row per (task, attack,
-    victim), a column per claim of :data:`CLAIMS` -> confirmed (✓) / not confirmed (✗),
+    victim), a column per claim of :data:`CLAIMS` -> confirmed (✓) / not confirmed (✗) / a
+    tie within the repetitions' noise (≈, counted as not confirmed; :func:`_lower`),
     from ``verdicts[(penalty, task, attack, victim)] = {claim: ok}`` (— : not run in full
     mode; blank: that run cannot judge the claim)."""
     rows = [(t, a, v) for t in TASKS for a, v in
@@ -346,9 +381,9 @@ def claims_table(verdicts, penalty):
              "|---" * (len(SHORT) + 4) + "|"]
     for t, a, v in rows:
         got = verdicts.get((penalty, t, a, v))
-        cells = ["—" if got is None else "" if c not in got else "✓" if got[c] else "✗"
-                 for c in SHORT]
-        score = "—" if got is None else f"{sum(got.values())}/{len(got)}"
+        cells = ["—" if got is None else "" if c not in got else "≈" if got[c] is None else
+                 "✓" if got[c] else "✗" for c in SHORT]
+        score = "—" if got is None else f"{sum(v is True for v in got.values())}/{len(got)}"
         lines.append(f"| {t} | {a} | {v} | " + " | ".join(cells) + f" | {score} |")
     return lines + [""]
 
@@ -521,7 +556,14 @@ def main(argv=None):
                    "victim, or for L2 the Exact one trained to optimality; `worst`: per "
                    "setting and fraction the highest error any of these attacks caused that "
                    "victim, on which only the error claims are judged). ✓ confirmed, "
-                   "✗ not confirmed, — not run in full mode, blank: not judged there.", ""]
+                   "✗ not confirmed, ≈ a tie (counted as not confirmed), — not run in full "
+                   "mode, blank: not judged there.", "",
+                   "A claim that one mean test error is below another (*large costs clean*, "
+                   "*learned mitigates*) is confirmed only when the difference exceeds two "
+                   "standard errors of it over the repetitions; a positive difference within "
+                   "that is a tie. The test is unpaired (the committed summaries keep means "
+                   "and stds, not the repetitions), so it is conservative: the settings share "
+                   "their splits, and a paired test would call fewer ties.", ""]
         for pen in ("l2", "l1"):
             if any(k[0] == pen for k in verdicts):
                 summary += claims_table(verdicts, pen)

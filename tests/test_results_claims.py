@@ -14,9 +14,11 @@ import results  # noqa: E402
 FR = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 
 
-def table(err, lam=None, val=None, kun=None):
-    """A summary's table for one setting: the metrics lr_verdicts reads, std 0."""
-    t = {"fraction": FR, "test_error": {"mean": [[e] for e in err], "std": [[0.0]] * len(FR)}}
+def table(err, lam=None, val=None, kun=None, std=0.0, n=5):
+    """A summary's table for one setting: the metrics lr_verdicts reads, the test error's
+    std ``std`` over ``n`` repetitions (0 by default: every difference counts)."""
+    t = {"fraction": FR, "test_error": {"mean": [[e] for e in err], "std": [[std]] * len(FR),
+                                        "n": [n] * len(FR)}}
     for name, v in (("lam", lam), ("val_loss", val), ("kuncheva@100", kun)):
         if v is not None:
             t[name] = {"mean": [[x] for x in v], "std": [[0.0]] * len(FR)}
@@ -88,6 +90,27 @@ def test_the_summary_table_shows_the_verdicts_and_what_was_not_run():
     assert alg2[col] == "✓" and alg2[-1] == "8/8" and strong[col] == "✗" and strong[-1] == "7/8"
     assert set(rows[("mnist", "strong", "exact")]) == {"—"}
     assert set(rows[("cifar10", "worst", "gd")]) == {"—"}
+
+
+def test_a_difference_within_the_repetitions_noise_is_a_tie_not_a_confirmation():
+    """learned 0.119 against none 0.12 at the largest fraction, std 0.02 over 5 repetitions
+    (2 SE of the difference = 0.028): a tie, shown as ≈ and not counted as confirmed; the
+    same gap with std 0 confirms, and learned above none does not."""
+    s = summary(learned=[0.02, 0.034, 0.041, 0.046, 0.05, 0.119])
+    for k in ("none", "learned"):
+        s["settings"][k]["test_error"]["std"] = [[0.02]] * len(FR)
+    v = verdicts(s)
+    assert v["mitigates"] is None
+    line = {c: ln for c, ln, _ in results.lr_verdicts(s)}["mitigates"]
+    assert line.endswith("**tie**") and "difference +0.001, 2 SE = 0.028" in line
+    text = "\n".join(results.claims_table({("l2", "mnist", "alg2", "gd"): v}, "l2"))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| mnist | alg2"))
+    cells = [c.strip() for c in row.strip("|").split("|")[3:]]
+    assert cells[list(results.SHORT).index("mitigates")] == "≈"
+    assert cells[-1] == f"{sum(x is True for x in v.values())}/{len(v)}"
+    assert results._lower(0.119, 0.12) == (True, "difference +0.001, 2 SE = 0.000")
+    assert results._lower(0.12, 0.119, 0.02, 0.02, 5, 5)[0] is False
+    assert results._lower(0.05, 0.12, 0.02, 0.02, 5, 5)[0] is True
 
 
 def test_the_worst_case_takes_the_highest_error_of_any_attack():
