@@ -145,8 +145,6 @@ def _lr_rop(X, curv, v, vb, g):
     return Rs
 
 
-
-
 def lr_rop(xp, X, curv, v, out):
     """Twin of :func:`hvpoison.ops.lr_rop` (``X`` ``(n, d)``, ``curv`` ``(n,)``, ``v``,
     ``out`` ``(d + 1,)``): one read of ``X`` instead of two, for a C-order ``X`` of at least

@@ -104,7 +104,9 @@ def lr_claims(s):
 
 def lr_verdicts(s):
     """``[(claim, line, ok), ...]``: each claim of :data:`CLAIMS` that ``s`` (a summary with
-    the settings none, large and learned) can judge, with the numbers that decide it."""
+    the settings none, large and learned) can judge, with the numbers that decide it; ``ok``
+    is True, False, or None for a tie (a difference of two means within the noise:
+    :func:`_lower`)."""
     st, out = s["settings"], []
 
     def add(claim, text, ok):

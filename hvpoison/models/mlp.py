@@ -56,15 +56,17 @@ def _xt(A, M):
     return M.T @ A
 
 
-#: rows of ``X`` from which :func:`_xw` uses the transposed orientation
-XW_ROWS = 4096
+#: rows of ``X`` from which :func:`_xw` uses the transposed orientation (faster from 2000
+#: rows with one BLAS thread or two; at 1000 rows faster on one thread only: 1.05x in an
+#: RMD there, 0.97x on two, so not used; ``bench/RESULTS.md``, session 9)
+XW_ROWS = 2048
 
 
 def _xw(X, W):
     """``X W`` ``(n, b)`` for the data ``X`` ``(n, a)`` and ``W`` ``(a, b)`` (the first layer's
     products of the forward pass and line 2): in float64 on the CPU, for ``n >=`` :data:`XW_ROWS`
     and ``b >= 2``, formed as ``(W^T X^T)^T`` (an F-order result), which OpenBLAS runs
-    1.3-1.5x faster from ``n = 10^4`` on (``bench/RESULTS.md``); plainly otherwise (float32
+    1.1-1.5x faster from ``n = 2000`` on (``bench/RESULTS.md``); plainly otherwise (float32
     is slower that way, small ``n`` gains nothing, and keeps its last bits: the Alg. 2
     golden run of ``tests/test_methods.py``)."""
     if X.dtype == np.float64 and isinstance(X, np.ndarray) and W.shape[1] > 1 and \
