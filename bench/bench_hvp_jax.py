@@ -1,6 +1,6 @@
 """``H v`` against JAX on one CPU thread: fused fresh-point and blocked products (issue 16).
 
-Run:  python bench/bench_hvp_jax.py [--quick]  > bench/out/hvp-jax.md
+Run:  python bench/bench_hvp_jax.py [--quick] [--model LR|MLP]  > bench/out/hvp-jax.md
 
 LR 784 and MLP 784-32-16-1 at n = 10^3, 10^4, 10^5 (``--quick``: the first two), float64
 and float32, every row in one process pinned to one CPU (``pin_one_cpu``, before JAX
@@ -13,7 +13,8 @@ shows that every row ran on one. Rows:
   (``Point.hvp`` on data checked once: ``Objective.linearize``);
 - ``ours fresh fused``: ``Objective.hvp_fresh`` (what ``obj.hvp`` runs): ``forward_r``
   (``X [W_1 V_1]``, one GEMM) + ``sigmoid_ce`` + ``backward_r(out_g=None)`` (deltas + ``X^T
-  R delta_1``) + the penalty: two reads of ``X``;
+  R delta_1``) + the penalty: two reads of ``X`` (LR, one direction: ``ops.lr_hvp_fresh``,
+  one read with its numba twin);
 - ``ours fresh grad+H v`` / ``fused``: the gradient and ``H v`` at one fresh point, by a
   point (``grad()`` then ``hvp``) and fused (``hvp_fresh(..., with_grad=True)``);
 - ``ours shared``: the R pass alone on a kept tape (``Point.hvp``, deltas formed);
@@ -130,6 +131,8 @@ def rel(a, b):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="n = 10^3 and 10^4 only")
+    ap.add_argument("--model", choices=("LR", "MLP"), action="append",
+                    help="only this model (repeatable; default both)")
     a = ap.parse_args()
     cpu = pin_one_cpu()                               # before JAX starts its threads
     import jax
@@ -143,7 +146,7 @@ def main():
     print("- L2 penalty, lam = -2; median ms after warm-up; k = 8 for the block rows\n")
     print("| model | n | dtype | row | ms | ms / dir. | ours / jax | cpu/wall | note |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for kind in ("LR", "MLP"):
+    for kind in a.model or ("LR", "MLP"):
         name = "LR 784" if kind == "LR" else "MLP 784-32-16-1"
         for n in ((1000, 10_000) if a.quick else (1000, 10_000, 100_000)):
             for dtype in (np.float64, np.float32):

@@ -332,13 +332,13 @@ class Objective:
         ``V`` ``(P,)`` or ``(P, k)``, with the forward and R-forward products with ``X``
         fused (``X [W_1 V_1]``, one read) and the backward ones too (``X^T [delta_1 R
         delta_1]``): two reads of ``X`` instead of three, or, ``with_grad``, ``(grad_w L,
-        H V)`` in two reads instead of four (unchecked ``w`` and ``V``: see :meth:`at`)."""
-        xp, model, penalty = data.xp, self.model, self.penalty
-        tape, rtape = model.forward_r(w, data.X, V)
-        _, residual, curv = ops.impl("sigmoid_ce", xp)(xp, tape.z, data.y, with_loss=False)
+        H V)`` in two reads instead of four (:meth:`Model.hvp_fresh
+        <hvpoison.models.base.Model.hvp_fresh>`; LR, one direction, with numba: one read).
+        Unchecked ``w`` and ``V``: see :meth:`at`."""
+        xp, penalty = data.xp, self.penalty
         g = xp.empty_like(w) if with_grad else None
         out = xp.empty(V.shape, dtype=V.dtype)
-        model.backward_r(w, tape, residual, rtape, curv, g, out)
+        self.model.hvp_fresh(w, data.X, data.y, V, g, out)
         if data.e is not None:
             penalty.add_hvp(xp, w, data.e, V, out)
             if with_grad:

@@ -30,10 +30,10 @@ OPS = {       # wrapper (an op of hvpoison.ops.REFERENCE) -> the kernel it launc
     "sigmoid_ce": "sigmoid_ce", "bias_leaky_relu": "bias_leaky_relu",
     "ascent_project": "ascent_project", "penalty_grad_add": "penalty_add",
     "penalty_hvp_add": "penalty_add", "penalty_mixed_lam": "penalty_mixed_lam"}
-#: ops with a numba twin but no CUDA kernel: on the GPU their reference runs (``lr_rop``,
-#: ``lr_forward_grad``: two cuBLAS matrix-vector products already stream ``X`` at the
-#: device's bandwidth; the latter's sigmoid step still runs as its CUDA kernel)
-CPU_ONLY = frozenset({"lr_rop", "lr_forward_grad"})
+#: ops with a numba twin but no CUDA kernel: on the GPU their reference runs (LR's fused
+#: products: cuBLAS matrix-vector products already stream ``X`` at the device's bandwidth;
+#: their sigmoid step still runs as its CUDA kernel)
+CPU_ONLY = frozenset({"lr_rop", "lr_forward_grad", "lr_hvp_fresh"})
 MAX_GROUPS = 32   # penalty_mixed_lam's shared-memory accumulator; more groups: the reference
 BLOCK = 256
 _override = None

@@ -216,6 +216,87 @@ def lr_forward_grad(xp, X, y, w, out):
     return z, residual, curv
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _lr_hvp_fresh(X, y, W, b, V, vb, inv_n, g, hv, with_grad):
+    # four rows at a time: z = x W + b and R z = x V + v_b share each load of the rows, then
+    # the sigmoid unit, R s = curv * R z, and hv += sum_r R s_r x_r (g += sum_r s_r x_r
+    # with_grad) while the rows are in L1; returns (1^T residual, 1^T R s)
+    n, d = X.shape
+    zero, one = X.dtype.type(0), X.dtype.type(1)
+    g[:] = zero
+    hv[:] = zero
+    a, c = np.empty(4, X.dtype), np.empty(4, X.dtype)      # x W and x V of four rows
+    s, Rs = np.empty(4, X.dtype), np.empty(4, X.dtype)
+    sum_s, sum_Rs = zero, zero
+    for i in range(0, n, 4):
+        m = min(4, n - i)                       # the last block may be ragged
+        if m == 4:
+            a0, a1, a2, a3, c0, c1, c2, c3 = zero, zero, zero, zero, zero, zero, zero, zero
+            for j in range(d):
+                wj, vj = W[j], V[j]
+                x0, x1, x2, x3 = X[i, j], X[i + 1, j], X[i + 2, j], X[i + 3, j]
+                a0 += x0 * wj
+                a1 += x1 * wj
+                a2 += x2 * wj
+                a3 += x3 * wj
+                c0 += x0 * vj
+                c1 += x1 * vj
+                c2 += x2 * vj
+                c3 += x3 * vj
+            a[0], a[1], a[2], a[3], c[0], c[1], c[2], c[3] = a0, a1, a2, a3, c0, c1, c2, c3
+        else:
+            a[:] = zero
+            c[:] = zero
+            for r in range(m):
+                for j in range(d):
+                    a[r] += X[i + r, j] * W[j]
+                    c[r] += X[i + r, j] * V[j]
+        for r in range(4):
+            s[r] = zero
+            Rs[r] = zero
+        for r in range(m):
+            p = one / (one + math.exp(-(a[r] + b)))
+            s[r] = (p - y[i + r]) * inv_n
+            Rs[r] = p * (one - p) * inv_n * (c[r] + vb)
+            sum_s += s[r]
+            sum_Rs += Rs[r]
+        if m == 4:
+            r0, r1, r2, r3 = Rs[0], Rs[1], Rs[2], Rs[3]
+            for j in range(d):
+                hv[j] += r0 * X[i, j] + r1 * X[i + 1, j] + r2 * X[i + 2, j] + r3 * X[i + 3, j]
+            if with_grad:
+                s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+                for j in range(d):
+                    g[j] += s0 * X[i, j] + s1 * X[i + 1, j] + s2 * X[i + 2, j] + \
+                        s3 * X[i + 3, j]
+        else:
+            for r in range(m):
+                for j in range(d):
+                    hv[j] += Rs[r] * X[i + r, j]
+                    if with_grad:
+                        g[j] += s[r] * X[i + r, j]
+    return sum_s, sum_Rs
+
+
+def lr_hvp_fresh(xp, X, y, w, v, out_g, out_hv):
+    """Twin of :func:`hvpoison.ops.lr_hvp_fresh` (``X`` ``(n, d)``, ``y`` ``(n,)``, ``w``,
+    ``v``, ``out_hv`` and ``out_g`` (or None) ``(d + 1,)``): one read of ``X`` instead of
+    two, for a C-order ``X`` of at least :data:`LR_FUSED_MIN` elements with the others of
+    its dtype (else the reference, with this module's :func:`sigmoid_ce`)."""
+    from .. import ops
+
+    arrays = (y, w, v, out_hv) if out_g is None else (y, w, v, out_hv, out_g)
+    if not _fits(X, *arrays):
+        return ops.lr_hvp_fresh(xp, X, y, w, v, out_g, out_hv)
+    g = np.empty(0, X.dtype) if out_g is None else out_g[:-1]
+    sum_s, sum_Rs = _lr_hvp_fresh(X, y, w[:-1], w[-1], v[:-1], v[-1],
+                                  X.dtype.type(1.0 / X.shape[0]), g, out_hv[:-1],
+                                  out_g is not None)
+    out_hv[-1] = sum_Rs
+    if out_g is not None:
+        out_g[-1] = sum_s
+
+
 TWINS = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
          "ascent_project": ascent_project, "lr_rop": lr_rop,
-         "lr_forward_grad": lr_forward_grad}
+         "lr_forward_grad": lr_forward_grad, "lr_hvp_fresh": lr_hvp_fresh}

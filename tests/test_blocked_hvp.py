@@ -247,14 +247,13 @@ def test_fused_and_blocked_products_keep_float32(model, k):
 def test_lr_fused_pairs_over_row_chunks(monkeypatch, chunk_rows, resident):
     """LR's fused single-direction products run over row chunks of ``X`` on the CPU unless
     ``X`` fits ``RESIDENT_BYTES``: any chunk size (one row, a ragged last chunk, one chunk)
-    and the unchunked path give the plain products."""
-    from hvpoison.models import lr
-
+    and the unchunked path give the plain products, and so does the reference of the fused
+    fresh-point op (``ops.lr_hvp_fresh``) built on them."""
     model, rng = hv.LR(6), np.random.default_rng(2)
-    monkeypatch.setattr(lr, "CHUNK_BYTES", chunk_rows * 6 * 8)
-    monkeypatch.setattr(lr, "RESIDENT_BYTES", resident)
+    monkeypatch.setattr(ops, "CHUNK_BYTES", chunk_rows * 6 * 8)
+    monkeypatch.setattr(ops, "RESIDENT_BYTES", resident)
     X, y = rng.normal(size=(45, 6)), (rng.random(45) < 0.5).astype(float)
-    assert len(lr._chunks(X)) == (1 if resident else -(-45 // min(chunk_rows, 45)))
+    assert len(ops.row_chunks(X)) == (1 if resident else -(-45 // min(chunk_rows, 45)))
     w, v = rng.normal(size=7), rng.normal(size=7)
     tape, rt = model.forward_r(w, X, v)
     close(tape.z, X @ w[:-1] + w[-1])
@@ -264,6 +263,12 @@ def test_lr_fused_pairs_over_row_chunks(monkeypatch, chunk_rows, resident):
     model.backward_r(w, tape, res, rt, curv, g, Hv)
     close(g, np.append(X.T @ res, res.sum()))
     close(Hv, reference_lr_rop(model, w, X, y, v))
+    g2, Hv2, Hv3 = np.full(7, np.nan), np.full(7, np.nan), np.full(7, np.nan)
+    ops.lr_hvp_fresh(np, X, y, w, v, g2, Hv2)
+    ops.lr_hvp_fresh(np, X, y, w, v, None, Hv3)
+    close(g2, g)
+    close(Hv2, Hv)
+    close(Hv3, Hv)
 
 
 @pytest.mark.parametrize("block", [False, True])

@@ -654,3 +654,64 @@ def test_lr_gradient_through_the_fused_twin_matches_finite_differences():
     fd = np.array([(obj.loss(w + h * e, X, y, -1.0) - obj.loss(w - h * e, X, y, -1.0))
                    / (2 * h) for e in np.eye(d + 1)[::16]])
     np.testing.assert_allclose(g[::16], fd, rtol=1e-6, atol=1e-9)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 255), (1001, 784), (4, 1 << 16)])
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_lr_hvp_fresh_twin_matches_reference(shape, dtype, with_grad):
+    """LR's ``H v`` (and gradient) at a fresh point in one read of ``X``: ragged row
+    counts, both sides of ``LR_FUSED_MIN``; a strided ``X`` or mixed dtypes run the
+    reference."""
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(shape[0] + 1)
+    X = rng.normal(size=shape).astype(dtype)
+    y = (rng.random(shape[0]) < 0.5).astype(dtype)
+    w = (rng.normal(size=shape[1] + 1) / np.sqrt(shape[1])).astype(dtype)
+    v = rng.normal(size=shape[1] + 1).astype(dtype)
+
+    def run(f, X_, y_):
+        g = np.full(shape[1] + 1, np.nan, dtype) if with_grad else None
+        hv_ = np.full(shape[1] + 1, np.nan, dtype)
+        f(np, X_, y_, w, v, g, hv_)
+        return [hv_] if g is None else [hv_, g]
+
+    ref, got = run(ops.lr_hvp_fresh, X, y), run(cpu.lr_hvp_fresh, X, y)
+    tol = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(got, ref):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a / np.abs(b).max(), b / np.abs(b).max(), **tol)
+    if X.size < cpu.LR_FUSED_MIN:                              # the reference, bit for bit
+        for a, b in zip(got, ref):
+            np.testing.assert_array_equal(a, b)
+    F = np.asfortranarray(X)                                   # not C order: the reference
+    for a, b in zip(run(cpu.lr_hvp_fresh, F, y), run(ops.lr_hvp_fresh, F, y)):
+        np.testing.assert_array_equal(a, b)
+    y2 = y.astype(np.float32 if dtype == np.float64 else np.float64)  # mixed: the reference
+    for a, b in zip(run(cpu.lr_hvp_fresh, X, y2), run(ops.lr_hvp_fresh, X, y2)):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+def test_lr_fresh_hvp_through_the_fused_twin_matches_finite_differences():
+    """``obj.hvp`` of LR (a fresh point: ``ops.lr_hvp_fresh``'s twin) and ``hvp_fresh(...,
+    with_grad=True)`` against central differences of the gradient, on a problem large
+    enough for the twin."""
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(7)
+    n, d = 301, 256
+    assert n * d >= cpu.LR_FUSED_MIN
+    obj = hv.Objective(hv.LR(d), "l2")
+    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
+    w, v = 0.1 * rng.normal(size=d + 1), rng.normal(size=d + 1)
+    with K.use_kernels(True):
+        Hv = obj.hvp(w, X, y, -1.0, v)
+        g, Hv2 = obj.hvp_fresh(w, obj.prepare(X, y, -1.0), v, with_grad=True)
+    h = 1e-5
+    fd = (obj.grad(w + h * v, X, y, -1.0) - obj.grad(w - h * v, X, y, -1.0)) / (2 * h)
+    assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
+    np.testing.assert_allclose(Hv2, Hv, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g, obj.grad(w, X, y, -1.0), rtol=1e-12, atol=1e-15)

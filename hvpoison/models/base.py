@@ -48,6 +48,9 @@ with_loss=False)``).
     ``out_hv``, the first layer's weight products as one GEMM ``X^T [delta_1  R delta_1]``
     (one read of ``X``); with ``out_g=None`` the deltas and line 3 only (``X^T R
     delta_1``), i.e. ``backward(..., None)`` + ``rbackward``.
+``hvp_fresh(w, X, y, V, out_g, out_hv)``
+    ``forward_r``, the loss, ``backward_r``: ``H V`` (and the gradient) at a fresh point;
+    LR fuses one direction into one read of ``X`` (``ops.lr_hvp_fresh``).
 ``mixed_x(w, bwd, rbwd, v, rows) -> (len(rows), d)``
     line 4: ``R_v{grad_X} = grad_X (v^T grad_w)`` for the selected rows only (``v``
     ``(P,)``).
@@ -146,6 +149,17 @@ class Model:
         tape = self.forward(w, X)
         _, residual, curv = ops.impl("sigmoid_ce", xp)(xp, tape.z, y, with_loss=False)
         return tape, self.backward(w, tape, residual, out), residual, curv
+
+    def hvp_fresh(self, w, X, y, V, out_g, out_hv):
+        """The model part of ``H V`` (Eq. 4) at a fresh point into ``out_hv`` (``(P,)`` or
+        ``(P, m)``, as ``V``) and, unless ``out_g`` is None, of the gradient into ``out_g``
+        ``(P,)``, for ``X`` ``(n, d)``, ``y`` ``(n,)``: :meth:`forward_r`, the loss's
+        residual and curvature, :meth:`backward_r`. A model may fuse them further (LR, one
+        direction: one read of ``X``)."""
+        xp = get_array_module(w)
+        tape, rtape = self.forward_r(w, X, V)
+        _, residual, curv = ops.impl("sigmoid_ce", xp)(xp, tape.z, y, with_loss=False)
+        self.backward_r(w, tape, residual, rtape, curv, out_g, out_hv)
 
     def rop(self, w, tape, bwd, v, curv, out):
         """R-operator (lines 2-3): ``R_v{grad_w}`` into ``out`` ``(P,)`` for ``v`` ``(P,)``

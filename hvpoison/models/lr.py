@@ -13,8 +13,9 @@ are linear in ``v``: ``m`` directions ``V`` ``(P, m)`` take two GEMMs of width `
 ``X [W  V_W]`` ``(n, d) @ (d, 1 + m)`` product and :meth:`LR.backward_r` the gradient and
 ``H v`` as one ``[s  R s]^T X``, so ``grad`` and ``H v`` together read ``X`` twice.
 For one direction on the CPU each pair of products runs over row chunks of ``X`` small
-enough to stay in cache between its two matrix-vector products (:data:`CHUNK_BYTES`; an
-``X`` that fits the last-level cache, :data:`RESIDENT_BYTES`, is read whole):
+enough to stay in cache between its two matrix-vector products
+(:func:`hvpoison.ops.x_pair`, :data:`hvpoison.ops.CHUNK_BYTES`; an ``X`` that fits the
+last-level cache, :data:`hvpoison.ops.RESIDENT_BYTES`, is read whole):
 OpenBLAS's ``(n, d) @ (d, 2)`` GEMM packs ``X`` first and costs more than two plain
 matrix-vector products, while the chunked pair reads ``X`` from memory once
 (``bench/bench_hvp_jax.py``).
@@ -28,54 +29,6 @@ import numpy as np
 from .. import _checks, ops
 from ..backend import get_array_module
 from .base import Model
-
-
-#: bytes of ``X`` per row chunk of the fused pairs of products on the CPU (about L2-sized:
-#: the second product of a pair reads the chunk from cache)
-CHUNK_BYTES = 3 << 19
-
-#: an ``X`` of at most this many bytes is not chunked: it stays in the last-level cache
-#: between the two products of a pair, and two whole matrix-vector products are then
-#: faster than the chunk loop (LR 1000 x 784: 0.19 against 0.23 ms per pair, float64)
-RESIDENT_BYTES = 16 << 20
-
-
-def _chunks(X):
-    """Row slices of ``X`` ``(n, d)`` of about :data:`CHUNK_BYTES` each; one slice when
-    ``X`` has at most :data:`RESIDENT_BYTES`."""
-    if X.nbytes <= RESIDENT_BYTES:
-        return [slice(0, X.shape[0])]
-    step = max(1, CHUNK_BYTES // max(1, X.shape[1] * X.itemsize))
-    return [slice(i, i + step) for i in range(0, X.shape[0], step)]
-
-
-def _x_pair(xp, X, a, b):
-    """``(X a, X b)``, ``(n,)`` each, for ``a``, ``b`` ``(d,)`` with one read of ``X``:
-    chunked on the CPU (see the module docstring), one ``(n, d) @ (d, 2)`` GEMM elsewhere."""
-    if xp is not np:
-        Z = X @ xp.stack([a, b], axis=1)
-        return xp.ascontiguousarray(Z[:, 0]), xp.ascontiguousarray(Z[:, 1])
-    za, zb = np.empty(X.shape[0], dtype=X.dtype), np.empty(X.shape[0], dtype=X.dtype)
-    for c in _chunks(X):
-        np.matmul(X[c], a, out=za[c])
-        np.matmul(X[c], b, out=zb[c])
-    return za, zb
-
-
-def _xt_pair(xp, X, s, r, out_s, out_r):
-    """``X^T s`` into ``out_s`` and ``X^T r`` into ``out_r`` (``(d,)`` each) for ``s``,
-    ``r`` ``(n,)`` with one read of ``X``: chunked on the CPU, one ``[s r]^T X`` GEMM
-    elsewhere."""
-    if xp is not np:
-        G = xp.stack([s, r]) @ X
-        out_s[...], out_r[...] = G[0], G[1]
-        return
-    out_s[...] = 0
-    out_r[...] = 0
-    part = np.empty(X.shape[1], dtype=X.dtype)
-    for c in _chunks(X):
-        out_s += np.matmul(s[c], X[c], out=part)
-        out_r += np.matmul(r[c], X[c], out=part)
 
 
 class LR(Model):
@@ -168,6 +121,16 @@ class LR(Model):
         out[-1] = RZ.sum(axis=0)
         return out
 
+    def hvp_fresh(self, w, X, y, V, out_g, out_hv):
+        """For one direction ``v`` ``(P,)`` the fused op :func:`hvpoison.ops.lr_hvp_fresh`
+        (the forward pass, lines 2-3 and, with ``out_g``, line 1; its numba twin reads
+        ``X`` once); a block ``V`` ``(P, m)`` as :meth:`Model.hvp_fresh
+        <hvpoison.models.base.Model.hvp_fresh>`. (Eq. 4's ``H v`` at a fresh point.)"""
+        if V.ndim != 1:
+            return super().hvp_fresh(w, X, y, V, out_g, out_hv)
+        xp = get_array_module(w)
+        ops.impl("lr_hvp_fresh", xp)(xp, X, y, w, V, out_g, out_hv)
+
     def forward_r(self, w, X, V):
         """The forward pass and line 2 at a fresh point, ``X`` ``(n, d)``, ``V`` ``(P,)`` or
         ``(P, m)``, with one read of ``X``: ``X [W V_W]`` ``(n, d) @ (d, 1 + m)`` (for one
@@ -176,7 +139,7 @@ class LR(Model):
         ``H v``, R-operator.)"""
         xp = get_array_module(w)
         if V.ndim == 1:
-            z, Rz = _x_pair(xp, X, w[:-1], V[:-1])
+            z, Rz = ops.x_pair(xp, X, w[:-1], V[:-1])
             z += w[-1]
             Rz += V[-1]
             return SimpleNamespace(X=X, z=z), SimpleNamespace(Rz=Rz)
@@ -200,7 +163,7 @@ class LR(Model):
         xp, Rz = get_array_module(w), rtape.Rz
         if Rz.ndim == 1:
             Rs = curv * Rz                             # line 3
-            _xt_pair(xp, tape.X, dz, Rs, out_g[:-1], out_hv[:-1])
+            ops.xt_pair(xp, tape.X, dz, Rs, out_g[:-1], out_hv[:-1])
         else:
             S = xp.empty((1 + Rz.shape[1], dz.shape[0]), dtype=dz.dtype)
             S[0] = dz
