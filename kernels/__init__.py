@@ -33,7 +33,7 @@ OPS = {       # wrapper (an op of hvpoison.ops.REFERENCE) -> the kernel it launc
 #: ops with a numba twin but no CUDA kernel: on the GPU their reference runs (LR's fused
 #: products: cuBLAS matrix-vector products already stream ``X`` at the device's bandwidth;
 #: their sigmoid step still runs as its CUDA kernel)
-CPU_ONLY = frozenset({"lr_rop", "lr_forward_grad", "lr_hvp_fresh"})
+CPU_ONLY = frozenset({"lr_rop", "lr_rop_block", "lr_forward_grad", "lr_hvp_fresh"})
 MAX_GROUPS = 32   # penalty_mixed_lam's shared-memory accumulator; more groups: the reference
 BLOCK = 256
 _override = None

@@ -6,11 +6,12 @@ instead of numpy's chain of temporaries; :func:`hvpoison.ops.impl` runs a twin f
 arrays when numba imports and kernels are enabled (``HVPOISON_KERNELS=0`` or
 ``use_kernels(False)`` switches twins and CUDA kernels off together). Only steps the
 benchmark shows faster than numpy have a twin (``bench/RESULTS.md``, "numba twins"): the
-penalty products touch ``P`` numbers a few times per step and stay numpy. ``lr_rop`` and
-``lr_forward_grad`` are not element-wise: each fuses LR's two matrix-vector products of one
-pass into one read of ``X``: the R pass (1.15-1.34x at 1000 x 784, 1.34-1.56x from 10^4
-rows on, float32 and float64) and the forward pass, loss and gradient of a training step
-(``bench/RESULTS.md``).
+penalty products touch ``P`` numbers a few times per step and stay numpy. The ``lr_*``
+twins are not element-wise: each fuses LR's products with ``X`` of one pass into one read
+of ``X``, four rows at a time: the R pass (``lr_rop``: 1.15-1.34x at 1000 x 784,
+1.34-1.56x from 10^4 rows on), its block of ``k`` directions (``lr_rop_block``), the
+forward pass, loss and gradient of a training step (``lr_forward_grad``) and ``H v`` at a
+fresh point (``lr_hvp_fresh``); ``bench/RESULTS.md``, sessions 8-9.
 ``tests/test_kernels.py`` holds every twin to its reference (float32 and float64, sizes
 1, odd, strided).
 
@@ -160,6 +161,73 @@ def lr_rop(xp, X, curv, v, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _lr_rop_block(X, curv, Vt, vb, out, sums):
+    # _lr_rop's two loops for each of the k directions (row j of Vt, out) over the same four
+    # rows while they are in L1: X is read from memory once for all k (a GEMM of width k
+    # reads it twice and packs it); sums[j] = 1^T R s of direction j
+    n, d = X.shape
+    zero = X.dtype.type(0)
+    out[:, :] = zero
+    sums[:] = zero
+    for i in range(0, n, 4):
+        m = min(4, n - i)                       # the last block may be ragged
+        if m < 4:
+            for r in range(i, n):
+                for j in range(Vt.shape[0]):
+                    a = zero
+                    for l in range(d):
+                        a += X[r, l] * Vt[j, l]
+                    Rs = curv[r] * (a + vb[j])
+                    sums[j] += Rs
+                    for l in range(d):
+                        out[j, l] += Rs * X[r, l]
+            continue
+        c0, c1, c2, c3 = curv[i], curv[i + 1], curv[i + 2], curv[i + 3]
+        for j in range(Vt.shape[0]):
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            for l in range(d):
+                vl = Vt[j, l]
+                a0 += X[i, l] * vl
+                a1 += X[i + 1, l] * vl
+                a2 += X[i + 2, l] * vl
+                a3 += X[i + 3, l] * vl
+            b = vb[j]
+            r0, r1, r2, r3 = c0 * (a0 + b), c1 * (a1 + b), c2 * (a2 + b), c3 * (a3 + b)
+            sums[j] += r0 + r1 + r2 + r3
+            for l in range(d):
+                out[j, l] += r0 * X[i, l] + r1 * X[i + 1, l] + r2 * X[i + 2, l] + \
+                    r3 * X[i + 3, l]
+
+
+#: an ``X`` of fewer bytes stays in the last-level cache, where the reference's two GEMMs
+#: are as fast as :func:`lr_rop_block`'s loop (0.86-0.95x at 1000 x 784, level at 2000 x
+#: 784 float32; 1.46-1.66x from 12.5 MB: ``bench/RESULTS.md``, session 9)
+LR_BLOCK_MIN_BYTES = 8 << 20
+
+
+def lr_rop_block(xp, X, curv, V, out):
+    """Twin of :func:`hvpoison.ops.lr_rop_block` (``X`` ``(n, d)``, ``curv`` ``(n,)``,
+    ``V``, ``out`` ``(d + 1, k)``): one read of ``X`` for all ``k`` directions instead of
+    two GEMMs, for a C-order ``X`` of more than :data:`LR_BLOCK_MIN_BYTES` with the others
+    of its dtype (else the reference)."""
+    from .. import ops
+
+    if X.nbytes <= LR_BLOCK_MIN_BYTES or not _fits(X, curv, V, out):
+        return ops.lr_rop_block(xp, X, curv, V, out)
+    k = V.shape[1]
+    Vt = np.ascontiguousarray(V[:-1].T)                     # (k, d): one copy of k d numbers
+    vb = np.ascontiguousarray(V[-1])
+    out_t, sums = np.empty((k, X.shape[1]), X.dtype), np.empty(k, X.dtype)
+    _lr_rop_block(X, curv, Vt, vb, out_t, sums)
+    out[:-1] = out_t.T
+    out[-1] = sums
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _lr_forward_grad(X, y, W, b, inv_n, z, residual, curv, g):
     # as _lr_rop, four rows at a time: z = x W + b, then the sigmoid unit's residual and
     # curvature (p = 1 / (1 + exp(-z)), as _sigmoid_ce), then g += sum_r residual_r x_r
@@ -298,5 +366,5 @@ def lr_hvp_fresh(xp, X, y, w, v, out_g, out_hv):
 
 
 TWINS = {"sigmoid_ce": sigmoid_ce, "bias_leaky_relu": bias_leaky_relu,
-         "ascent_project": ascent_project, "lr_rop": lr_rop,
+         "ascent_project": ascent_project, "lr_rop": lr_rop, "lr_rop_block": lr_rop_block,
          "lr_forward_grad": lr_forward_grad, "lr_hvp_fresh": lr_hvp_fresh}

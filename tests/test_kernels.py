@@ -715,3 +715,81 @@ def test_lr_fresh_hvp_through_the_fused_twin_matches_finite_differences():
     assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
     np.testing.assert_allclose(Hv2, Hv, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(g, obj.grad(w, X, y, -1.0), rtol=1e-12, atol=1e-15)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k", [((1, 1), 1), ((7, 3), 2), ((257, 255), 8),
+                                      ((1001, 784), 8), ((4, 1 << 16), 3), ((1002, 784), 1)])
+def test_lr_rop_block_twin_matches_reference(monkeypatch, shape, k, dtype):
+    """LR's blocked R pass (``k`` directions, one read of ``X``): ragged row counts, both
+    sides of ``LR_FUSED_MIN`` (``LR_BLOCK_MIN_BYTES`` lowered so that the loop runs on these
+    small ``X``); a strided ``X``, strided ``V`` or mixed dtypes give the reference's
+    numbers."""
+    from hvpoison.kernels import cpu
+
+    monkeypatch.setattr(cpu, "LR_BLOCK_MIN_BYTES", 0)
+
+    rng = np.random.default_rng(shape[0] + k)
+    X = rng.normal(size=shape).astype(dtype)
+    curv = rng.random(shape[0]).astype(dtype)
+    V = rng.normal(size=(shape[1] + 1, k)).astype(dtype)
+
+    def run(f, X_, c_, V_):
+        return f(np, X_, c_, V_, np.full((shape[1] + 1, k), np.nan, dtype))
+
+    ref, got = run(ops.lr_rop_block, X, curv, V), run(cpu.lr_rop_block, X, curv, V)
+    assert got.dtype == dtype and got.shape == (shape[1] + 1, k)
+    tol = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(got / scale, ref / scale, **tol)
+    if X.size < cpu.LR_FUSED_MIN:                              # the reference, bit for bit
+        np.testing.assert_array_equal(got, ref)
+    else:                                                      # the loop ran, not BLAS
+        assert not np.array_equal(got, ref) or k == 1
+    F = np.asfortranarray(X)                                   # not C order: the reference
+    np.testing.assert_array_equal(run(cpu.lr_rop_block, F, curv, V),
+                                  run(ops.lr_rop_block, F, curv, V))
+    VF = np.asfortranarray(V)                                  # any layout of V: copied
+    np.testing.assert_allclose(run(cpu.lr_rop_block, X, curv, VF) / scale, ref / scale, **tol)
+    c2 = curv.astype(np.float32 if dtype == np.float64 else np.float64)   # mixed dtypes
+    np.testing.assert_array_equal(run(cpu.lr_rop_block, X, c2, V),
+                                  run(ops.lr_rop_block, X, c2, V))
+
+
+@needs_numba
+def test_lr_blocked_hvp_through_the_fused_twin_matches_single_products(monkeypatch):
+    """``Point.hvp_block`` of LR (``rop_block``: the blocked twin) against ``k`` single
+    ``hvp`` products and against central differences, on a problem large enough for the
+    twin (``LR_BLOCK_MIN_BYTES`` lowered: the default keeps cache-sized ``X`` on BLAS)."""
+    from hvpoison.kernels import cpu
+
+    monkeypatch.setattr(cpu, "LR_BLOCK_MIN_BYTES", 0)
+    rng = np.random.default_rng(8)
+    n, d, k = 301, 256, 5
+    assert n * d >= cpu.LR_FUSED_MIN
+    obj = hv.Objective(hv.LR(d), "l2")
+    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
+    w, V = 0.1 * rng.normal(size=d + 1), rng.normal(size=(d + 1, k))
+    with K.use_kernels(True):
+        pt = obj.at(w, X, y, -1.0)
+        HV = pt.hvp_block(V)
+        singles = np.stack([pt.hvp(np.ascontiguousarray(V[:, j])) for j in range(k)], 1)
+    np.testing.assert_allclose(HV, singles, rtol=1e-10, atol=1e-13)
+    h = 1e-5
+    fd = (obj.grad(w + h * V[:, 2], X, y, -1.0) - obj.grad(w - h * V[:, 2], X, y, -1.0)) / (2 * h)
+    assert np.linalg.norm(HV[:, 2] - fd) <= 1e-7 * np.linalg.norm(fd)
+
+
+@needs_numba
+def test_lr_rop_block_twin_leaves_a_cache_sized_x_to_blas():
+    """Below ``LR_BLOCK_MIN_BYTES`` (an ``X`` that stays in the last-level cache) the
+    blocked twin runs the reference: its numbers bit for bit."""
+    from hvpoison.kernels import cpu
+
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(1001, 784))
+    assert X.size >= cpu.LR_FUSED_MIN and X.nbytes <= cpu.LR_BLOCK_MIN_BYTES
+    curv, V = rng.random(1001), rng.normal(size=(785, 8))
+    np.testing.assert_array_equal(cpu.lr_rop_block(np, X, curv, V, np.empty((785, 8))),
+                                  ops.lr_rop_block(np, X, curv, V, np.empty((785, 8))))

@@ -110,16 +110,12 @@ class LR(Model):
 
     def rop_block(self, w, tape, curv, V, out, bwd=None):
         """Lines 2-3 for ``k`` directions at once (the model part of ``H V``, Eq. 4), ``V``
-        ``(P, k)`` into ``out`` ``(P, k)``: ``R Z = X V_W + v_b`` and ``X^T (curv * R Z)``
-        as two GEMMs of width ``k`` (``bwd`` is accepted for a uniform contract, unused). The
-        second is formed as ``(R S^T X)^T``, a C-order ``(k, d)`` result: OpenBLAS runs that
-        up to 2x faster in float64 than ``X^T R S`` into ``(d, k)``."""
-        RZ = tape.X @ V[:-1]                           # line 2, (n, k)
-        RZ += V[-1]
-        RZ *= curv[:, None]                            # line 3
-        out[:-1] = (RZ.T @ tape.X).T                   # X^T R s as (R s^T X)^T: faster
-        out[-1] = RZ.sum(axis=0)
-        return out
+        ``(P, k)`` into ``out`` ``(P, k)``, as the fused op :func:`hvpoison.ops.lr_rop_block`:
+        ``R Z = X V_W + v_b`` and ``X^T (curv * R Z)`` (two GEMMs of width ``k``; the numba
+        twin reads each row of ``X`` once for all ``k``). ``bwd`` is accepted for a uniform
+        contract, unused."""
+        xp = get_array_module(w)
+        return ops.impl("lr_rop_block", xp)(xp, tape.X, curv, V, out)
 
     def hvp_fresh(self, w, X, y, V, out_g, out_hv):
         """For one direction ``v`` ``(P,)`` the fused op :func:`hvpoison.ops.lr_hvp_fresh`
