@@ -45,21 +45,45 @@ def _verdict(ok):
     return "**tie**" if ok is None else "**confirmed**" if ok else "**not confirmed**"
 
 
-#: a difference of two mean test errors counts only beyond this many standard errors
-SE_MARGIN = 2.0
+#: a difference of two mean test errors counts only outside this two-sided confidence
+#: interval around zero (Student's t over the repetitions)
+CONFIDENCE = 0.95
 
 
-def _lower(a, b, sa=0.0, sb=0.0, na=1, nb=1):
+def _lower(a, b, sa=0.0, sb=0.0, na=1, nb=1, pa=None, pb=None):
     """Whether mean ``a`` (std ``sa`` over ``na`` repetitions, as the summaries store it:
-    ``ddof = 0``) is lower than ``b``: True when ``b - a`` exceeds :data:`SE_MARGIN`
-    standard errors of the difference (``sqrt(sa^2 / (na - 1) + sb^2 / (nb - 1))``, the
-    sample std's), False when ``a >= b``, None (a tie: the repetitions cannot tell them
-    apart) in between. Unpaired, so conservative for runs on the same splits. Returns
-    ``(verdict, "difference ..., 2 SE = ...")``."""
-    margin = SE_MARGIN * float(np.sqrt(sa ** 2 / max(na - 1, 1) + sb ** 2 / max(nb - 1, 1)))
-    diff = float(b - a)
+    ``ddof = 0``) is lower than ``b``: True when ``b - a`` is beyond the
+    :data:`CONFIDENCE` margin ``t SE`` (``t`` Student's quantile for the degrees of freedom,
+    ``SE`` the standard error of the difference), False when ``a >= b``, None (a tie: the
+    repetitions cannot tell them apart) in between. With ``pa``, ``pb`` (``{rep: value}``,
+    the summaries' per-repetition values) sharing at least two repetitions the test is
+    paired over those (the same splits: ``SE`` of the mean of ``b_r - a_r``, ``m - 1``
+    degrees of freedom); otherwise unpaired (``sqrt(sa^2 / (na - 1) + sb^2 / (nb - 1))``,
+    the sample stds', ``na + nb - 2`` degrees of freedom), which is conservative for runs on
+    the same splits. Returns ``(verdict, "difference ..., 95 % margin ...")``."""
+    from scipy.stats import t as student
+
+    common = sorted(set(pa) & set(pb)) if pa and pb else []
+    if len(common) >= 2:
+        d = np.array([pb[r] - pa[r] for r in common])
+        diff, se, df = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1
+        how = f"paired over {len(d)} repetitions"
+    else:
+        diff = float(b - a)
+        se = float(np.sqrt(sa ** 2 / max(na - 1, 1) + sb ** 2 / max(nb - 1, 1)))
+        df, how = na + nb - 2, "unpaired"
+    margin = float(student.ppf(0.5 + CONFIDENCE / 2, df)) * se if df >= 1 else 0.0
     ok = True if diff > margin else False if diff <= 0 else None
-    return ok, f"difference {diff:+.3f}, {SE_MARGIN:g} SE = {margin:.3f}"
+    return ok, f"difference {diff:+.3f}, {CONFIDENCE:.0%} margin {margin:.3f}, {how}"
+
+
+def _paired(t, metric, i):
+    """``{rep: value}`` of fraction ``i`` of ``metric`` in the table ``t`` (None when the
+    summary has no per-repetition values: made before they were kept)."""
+    m = t[metric]
+    if "values" not in m:
+        return None
+    return dict(zip(m["reps"][i], m["values"][i]))
 
 
 def _close(learned, best):
@@ -119,7 +143,9 @@ def lr_verdicts(s):
 
     def lower(a, i, b, j):          # setting a at fraction i below setting b at j, or a tie
         mean = {"none": none, "large": large, "learned": learned}
-        return _lower(mean[a][i], mean[b][j], sd[a][i], sd[b][j], reps[a][i], reps[b][j])
+        i, j = i % len(mean[a]), j % len(mean[b])
+        return _lower(mean[a][i], mean[b][j], sd[a][i], sd[b][j], reps[a][i], reps[b][j],
+                      _paired(st[a], "test_error", i), _paired(st[b], "test_error", j))
     add("doubles", f"- the attack against λ = −∞ raises the test error well above the clean "
         f"error (at least doubles it at the largest fraction): {none[0]:.3f} → {none[-1]:.3f}",
         none[-1] >= 2 * none[0])
@@ -241,14 +267,17 @@ def worst_view(sources):
         runs = [(s["settings"][name], m, s["name"]) for s, m in sources
                 if name in s["settings"] and m in s["settings"][name]]
         fr = runs[0][0]["fraction"]
-        mean, std, n, by = [], [], [], []
+        mean, std, n, by, reps, values = [], [], [], [], [], []
         for i in range(len(fr)):
             t, m, who = max(runs, key=lambda r: r[0][r[1]]["mean"][i][0])
             mean.append(t[m]["mean"][i])
             std.append(t[m]["std"][i])
             n.append(t[m].get("n", [1] * len(fr))[i])
+            reps.append(t[m]["reps"][i] if "values" in t[m] else [])
+            values.append(t[m]["values"][i] if "values" in t[m] else [])
             by.append(who)
-        settings[name] = {"fraction": fr, "test_error": {"mean": mean, "std": std, "n": n}}
+        settings[name] = {"fraction": fr, "test_error": {"mean": mean, "std": std, "n": n,
+                                                         "reps": reps, "values": values}}
         if name == "cv":
             settings[name]["lam"] = runs[0][0]["lam"]
         which[name] = by
@@ -561,11 +590,14 @@ def main(argv=None):
                    "✗ not confirmed, ≈ a tie (counted as not confirmed), — not run in full "
                    "mode, blank: not judged there.", "",
                    "A claim that one mean test error is below another (*large costs clean*, "
-                   "*learned mitigates*) is confirmed only when the difference exceeds two "
-                   "standard errors of it over the repetitions; a positive difference within "
-                   "that is a tie. The test is unpaired (the committed summaries keep means "
-                   "and stds, not the repetitions), so it is conservative: the settings share "
-                   "their splits, and a paired test would call fewer ties.", ""]
+                   "*learned mitigates*) is confirmed only when the difference lies outside "
+                   "the 95 % interval of Student's t around zero over the repetitions; a "
+                   "positive difference within it is a tie. Where both summaries keep each "
+                   "repetition's error (runs "
+                   "summarised since session 9: the strong attacks) the test is paired over "
+                   "the shared splits; otherwise (the Alg. 2 runs, whose records are not "
+                   "kept) it is unpaired, which is conservative: the settings share their "
+                   "splits, and a paired test calls fewer ties.", ""]
         for pen in ("l2", "l1"):
             if any(k[0] == pen for k in verdicts):
                 summary += claims_table(verdicts, pen)

@@ -4,6 +4,7 @@ and the Exact victim's view of a strong run takes its "none" from the GD victim'
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hvpoison.experiments import protocol
@@ -94,23 +95,49 @@ def test_the_summary_table_shows_the_verdicts_and_what_was_not_run():
 
 def test_a_difference_within_the_repetitions_noise_is_a_tie_not_a_confirmation():
     """learned 0.119 against none 0.12 at the largest fraction, std 0.02 over 5 repetitions
-    (2 SE of the difference = 0.028): a tie, shown as ≈ and not counted as confirmed; the
-    same gap with std 0 confirms, and learned above none does not."""
+    and no per-repetition values (unpaired: SE = 0.0141, t(0.975, 8) = 2.306, margin 0.033):
+    a tie, shown as ≈ and not counted as confirmed; the same gap with std 0 confirms, and
+    learned above none does not."""
     s = summary(learned=[0.02, 0.034, 0.041, 0.046, 0.05, 0.119])
     for k in ("none", "learned"):
         s["settings"][k]["test_error"]["std"] = [[0.02]] * len(FR)
     v = verdicts(s)
     assert v["mitigates"] is None
     line = {c: ln for c, ln, _ in results.lr_verdicts(s)}["mitigates"]
-    assert line.endswith("**tie**") and "difference +0.001, 2 SE = 0.028" in line
+    assert line.endswith("**tie**") and "difference +0.001, 95% margin 0.033, unpaired" in line
     text = "\n".join(results.claims_table({("l2", "mnist", "alg2", "gd"): v}, "l2"))
     row = next(ln for ln in text.splitlines() if ln.startswith("| mnist | alg2"))
     cells = [c.strip() for c in row.strip("|").split("|")[3:]]
     assert cells[list(results.SHORT).index("mitigates")] == "≈"
     assert cells[-1] == f"{sum(x is True for x in v.values())}/{len(v)}"
-    assert results._lower(0.119, 0.12) == (True, "difference +0.001, 2 SE = 0.000")
+    assert results._lower(0.119, 0.12)[0] is True
     assert results._lower(0.12, 0.119, 0.02, 0.02, 5, 5)[0] is False
     assert results._lower(0.05, 0.12, 0.02, 0.02, 5, 5)[0] is True
+
+
+def test_per_repetition_values_give_a_paired_test():
+    """The same means and stds, with each repetition's error kept: learned is below none on
+    every split by 0.01 +- 0.001, so the paired test confirms what the unpaired one (std
+    0.02 across splits) calls a tie; repetitions only one side has are not paired, and
+    fewer than two shared fall back to the unpaired test."""
+    none = {r: 0.10 + 0.02 * (r - 2) for r in range(5)}                 # split-to-split 0.02
+    learned = {r: none[r] - 0.01 + 0.001 * (r % 2) for r in range(5)}
+    mean = lambda d: float(np.mean(list(d.values())))                   # noqa: E731
+    std = lambda d: float(np.std(list(d.values())))                     # noqa: E731
+    unpaired = results._lower(mean(learned), mean(none), std(learned), std(none), 5, 5)
+    paired = results._lower(mean(learned), mean(none), std(learned), std(none), 5, 5,
+                            learned, none)
+    assert unpaired[0] is None and paired[0] is True and "paired over 5" in paired[1]
+    only = {0: learned[0], 7: 0.05}                                     # one shared rep
+    assert results._lower(mean(learned), mean(none), std(learned), std(none), 5, 5,
+                          only, none)[1].endswith("unpaired")
+    s = summary()                                                       # through lr_verdicts
+    for k, d in (("none", none), ("learned", learned)):
+        t = s["settings"][k]["test_error"]
+        t["mean"][-1], t["std"][-1] = [mean(d)], [std(d)]
+        t["reps"], t["values"] = [list(d)] * len(FR), [list(d.values())] * len(FR)
+    line = {c: ln for c, ln, _ in results.lr_verdicts(s)}["mitigates"]
+    assert "paired over 5 repetitions" in line and line.endswith("**confirmed**")
 
 
 def test_the_worst_case_takes_the_highest_error_of_any_attack():

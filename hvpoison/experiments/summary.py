@@ -20,9 +20,16 @@ def _stats(values):
     return {"mean": a.mean(axis=0).tolist(), "std": a.std(axis=0).tolist(), "n": len(values)}
 
 
+#: metrics whose per-repetition values the summary keeps (``"values"``, ``"reps"``), so
+#: that two settings run on the same splits can be compared repetition by repetition
+PAIRED = ("test_error",)
+
+
 def aggregate(records: list) -> dict:
     """``{setting: {"fraction": [...], metric: {"mean": [[...]], "std": [[...]], "n": [...]}}}``;
-    each metric's mean/std is a list over fractions of lists over components."""
+    each metric's mean/std is a list over fractions of lists over components. The test
+    errors (:data:`PAIRED`, and ``test_error@V`` per victim) also keep ``"values"`` and
+    ``"reps"``: per fraction the value of each repetition and its index, in rep order."""
     groups = defaultdict(list)
     for r in records:
         groups[(r["setting"], r["b"])].append(r)
@@ -45,10 +52,15 @@ def aggregate(records: list) -> dict:
                 if t is not None:
                     vals[f"test_error@{v}"] = [r["victims"][v]["test_error"] for r in rs]
                     vals[f"val_loss@{v}"] = [r["victims"][v]["val_loss"] for r in rs]
+            reps = [r["rep"] for r in rs]
             for m, v in vals.items():
                 st = _stats(v)
                 for f in ("mean", "std", "n"):
                     metrics[m][f].append(st[f])
+                if m.split("@")[0] in PAIRED:           # scalar per repetition
+                    by_rep = sorted(zip(reps, (float(np.ravel(x)[0]) for x in v)))
+                    metrics[m].setdefault("reps", []).append([r for r, _ in by_rep])
+                    metrics[m].setdefault("values", []).append([x for _, x in by_rep])
         table.update(metrics)
         out[setting] = table
     return out
