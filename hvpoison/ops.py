@@ -1,5 +1,6 @@
-"""The fused element-wise and reduction steps of the engine, as readable array-module code,
-and the dispatch that may replace each by a CUDA kernel of the same signature.
+"""The fused element-wise and reduction steps of the engine and LR's fused products with
+``X``, as readable array-module code, and the dispatch that may replace each by a CUDA
+kernel or a numba twin of the same signature.
 
 Every function here is the *reference*: plain ``xp`` code (numpy or cupy) that the tests
 hold the kernels to. :func:`impl` is the one way the engine picks a step: while kernels
@@ -179,7 +180,7 @@ CHUNK_BYTES = 3 << 19
 
 #: an ``X`` of at most this many bytes is not chunked: it stays in the last-level cache
 #: between the two products of a pair, and two whole matrix-vector products are then
-#: faster than the chunk loop (LR 1000 x 784: 0.19 against 0.23 ms per pair, float64; ``hvpoison/models/lr.py``)
+#: faster than the chunk loop (LR 1000 x 784: 0.19 against 0.23 ms per pair, float64)
 RESIDENT_BYTES = 16 << 20
 
 
