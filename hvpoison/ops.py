@@ -222,25 +222,52 @@ def xt_pair(xp, X, s, r, out_s, out_r):
         out_r += np.matmul(r[c], X[c], out=part)
 
 
-def lr_hvp_fresh(xp, X, y, w, v, out_g, out_hv):
-    """LR's ``H v`` at a fresh point ``w = (W, b)`` for one direction ``v`` ``(d + 1,)``
-    on ``X`` ``(n, d)``, ``y`` ``(n,)`` (``hvpoison/models/lr.py``, lines 1-3): ``z = X W
-    + b`` and ``R z = X v_W + v_b`` (:func:`x_pair`), the sigmoid unit's residual and
-    curvature (the dispatched :func:`sigmoid_ce`), ``R s = curv * R z``, then ``out_hv =
-    (X^T R s, 1^T R s)`` and, unless ``out_g`` is None, ``out_g = (X^T residual, 1^T
-    residual)`` with it (:func:`xt_pair`); ``out_g``, ``out_hv`` ``(d + 1,)``. Here two
-    reads of ``X`` (one pair, then one or a pair of products); the numba twin reads each
-    row once."""
-    z, Rz = x_pair(xp, X, w[:-1], v[:-1])
-    z += w[-1]
-    Rz += v[-1]
+def x_block(xp, X, W, V):
+    """``(X W, X V)``, ``(n,)`` and ``(n, k)``, for ``W`` ``(d,)`` and ``V`` ``(d, k)`` as
+    one ``X [W V]`` ``(n, d) @ (d, 1 + k)`` GEMM (one read of ``X``)."""
+    WV = xp.empty((X.shape[1], 1 + V.shape[1]), dtype=W.dtype)
+    WV[:, 0] = W
+    WV[:, 1:] = V
+    ZZ = X @ WV
+    return ZZ[:, 0], ZZ[:, 1:]
+
+
+def xt_block(xp, X, s, RS, out_s, out_R):
+    """``X^T s`` into ``out_s`` ``(d,)`` and ``X^T RS`` into ``out_R`` ``(d, k)`` for ``s``
+    ``(n,)``, ``RS`` ``(n, k)`` as one ``[s RS]^T X`` ``(1 + k, n) @ (n, d)`` GEMM."""
+    S = xp.empty((1 + RS.shape[1], s.shape[0]), dtype=s.dtype)
+    S[0] = s
+    S[1:] = RS.T
+    G = S @ X
+    out_s[...] = G[0]
+    out_R[...] = G[1:].T
+
+
+def lr_hvp_fresh(xp, X, y, w, V, out_g, out_hv):
+    """LR's ``H V`` at a fresh point ``w = (W, b)`` for one direction ``v`` ``(d + 1,)`` or
+    ``k`` directions ``V`` ``(d + 1, k)`` on ``X`` ``(n, d)``, ``y`` ``(n,)``
+    (``hvpoison/models/lr.py``, lines 1-3): ``z = X W + b`` and ``R z = X V_W + v_b``
+    (:func:`x_pair`; :func:`x_block`), the sigmoid unit's residual and curvature (the
+    dispatched :func:`sigmoid_ce`), ``R s = curv * R z``, then ``out_hv = (X^T R s, 1^T R
+    s)`` and, unless ``out_g`` is None, ``out_g = (X^T residual, 1^T residual)`` with it
+    (:func:`xt_pair`; :func:`xt_block`); ``out_g`` ``(d + 1,)``, ``out_hv`` as ``V``. Here
+    two reads of ``X``; the numba twin reads each row once."""
+    if V.ndim == 1:
+        z, Rz = x_pair(xp, X, w[:-1], V[:-1])
+        z += w[-1]
+        Rz += V[-1]
+    else:
+        z, Rz = x_block(xp, X, w[:-1], V[:-1])
+        z, Rz = z + w[-1], Rz + V[-1]
     _, residual, curv = impl("sigmoid_ce", xp)(xp, z, y, with_loss=False)
-    Rs = curv * Rz
-    if out_g is None:
+    Rs = curv * Rz if V.ndim == 1 else curv[:, None] * Rz
+    if out_g is not None:
+        (xt_pair if V.ndim == 1 else xt_block)(xp, X, residual, Rs, out_g[:-1], out_hv[:-1])
+        out_g[-1] = residual.sum()
+    elif V.ndim == 1:
         xp.matmul(Rs, X, out=out_hv[:-1])
     else:
-        xt_pair(xp, X, residual, Rs, out_g[:-1], out_hv[:-1])
-        out_g[-1] = residual.sum()
+        out_hv[:-1] = (Rs.T @ X).T                     # (k, d) in C order: see lr_rop_block
     out_hv[-1] = Rs.sum(axis=0)
 
 

@@ -346,18 +346,94 @@ def _lr_hvp_fresh(X, y, W, b, V, vb, inv_n, g, hv, with_grad):
     return sum_s, sum_Rs
 
 
-def lr_hvp_fresh(xp, X, y, w, v, out_g, out_hv):
-    """Twin of :func:`hvpoison.ops.lr_hvp_fresh` (``X`` ``(n, d)``, ``y`` ``(n,)``, ``w``,
-    ``v``, ``out_hv`` and ``out_g`` (or None) ``(d + 1,)``): one read of ``X`` instead of
-    two, for a C-order ``X`` of at least :data:`LR_FUSED_MIN` elements with the others of
-    its dtype (else the reference, with this module's :func:`sigmoid_ce`)."""
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _lr_hvp_fresh_block(X, y, W, b, Vt, vb, inv_n, g, out, sums, with_grad):
+    # per four rows: z = x W + b and the sigmoid unit (as _lr_forward_grad), then for each
+    # of the k directions (row j of Vt, out) _lr_rop_block's two loops while the rows are
+    # in L1 (and g += sum_r s_r x_r with_grad); returns 1^T residual
+    n, d = X.shape
+    zero, one = X.dtype.type(0), X.dtype.type(1)
+    g[:] = zero
+    out[:, :] = zero
+    sums[:] = zero
+    s, c = np.empty(4, X.dtype), np.empty(4, X.dtype)
+    sum_s = zero
+    for i in range(0, n, 4):
+        m = min(4, n - i)                       # the last block may be ragged
+        for r in range(m):
+            a = zero
+            for l in range(d):
+                a += X[i + r, l] * W[l]
+            p = one / (one + math.exp(-(a + b)))
+            s[r] = (p - y[i + r]) * inv_n
+            c[r] = p * (one - p) * inv_n
+            sum_s += s[r]
+        if m < 4:
+            for r in range(m):
+                for j in range(Vt.shape[0]):
+                    e = zero
+                    for l in range(d):
+                        e += X[i + r, l] * Vt[j, l]
+                    Rs = c[r] * (e + vb[j])
+                    sums[j] += Rs
+                    for l in range(d):
+                        out[j, l] += Rs * X[i + r, l]
+                if with_grad:
+                    for l in range(d):
+                        g[l] += s[r] * X[i + r, l]
+            continue
+        for j in range(Vt.shape[0]):
+            e0 = zero
+            e1 = zero
+            e2 = zero
+            e3 = zero
+            for l in range(d):
+                vl = Vt[j, l]
+                e0 += X[i, l] * vl
+                e1 += X[i + 1, l] * vl
+                e2 += X[i + 2, l] * vl
+                e3 += X[i + 3, l] * vl
+            bj = vb[j]
+            r0, r1 = c[0] * (e0 + bj), c[1] * (e1 + bj)
+            r2, r3 = c[2] * (e2 + bj), c[3] * (e3 + bj)
+            sums[j] += r0 + r1 + r2 + r3
+            for l in range(d):
+                out[j, l] += r0 * X[i, l] + r1 * X[i + 1, l] + r2 * X[i + 2, l] + \
+                    r3 * X[i + 3, l]
+        if with_grad:
+            s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+            for l in range(d):
+                g[l] += s0 * X[i, l] + s1 * X[i + 1, l] + s2 * X[i + 2, l] + s3 * X[i + 3, l]
+    return sum_s
+
+
+def lr_hvp_fresh(xp, X, y, w, V, out_g, out_hv):
+    """Twin of :func:`hvpoison.ops.lr_hvp_fresh` (``X`` ``(n, d)``, ``y`` ``(n,)``, ``w``
+    and ``out_g`` (or None) ``(d + 1,)``, ``V`` and ``out_hv`` ``(d + 1,)`` or ``(d + 1,
+    k)``): one read of ``X`` instead of two, for a C-order ``X`` of at least
+    :data:`LR_FUSED_MIN` elements with the others of its dtype (else the reference, with
+    this module's :func:`sigmoid_ce`)."""
     from .. import ops
 
-    arrays = (y, w, v, out_hv) if out_g is None else (y, w, v, out_hv, out_g)
+    arrays = (y, w, V, out_hv) if out_g is None else (y, w, V, out_hv, out_g)
     if not _fits(X, *arrays):
-        return ops.lr_hvp_fresh(xp, X, y, w, v, out_g, out_hv)
+        return ops.lr_hvp_fresh(xp, X, y, w, V, out_g, out_hv)
+    if V.ndim == 2:
+        k = V.shape[1]
+        g = np.empty(0 if out_g is None else X.shape[1], X.dtype)
+        out_t, sums = np.empty((k, X.shape[1]), X.dtype), np.empty(k, X.dtype)
+        sum_s = _lr_hvp_fresh_block(X, y, w[:-1], w[-1], np.ascontiguousarray(V[:-1].T),
+                                    np.ascontiguousarray(V[-1]),
+                                    X.dtype.type(1.0 / X.shape[0]), g, out_t, sums,
+                                    out_g is not None)
+        out_hv[:-1] = out_t.T
+        out_hv[-1] = sums
+        if out_g is not None:
+            out_g[:-1] = g
+            out_g[-1] = sum_s
+        return
     g = np.empty(0, X.dtype) if out_g is None else out_g[:-1]
-    sum_s, sum_Rs = _lr_hvp_fresh(X, y, w[:-1], w[-1], v[:-1], v[-1],
+    sum_s, sum_Rs = _lr_hvp_fresh(X, y, w[:-1], w[-1], V[:-1], V[-1],
                                   X.dtype.type(1.0 / X.shape[0]), g, out_hv[:-1],
                                   out_g is not None)
     out_hv[-1] = sum_Rs

@@ -660,21 +660,22 @@ def test_lr_gradient_through_the_fused_twin_matches_finite_differences():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 255), (1001, 784), (4, 1 << 16)])
 @pytest.mark.parametrize("with_grad", [False, True])
-def test_lr_hvp_fresh_twin_matches_reference(shape, dtype, with_grad):
-    """LR's ``H v`` (and gradient) at a fresh point in one read of ``X``: ragged row
-    counts, both sides of ``LR_FUSED_MIN``; a strided ``X`` or mixed dtypes run the
-    reference."""
+@pytest.mark.parametrize("k", [None, 1, 5])
+def test_lr_hvp_fresh_twin_matches_reference(shape, dtype, with_grad, k):
+    """LR's ``H v`` or ``H V`` (``k`` directions) and gradient at a fresh point in one read
+    of ``X``: ragged row counts, both sides of ``LR_FUSED_MIN``; a strided ``X`` or mixed
+    dtypes run the reference."""
     from hvpoison.kernels import cpu
 
     rng = np.random.default_rng(shape[0] + 1)
     X = rng.normal(size=shape).astype(dtype)
     y = (rng.random(shape[0]) < 0.5).astype(dtype)
     w = (rng.normal(size=shape[1] + 1) / np.sqrt(shape[1])).astype(dtype)
-    v = rng.normal(size=shape[1] + 1).astype(dtype)
+    v = rng.normal(size=(shape[1] + 1,) + (() if k is None else (k,))).astype(dtype)
 
     def run(f, X_, y_):
         g = np.full(shape[1] + 1, np.nan, dtype) if with_grad else None
-        hv_ = np.full(shape[1] + 1, np.nan, dtype)
+        hv_ = np.full(v.shape, np.nan, dtype)
         f(np, X_, y_, w, v, g, hv_)
         return [hv_] if g is None else [hv_, g]
 
@@ -697,8 +698,8 @@ def test_lr_hvp_fresh_twin_matches_reference(shape, dtype, with_grad):
 @needs_numba
 def test_lr_fresh_hvp_through_the_fused_twin_matches_finite_differences():
     """``obj.hvp`` of LR (a fresh point: ``ops.lr_hvp_fresh``'s twin) and ``hvp_fresh(...,
-    with_grad=True)`` against central differences of the gradient, on a problem large
-    enough for the twin."""
+    with_grad=True)`` against central differences of the gradient, and a block of three
+    directions against three single products, on a problem large enough for the twin."""
     from hvpoison.kernels import cpu
 
     rng = np.random.default_rng(7)
@@ -709,12 +710,19 @@ def test_lr_fresh_hvp_through_the_fused_twin_matches_finite_differences():
     w, v = 0.1 * rng.normal(size=d + 1), rng.normal(size=d + 1)
     with K.use_kernels(True):
         Hv = obj.hvp(w, X, y, -1.0, v)
-        g, Hv2 = obj.hvp_fresh(w, obj.prepare(X, y, -1.0), v, with_grad=True)
+        data = obj.prepare(X, y, -1.0)
+        g, Hv2 = obj.hvp_fresh(w, data, v, with_grad=True)
+        V = np.stack([v, 2 * v, np.ones_like(v)], axis=1)               # a block
+        g3, HV = obj.hvp_fresh(w, data, V, with_grad=True)
+        singles = np.stack([obj.hvp_fresh(w, data, np.ascontiguousarray(V[:, j]))
+                            for j in range(3)], 1)
     h = 1e-5
     fd = (obj.grad(w + h * v, X, y, -1.0) - obj.grad(w - h * v, X, y, -1.0)) / (2 * h)
     assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
     np.testing.assert_allclose(Hv2, Hv, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(g, obj.grad(w, X, y, -1.0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(HV, singles, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(g3, g, rtol=1e-12, atol=1e-15)
 
 
 @needs_numba

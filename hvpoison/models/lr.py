@@ -118,12 +118,10 @@ class LR(Model):
         return ops.impl("lr_rop_block", xp)(xp, tape.X, curv, V, out)
 
     def hvp_fresh(self, w, X, y, V, out_g, out_hv):
-        """For one direction ``v`` ``(P,)`` the fused op :func:`hvpoison.ops.lr_hvp_fresh`
-        (the forward pass, lines 2-3 and, with ``out_g``, line 1; its numba twin reads
-        ``X`` once); a block ``V`` ``(P, m)`` as :meth:`Model.hvp_fresh
-        <hvpoison.models.base.Model.hvp_fresh>`. (Eq. 4's ``H v`` at a fresh point.)"""
-        if V.ndim != 1:
-            return super().hvp_fresh(w, X, y, V, out_g, out_hv)
+        """The fused op :func:`hvpoison.ops.lr_hvp_fresh` for ``v`` ``(P,)`` or ``V`` ``(P,
+        m)``: the forward pass, lines 2-3 and, with ``out_g``, line 1 (its numba twin reads
+        ``X`` once); the same products as :meth:`forward_r` + :meth:`backward_r`. (Eq. 4's
+        ``H v`` at a fresh point.)"""
         xp = get_array_module(w)
         ops.impl("lr_hvp_fresh", xp)(xp, X, y, w, V, out_g, out_hv)
 
@@ -139,12 +137,8 @@ class LR(Model):
             z += w[-1]
             Rz += V[-1]
             return SimpleNamespace(X=X, z=z), SimpleNamespace(Rz=Rz)
-        WV = xp.empty((X.shape[1], 1 + V.shape[1]), dtype=w.dtype)
-        WV[:, 0] = w[:-1]
-        WV[:, 1:] = V[:-1]
-        ZZ = X @ WV                                    # [z - b, R z - v_b]
-        return (SimpleNamespace(X=X, z=ZZ[:, 0] + w[-1]),
-                SimpleNamespace(Rz=ZZ[:, 1:] + V[-1]))
+        z, Rz = ops.x_block(xp, X, w[:-1], V[:-1])     # [z - b, R z - v_b]
+        return SimpleNamespace(X=X, z=z + w[-1]), SimpleNamespace(Rz=Rz + V[-1])
 
     def backward_r(self, w, tape, dz, rtape, curv, out_g, out_hv):
         """Lines 1 and 3 together for ``dz = residual`` and ``curv`` ``(n,)`` (the loss's on
@@ -161,12 +155,8 @@ class LR(Model):
             Rs = curv * Rz                             # line 3
             ops.xt_pair(xp, tape.X, dz, Rs, out_g[:-1], out_hv[:-1])
         else:
-            S = xp.empty((1 + Rz.shape[1], dz.shape[0]), dtype=dz.dtype)
-            S[0] = dz
-            Rs = xp.multiply(curv, Rz.T, out=S[1:]).T  # R s = curv * R z, into S
-            G = S @ tape.X                             # [X^T s, X^T R s]^T, (1 + m, d)
-            out_g[:-1] = G[0]
-            out_hv[:-1] = G[1:].T
+            Rs = curv[:, None] * Rz                    # line 3
+            ops.xt_block(xp, tape.X, dz, Rs, out_g[:-1], out_hv[:-1])   # [s R s]^T X
         out_g[-1] = dz.sum()
         out_hv[-1] = Rs.sum(axis=0)
         return bwd, SimpleNamespace(Rs=Rs)
