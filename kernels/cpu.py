@@ -1,4 +1,4 @@
-"""numba CPU twins of the element-wise steps in :mod:`hvpoison.ops` (optional: ``pip install
+"""numba CPU twins of the element-wise steps and of LR's fused products in :mod:`hvpoison.ops`
 hvpoison[numba]``).
 
 Each twin has its reference's signature and computes the same math in one compiled loop
