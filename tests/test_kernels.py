@@ -547,23 +547,33 @@ def test_lr_rop_twin_matches_reference(shape, dtype):
                                   ops.lr_rop(np, X, curv.astype(np.float16), v, ref_out))
 
 
+def twin_sized_lr(seed, n, d=256):
+    """An L2-penalised LR problem (``obj``, ``X``, ``y``, ``w``, ``v``; ``lam = -1``) with
+    ``X`` large enough for the ``lr_*`` twins, which the FD tests run through."""
+    from hvpoison.kernels import cpu
+
+    assert n * d >= cpu.LR_FUSED_MIN
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
+    w, v = 0.1 * rng.normal(size=d + 1), rng.normal(size=d + 1)
+    return hv.Objective(hv.LR(d), "l2"), X, y, w, v
+
+
+def assert_hvp_matches_fd(obj, X, y, w, v, Hv, h=1e-5):
+    """``Hv`` against central differences of the gradient (the references' path) along
+    ``v``, at ``lam = -1``."""
+    fd = (obj.grad(w + h * v, X, y, -1.0) - obj.grad(w - h * v, X, y, -1.0)) / (2 * h)
+    assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
+
+
 @needs_numba
 def test_lr_hvp_through_the_fused_twin_matches_finite_differences():
     """``H v`` of LR on a problem large enough for ``lr_rop``'s twin (``LR.rop`` runs it)
     against central differences of the gradient."""
-    from hvpoison.kernels import cpu
-
-    rng = np.random.default_rng(5)
-    n, d = 300, 256
-    assert n * d >= cpu.LR_FUSED_MIN
-    obj = hv.Objective(hv.LR(d), "l2")
-    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
-    w, v = 0.1 * rng.normal(size=d + 1), rng.normal(size=d + 1)
+    obj, X, y, w, v = twin_sized_lr(5, 300)
     with K.use_kernels(True):
         Hv = obj.at(w, X, y, -1.0).hvp(v)
-    h = 1e-5
-    fd = (obj.grad(w + h * v, X, y, -1.0) - obj.grad(w - h * v, X, y, -1.0)) / (2 * h)
-    assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
+    assert_hvp_matches_fd(obj, X, y, w, v, Hv)
 
 
 @needs_numba
@@ -638,21 +648,14 @@ def test_lr_gradient_through_the_fused_twin_matches_finite_differences():
     """The gradient a training step takes (``linearize(..., grad_out=g)``, LR's
     ``forward_grad`` twin) against central differences of the loss, on a problem large
     enough for the twin."""
-    from hvpoison.kernels import cpu
-
-    rng = np.random.default_rng(6)
-    n, d = 300, 256
-    assert n * d >= cpu.LR_FUSED_MIN
-    obj = hv.Objective(hv.LR(d), "l2")
-    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
+    obj, X, y, w, _ = twin_sized_lr(6, 300)
     data = obj.prepare(X, y, -1.0)
-    w = 0.1 * rng.normal(size=d + 1)
-    g = np.empty(d + 1)
+    g = np.empty_like(w)
     with K.use_kernels(True):
         obj.linearize(w, data, grad_out=g)
     h = 1e-6
     fd = np.array([(obj.loss(w + h * e, X, y, -1.0) - obj.loss(w - h * e, X, y, -1.0))
-                   / (2 * h) for e in np.eye(d + 1)[::16]])
+                   / (2 * h) for e in np.eye(w.shape[0])[::16]])
     np.testing.assert_allclose(g[::16], fd, rtol=1e-6, atol=1e-9)
 
 
@@ -700,14 +703,7 @@ def test_lr_fresh_hvp_through_the_fused_twin_matches_finite_differences():
     """``obj.hvp`` of LR (a fresh point: ``ops.lr_hvp_fresh``'s twin) and ``hvp_fresh(...,
     with_grad=True)`` against central differences of the gradient, and a block of three
     directions against three single products, on a problem large enough for the twin."""
-    from hvpoison.kernels import cpu
-
-    rng = np.random.default_rng(7)
-    n, d = 301, 256
-    assert n * d >= cpu.LR_FUSED_MIN
-    obj = hv.Objective(hv.LR(d), "l2")
-    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
-    w, v = 0.1 * rng.normal(size=d + 1), rng.normal(size=d + 1)
+    obj, X, y, w, v = twin_sized_lr(7, 301)
     with K.use_kernels(True):
         Hv = obj.hvp(w, X, y, -1.0, v)
         data = obj.prepare(X, y, -1.0)
@@ -716,9 +712,7 @@ def test_lr_fresh_hvp_through_the_fused_twin_matches_finite_differences():
         g3, HV = obj.hvp_fresh(w, data, V, with_grad=True)
         singles = np.stack([obj.hvp_fresh(w, data, np.ascontiguousarray(V[:, j]))
                             for j in range(3)], 1)
-    h = 1e-5
-    fd = (obj.grad(w + h * v, X, y, -1.0) - obj.grad(w - h * v, X, y, -1.0)) / (2 * h)
-    assert np.linalg.norm(Hv - fd) <= 1e-7 * np.linalg.norm(fd)
+    assert_hvp_matches_fd(obj, X, y, w, v, Hv)
     np.testing.assert_allclose(Hv2, Hv, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(g, obj.grad(w, X, y, -1.0), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(HV, singles, rtol=1e-10, atol=1e-13)
@@ -773,20 +767,15 @@ def test_lr_blocked_hvp_through_the_fused_twin_matches_single_products(monkeypat
     from hvpoison.kernels import cpu
 
     monkeypatch.setattr(cpu, "LR_BLOCK_MIN_BYTES", 0)
-    rng = np.random.default_rng(8)
-    n, d, k = 301, 256, 5
-    assert n * d >= cpu.LR_FUSED_MIN
-    obj = hv.Objective(hv.LR(d), "l2")
-    X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.5) * 1.0
-    w, V = 0.1 * rng.normal(size=d + 1), rng.normal(size=(d + 1, k))
+    obj, X, y, w, _ = twin_sized_lr(8, 301)
+    k = 5
+    V = np.random.default_rng(9).normal(size=(w.shape[0], k))
     with K.use_kernels(True):
         pt = obj.at(w, X, y, -1.0)
         HV = pt.hvp_block(V)
         singles = np.stack([pt.hvp(np.ascontiguousarray(V[:, j])) for j in range(k)], 1)
     np.testing.assert_allclose(HV, singles, rtol=1e-10, atol=1e-13)
-    h = 1e-5
-    fd = (obj.grad(w + h * V[:, 2], X, y, -1.0) - obj.grad(w - h * V[:, 2], X, y, -1.0)) / (2 * h)
-    assert np.linalg.norm(HV[:, 2] - fd) <= 1e-7 * np.linalg.norm(fd)
+    assert_hvp_matches_fd(obj, X, y, w, V[:, 2], HV[:, 2])
 
 
 @needs_numba
