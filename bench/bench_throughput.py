@@ -61,9 +61,10 @@ def twin_table():
         z, y = rng.normal(size=n) * 3, (rng.random(n) < 0.5).astype(float)
         cases.append(("sigmoid_ce (Alg. 1 step)", f"n = {n}", (z, y, False), None))
         cases.append(("sigmoid_ce with loss", f"n = {n}", (z, y, True), None))
-    for n, m in ((1000, 32), (1000, 16), (100_000, 32)):
-        Z, b = rng.normal(size=(n, m)), rng.normal(size=m)
-        cases.append(("bias_leaky_relu", f"{n} x {m}", (b, 0.01), Z))
+    for n, m in ((1000, 32), (1000, 16), (10_000, 32), (100_000, 32)):
+        for dt in (np.float64, np.float32):
+            Z, b = rng.normal(size=(n, m)).astype(dt), rng.normal(size=m).astype(dt)
+            cases.append(("bias_leaky_relu", f"{n} x {m} {np.dtype(dt).name}", (b, 0.01), Z))
     for n, d in ((40, 784), (200, 784), (200, 3072)):
         Xp, g = rng.random((n, d)), rng.normal(size=(n, d))
         cases.append(("ascent_project", f"{n} x {d}", (g, 0.3, 0.0, 1.0), Xp))

@@ -49,10 +49,11 @@ def _sigmoid_ce(z, y, inv_n, residual, curv, with_loss):
 @_jit
 def _bias_leaky_relu(Z, b, slope, D, A):
     n, m = Z.shape
+    one = Z.dtype.type(1)               # a float64 1.0 would make the float32 loop scalar
     for i in range(n):
         for j in range(m):
             v = Z[i, j] + b[j]
-            d = 1.0 if v > 0 else slope
+            d = one if v > 0 else slope
             Z[i, j] = v
             D[i, j] = d
             A[i, j] = v * d
@@ -134,6 +135,61 @@ def _axpy4(g, X, i, c0, c1, c2, c3):
 
 
 @_inline
+def _dots4x4(X, i, v0, v1, v2, v3):
+    # the 16 products x_{i+r} . v_t (index 4 t + r): each load of X serves four directions and
+    # each load of a v four rows (a 4 x 4 register block; measured 1.16-1.22x over four
+    # _dots4, bench/RESULTS.md, session 10)
+    z = X.dtype.type(0)
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = c0 = c1 = c2 = c3 = d0 = d1 = d2 = d3 = z
+    for j in range(X.shape[1]):
+        x0, x1, x2, x3 = X[i, j], X[i + 1, j], X[i + 2, j], X[i + 3, j]
+        v, u, p, q = v0[j], v1[j], v2[j], v3[j]
+        a0 += x0 * v
+        a1 += x1 * v
+        a2 += x2 * v
+        a3 += x3 * v
+        b0 += x0 * u
+        b1 += x1 * u
+        b2 += x2 * u
+        b3 += x3 * u
+        c0 += x0 * p
+        c1 += x1 * p
+        c2 += x2 * p
+        c3 += x3 * p
+        d0 += x0 * q
+        d1 += x1 * q
+        d2 += x2 * q
+        d3 += x3 * q
+    return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3
+
+
+@_inline
+def _rop4(out_j, sums, j, X, i, c0, c1, c2, c3, e0, e1, e2, e3, b):
+    # direction j of the R pass over rows i..i+3 given x_{i+r} . v_j = e_r: R s_r = c_r (e_r
+    # + b), sums[j] += sum_r R s_r, out_j += sum_r R s_r x_{i+r} (one axpy per direction: two
+    # outputs in one loop do not vectorise)
+    r0, r1, r2, r3 = c0 * (e0 + b), c1 * (e1 + b), c2 * (e2 + b), c3 * (e3 + b)
+    sums[j] += r0 + r1 + r2 + r3
+    _axpy4(out_j, X, i, r0, r1, r2, r3)
+
+
+@_inline
+def _rop4_block(X, i, c0, c1, c2, c3, Vt, vb, out, sums):
+    # the R pass of rows i..i+3 (curvatures c_r) for every direction (row j of Vt, out):
+    # four directions at a time through _dots4x4, the rest one at a time
+    k = Vt.shape[0]
+    k4 = k - k % 4
+    for j in range(0, k4, 4):
+        e = _dots4x4(X, i, Vt[j], Vt[j + 1], Vt[j + 2], Vt[j + 3])
+        for t in range(4):
+            _rop4(out[j + t], sums, j + t, X, i, c0, c1, c2, c3,
+                  e[4 * t], e[4 * t + 1], e[4 * t + 2], e[4 * t + 3], vb[j + t])
+    for j in range(k4, k):
+        e0, e1, e2, e3 = _dots4(X, i, Vt[j])
+        _rop4(out[j], sums, j, X, i, c0, c1, c2, c3, e0, e1, e2, e3, vb[j])
+
+
+@_inline
 def _unit(z, y, inv_n):
     # the sigmoid unit at logit z, label y: (residual, curvature) / n, p = 1 / (1 + e^-z)
     # as _sigmoid_ce (e^-z overflows to inf for z < -709 and gives p = 0, the limit)
@@ -187,9 +243,9 @@ def lr_rop(xp, X, curv, v, out):
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _lr_rop_block(X, curv, Vt, vb, out, sums):
-    # _lr_rop's two loops for each of the k directions (row j of Vt, out) over the same four
-    # rows while they are in L1: X is read from memory once for all k (a GEMM of width k
-    # reads it twice and packs it); sums[j] = 1^T R s of direction j
+    # _lr_rop's two loops for the k directions (rows of Vt, out; four at a time: _rop4_block)
+    # over the same four rows while they are in L1: X is read from memory once for all k (a
+    # GEMM of width k reads it twice and packs it); sums[j] = 1^T R s of direction j
     n, d = X.shape
     zero = X.dtype.type(0)
     out[:, :] = zero
@@ -207,29 +263,27 @@ def _lr_rop_block(X, curv, Vt, vb, out, sums):
                     for l in range(d):
                         out[j, l] += Rs * X[r, l]
             continue
-        c0, c1, c2, c3 = curv[i], curv[i + 1], curv[i + 2], curv[i + 3]
-        for j in range(Vt.shape[0]):
-            a0, a1, a2, a3 = _dots4(X, i, Vt[j])
-            b = vb[j]
-            r0, r1, r2, r3 = c0 * (a0 + b), c1 * (a1 + b), c2 * (a2 + b), c3 * (a3 + b)
-            sums[j] += r0 + r1 + r2 + r3
-            _axpy4(out[j], X, i, r0, r1, r2, r3)
+        _rop4_block(X, i, curv[i], curv[i + 1], curv[i + 2], curv[i + 3], Vt, vb, out, sums)
 
 
-#: an ``X`` of fewer bytes stays in the last-level cache, where the reference's two GEMMs
-#: are as fast as :func:`lr_rop_block`'s loop (0.86-0.95x at 1000 x 784, level at 2000 x
-#: 784 float32; 1.46-1.66x from 12.5 MB: ``bench/RESULTS.md``, session 9)
-LR_BLOCK_MIN_BYTES = 8 << 20
+#: more directions than this: the blocked loops (:func:`lr_rop_block`, and
+#: :func:`lr_hvp_fresh` for a block) run the reference, whose two GEMMs of width ``k`` then
+#: use the FMA units better (with the 4 x 4 register block the loop is 1.1-2.7x faster
+#: than BLAS for ``k <= 8`` from 500 x 784 to 10^4 x 784, 0.86-1.03x at ``k = 16`` on a
+#: cache-sized ``X`` and 0.64-0.68x at ``k = 256``, the dense Hessian's blocks:
+#: ``bench/RESULTS.md``, session 10)
+LR_BLOCK_MAX_K = 8
 
 
 def lr_rop_block(xp, X, curv, V, out):
     """Twin of :func:`hvpoison.ops.lr_rop_block` (``X`` ``(n, d)``, ``curv`` ``(n,)``,
     ``V``, ``out`` ``(d + 1, k)``): one read of ``X`` for all ``k`` directions instead of
-    two GEMMs, for a C-order ``X`` of more than :data:`LR_BLOCK_MIN_BYTES` with the others
-    of its dtype (else the reference)."""
+    two GEMMs, for a C-order ``X`` of at least :data:`LR_FUSED_MIN` elements, at most
+    :data:`LR_BLOCK_MAX_K` directions and the others of ``X``'s dtype (else the
+    reference)."""
     from .. import ops
 
-    if X.nbytes <= LR_BLOCK_MIN_BYTES or not _fits(X, curv, V, out):
+    if V.shape[1] > LR_BLOCK_MAX_K or not _fits(X, curv, V, out):
         return ops.lr_rop_block(xp, X, curv, V, out)
     k = V.shape[1]
     Vt = np.ascontiguousarray(V[:-1].T)                     # (k, d): one copy of k d numbers
@@ -342,8 +396,8 @@ def _lr_hvp_fresh(X, y, W, b, V, vb, inv_n, g, hv, with_grad):
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _lr_hvp_fresh_block(X, y, W, b, Vt, vb, inv_n, g, out, sums, with_grad):
     # per four rows: z = x W + b and the sigmoid unit (as _lr_forward_grad), then for each
-    # of the k directions (row j of Vt, out) _lr_rop_block's two loops while the rows are
-    # in L1 (and g += sum_r s_r x_r with_grad); returns 1^T residual
+    # of the k directions (row j of Vt, out) _lr_rop_block's loops (_rop4_block) while the
+    # rows are in L1 (and g += sum_r s_r x_r with_grad); returns 1^T residual
     n, d = X.shape
     zero = X.dtype.type(0)
     g[:] = zero
@@ -373,13 +427,7 @@ def _lr_hvp_fresh_block(X, y, W, b, Vt, vb, inv_n, g, out, sums, with_grad):
                     for l in range(d):
                         g[l] += s[r] * X[i + r, l]
             continue
-        for j in range(Vt.shape[0]):
-            e0, e1, e2, e3 = _dots4(X, i, Vt[j])
-            bj = vb[j]
-            r0, r1 = c[0] * (e0 + bj), c[1] * (e1 + bj)
-            r2, r3 = c[2] * (e2 + bj), c[3] * (e3 + bj)
-            sums[j] += r0 + r1 + r2 + r3
-            _axpy4(out[j], X, i, r0, r1, r2, r3)
+        _rop4_block(X, i, c[0], c[1], c[2], c[3], Vt, vb, out, sums)
         if with_grad:
             _axpy4(g, X, i, s[0], s[1], s[2], s[3])
     return sum_s
@@ -389,12 +437,12 @@ def lr_hvp_fresh(xp, X, y, w, V, out_g, out_hv):
     """Twin of :func:`hvpoison.ops.lr_hvp_fresh` (``X`` ``(n, d)``, ``y`` ``(n,)``, ``w``
     and ``out_g`` (or None) ``(d + 1,)``, ``V`` and ``out_hv`` ``(d + 1,)`` or ``(d + 1,
     k)``): one read of ``X`` instead of two, for a C-order ``X`` of at least
-    :data:`LR_FUSED_MIN` elements with the others of its dtype (else the reference, with
-    this module's :func:`sigmoid_ce`)."""
+    :data:`LR_FUSED_MIN` elements, at most :data:`LR_BLOCK_MAX_K` directions and the others
+    of ``X``'s dtype (else the reference, with this module's :func:`sigmoid_ce`)."""
     from .. import ops
 
     arrays = (y, w, V, out_hv) if out_g is None else (y, w, V, out_hv, out_g)
-    if not _fits(X, *arrays):
+    if (V.ndim == 2 and V.shape[1] > LR_BLOCK_MAX_K) or not _fits(X, *arrays):
         return ops.lr_hvp_fresh(xp, X, y, w, V, out_g, out_hv)
     if V.ndim == 2:
         k = V.shape[1]

@@ -663,7 +663,7 @@ def test_lr_gradient_through_the_fused_twin_matches_finite_differences():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (257, 255), (1001, 784), (4, 1 << 16)])
 @pytest.mark.parametrize("with_grad", [False, True])
-@pytest.mark.parametrize("k", [None, 1, 5])
+@pytest.mark.parametrize("k", [None, 1, 5, 8])
 def test_lr_hvp_fresh_twin_matches_reference(shape, dtype, with_grad, k):
     """LR's ``H v`` or ``H V`` (``k`` directions) and gradient at a fresh point in one read
     of ``X``: ragged row counts, both sides of ``LR_FUSED_MIN``; a strided ``X`` or mixed
@@ -722,15 +722,13 @@ def test_lr_fresh_hvp_through_the_fused_twin_matches_finite_differences():
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k", [((1, 1), 1), ((7, 3), 2), ((257, 255), 8),
-                                      ((1001, 784), 8), ((4, 1 << 16), 3), ((1002, 784), 1)])
-def test_lr_rop_block_twin_matches_reference(monkeypatch, shape, k, dtype):
+                                      ((1001, 784), 8), ((4, 1 << 16), 3), ((1002, 784), 1),
+                                      ((301, 300), 6), ((1003, 70), 4)])
+def test_lr_rop_block_twin_matches_reference(shape, k, dtype):
     """LR's blocked R pass (``k`` directions, one read of ``X``): ragged row counts, both
-    sides of ``LR_FUSED_MIN`` (``LR_BLOCK_MIN_BYTES`` lowered so that the loop runs on these
-    small ``X``); a strided ``X``, strided ``V`` or mixed dtypes give the reference's
-    numbers."""
+    sides of ``LR_FUSED_MIN``, groups of four directions with and without a remainder; a
+    strided ``X``, strided ``V`` or mixed dtypes give the reference's numbers."""
     from hvpoison.kernels import cpu
-
-    monkeypatch.setattr(cpu, "LR_BLOCK_MIN_BYTES", 0)
 
     rng = np.random.default_rng(shape[0] + k)
     X = rng.normal(size=shape).astype(dtype)
@@ -760,13 +758,10 @@ def test_lr_rop_block_twin_matches_reference(monkeypatch, shape, k, dtype):
 
 
 @needs_numba
-def test_lr_blocked_hvp_through_the_fused_twin_matches_single_products(monkeypatch):
+def test_lr_blocked_hvp_through_the_fused_twin_matches_single_products():
     """``Point.hvp_block`` of LR (``rop_block``: the blocked twin) against ``k`` single
     ``hvp`` products and against central differences, on a problem large enough for the
-    twin (``LR_BLOCK_MIN_BYTES`` lowered: the default keeps cache-sized ``X`` on BLAS)."""
-    from hvpoison.kernels import cpu
-
-    monkeypatch.setattr(cpu, "LR_BLOCK_MIN_BYTES", 0)
+    twin."""
     obj, X, y, w, _ = twin_sized_lr(8, 301)
     k = 5
     V = np.random.default_rng(9).normal(size=(w.shape[0], k))
@@ -779,14 +774,22 @@ def test_lr_blocked_hvp_through_the_fused_twin_matches_single_products(monkeypat
 
 
 @needs_numba
-def test_lr_rop_block_twin_leaves_a_cache_sized_x_to_blas():
-    """Below ``LR_BLOCK_MIN_BYTES`` (an ``X`` that stays in the last-level cache) the
-    blocked twin runs the reference: its numbers bit for bit."""
+def test_lr_block_twins_leave_many_directions_to_blas():
+    """With more than ``LR_BLOCK_MAX_K`` directions (the dense Hessian's blocks of 256) the
+    blocked twins run the reference, whose GEMMs are then faster: its numbers bit for
+    bit."""
     from hvpoison.kernels import cpu
 
     rng = np.random.default_rng(9)
-    X = rng.normal(size=(1001, 784))
-    assert X.size >= cpu.LR_FUSED_MIN and X.nbytes <= cpu.LR_BLOCK_MIN_BYTES
-    curv, V = rng.random(1001), rng.normal(size=(785, 8))
-    np.testing.assert_array_equal(cpu.lr_rop_block(np, X, curv, V, np.empty((785, 8))),
-                                  ops.lr_rop_block(np, X, curv, V, np.empty((785, 8))))
+    n, d, k = 1001, 784, cpu.LR_BLOCK_MAX_K + 1
+    X = rng.normal(size=(n, d))
+    assert X.size >= cpu.LR_FUSED_MIN
+    curv, V = rng.random(n), rng.normal(size=(d + 1, k))
+    np.testing.assert_array_equal(cpu.lr_rop_block(np, X, curv, V, np.empty((d + 1, k))),
+                                  ops.lr_rop_block(np, X, curv, V, np.empty((d + 1, k))))
+    y, w = (rng.random(n) < 0.5).astype(float), rng.normal(size=d + 1) / np.sqrt(d)
+    got, ref = (np.empty((d + 1, k)), np.empty(d + 1)), (np.empty((d + 1, k)), np.empty(d + 1))
+    cpu.lr_hvp_fresh(np, X, y, w, V, got[1], got[0])
+    ops.lr_hvp_fresh(np, X, y, w, V, ref[1], ref[0])
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
