@@ -341,6 +341,14 @@ def test_layer_and_step_twins_match_reference(shape, dtype):
     for x, y_ in ((Z_twin, Z_ref), (D, D_ref), (A, A_ref)):     # Z was biased in place too
         assert x.dtype == dtype
         np.testing.assert_array_equal(x, y_)
+    # a column-major Z, as mlp._xw's transposed GEMM gives: (n, 2 m) F-order, first half
+    ZF = np.asfortranarray(big).reshape(shape[0], 2, shape[1])[:, 0]
+    assert ZF.strides[0] < ZF.strides[1] or min(shape) == 1
+    Z_ref = ZF.copy()
+    D_ref, A_ref = ops.bias_leaky_relu(np, Z_ref, b, 0.01)
+    D, A = cpu.bias_leaky_relu(np, ZF, b, 0.01)
+    for x, y_ in ((ZF, Z_ref), (D, D_ref), (A, A_ref)):
+        np.testing.assert_array_equal(x, y_)
     Xp = rng.random(shape).astype(dtype)
     g = rng.normal(size=shape).astype(dtype)
     ref = ops.ascent_project(np, Xp.copy(), g, 0.7, 0.0, 1.0)
