@@ -143,6 +143,16 @@ def top_eigenvalue(point, tol=DEFAULT_TOL, maxiter=None, seed=0) -> float:
     return float(vals[-1])
 
 
+def curvature(obj, w0, X, y=None, lam=None, seed=0) -> float:
+    """``L = lambda_max(H)`` of ``obj`` (Eq. 1) at ``w0`` ``(P,)`` on ``X`` ``(n, d)``, ``y``
+    ``(n,)`` (or :class:`~hvpoison.objective.Prepared` ``X``) at ``lam``:
+    :func:`top_eigenvalue` of ``obj.at(w0, X, y, lam)``. Gradient descent from ``w0`` is
+    stable only for ``eta < 2 / L`` (for LR at ``w0 = 0``, ``L = lambda_max(A^T A / n) / 4 +
+    e^lam``, the most it gets). What the divergence message, the runner's preflight and
+    :meth:`~hvpoison.victims.GD.stable_lam` quote (one estimator for all of them)."""
+    return top_eigenvalue(obj.at(w0, X, y, lam), seed=seed)
+
+
 def _ritz_top(op, v0, m):
     """The largest Ritz value of ``op`` on the Krylov space of ``v0`` (at most ``m``
     vectors, fully re-orthogonalised; stops where the space is invariant)."""

@@ -70,7 +70,7 @@ class GD:
         points to raise ``L_data``. ``-inf`` when even no penalty diverges; None where no
         such bound holds (the MLP: its curvature moves with ``w``; L1; no penalty) or
         needed (``eta="auto"``: the step is derived for the ``lam`` trained)."""
-        from .hypergrad.rmd import curvature
+        from .stepsize import curvature
         from .objective import Objective
 
         if self.eta == AUTO or not isinstance(obj.model, LR) or obj.penalty is None or \

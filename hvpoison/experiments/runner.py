@@ -89,11 +89,11 @@ def preflight(exp: Experiment, split):
     """What the data decides about the configuration, checked before any work: every fixed
     ``lam`` (the "none" and "large" settings) must let gradient descent at ``[attack]`` and
     ``[test] eta`` train on the clean training set of repetition 0 (``eta < 2 / L``, ``L``
-    the largest curvature at ``w_0 = 0``: :func:`hvpoison.hypergrad.rmd.curvature`). LR only
+    the largest curvature at ``w_0 = 0``: :func:`hvpoison.stepsize.curvature`). LR only
     (the MLP's curvature moves with ``w``; its training raises
     :class:`~hvpoison.hypergrad.result.DivergenceError` instead); a learned ``lam`` that
     climbs past the stable range raises that error, naming ``eta`` and ``lam``."""
-    from ..hypergrad.rmd import curvature
+    from ..stepsize import curvature
 
     if exp.model.kind != "lr":
         return
