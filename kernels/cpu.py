@@ -149,8 +149,8 @@ def _axpy4(g, X, i, c0, c1, c2, c3):
 @_inline
 def _dots4x4(X, i, v0, v1, v2, v3):
     # the 16 products x_{i+r} . v_t (index 4 t + r): each load of X serves four directions and
-    # each load of a v four rows (a 4 x 4 register block; measured 1.16-1.22x over four
-    # _dots4, bench/RESULTS.md, session 10)
+    # each load of a v four rows (a 4 x 4 register block: the blocked loops ran 1.2-1.36x
+    # faster than with four _dots4, bench/RESULTS.md, session 10)
     z = X.dtype.type(0)
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = c0 = c1 = c2 = c3 = d0 = d1 = d2 = d3 = z
     for j in range(X.shape[1]):
@@ -280,10 +280,10 @@ def _lr_rop_block(X, curv, Vt, vb, out, sums):
 
 #: more directions than this: the blocked loops (:func:`lr_rop_block`, and
 #: :func:`lr_hvp_fresh` for a block) run the reference, whose two GEMMs of width ``k`` then
-#: use the FMA units better (with the 4 x 4 register block the loop is 1.1-2.7x faster
-#: than BLAS for ``k <= 8`` from 500 x 784 to 10^4 x 784, 0.86-1.03x at ``k = 16`` on a
-#: cache-sized ``X`` and 0.64-0.68x at ``k = 256``, the dense Hessian's blocks:
-#: ``bench/RESULTS.md``, session 10)
+#: use the FMA units better (with the 4 x 4 register block the loop is 1.03-2.8x faster
+#: than BLAS for ``k <= 8`` from 500 x 784 to 10^4 x 784, bar one 0.83x; 0.86-1.03x at
+#: ``k = 16`` on a cache-sized ``X``, 0.64-0.68x at ``k = 256``, the dense Hessian's
+#: blocks: ``bench/RESULTS.md``, session 10)
 LR_BLOCK_MAX_K = 8
 
 
