@@ -593,11 +593,11 @@ def main(argv=None):
                    "*learned mitigates*) is confirmed only when the difference lies outside "
                    "the 95 % interval of Student's t around zero over the repetitions; a "
                    "positive difference within it is a tie. Where both summaries keep each "
-                   "repetition's error (runs "
-                   "summarised since session 9: the strong attacks) the test is paired over "
-                   "the shared splits; otherwise (the Alg. 2 runs, whose records are not "
-                   "kept) it is unpaired, which is conservative: the settings share their "
-                   "splits, and a paired test calls fewer ties.", ""]
+                   "repetition's error (every LR run: the strong attacks since session 9, "
+                   "Alg. 2's runs rerun in session 10) the test is paired over the shared "
+                   "splits; otherwise (the MLP runs, summarised before that) it is "
+                   "unpaired, which is conservative: the settings share their splits, and a "
+                   "paired test calls fewer ties.", ""]
         for pen in ("l2", "l1"):
             if any(k[0] == pen for k in verdicts):
                 summary += claims_table(verdicts, pen)
