@@ -11,7 +11,7 @@ twins are not element-wise: each fuses LR's products with ``X`` of one pass into
 of ``X``, four rows at a time: the R pass (``lr_rop``: 1.15-1.34x at 1000 x 784,
 1.34-1.56x from 10^4 rows on), its block of ``k`` directions (``lr_rop_block``), the
 forward pass, loss and gradient of a training step (``lr_forward_grad``) and ``H v`` at a
-fresh point (``lr_hvp_fresh``); ``bench/RESULTS.md``, sessions 8-9.
+fresh point (``lr_hvp_fresh``); ``bench/RESULTS.md``, sessions 8-10.
 ``tests/test_kernels.py`` holds every twin to its reference (float32 and float64, sizes
 1, odd, strided).
 
@@ -186,6 +186,20 @@ def _rop4(out_j, sums, j, X, i, c0, c1, c2, c3, e0, e1, e2, e3, b):
 
 
 @_inline
+def _rop1_block(X, r, c, Vt, vb, out, sums):
+    # the R pass of the single row r (curvature c) for every direction (row j of Vt, out):
+    # the ragged last rows of the blocked loops
+    for j in range(Vt.shape[0]):
+        e = X.dtype.type(0)
+        for l in range(X.shape[1]):
+            e += X[r, l] * Vt[j, l]
+        Rs = c * (e + vb[j])
+        sums[j] += Rs
+        for l in range(X.shape[1]):
+            out[j, l] += Rs * X[r, l]
+
+
+@_inline
 def _rop4_block(X, i, c0, c1, c2, c3, Vt, vb, out, sums):
     # the R pass of rows i..i+3 (curvatures c_r) for every direction (row j of Vt, out):
     # four directions at a time through _dots4x4, the rest one at a time
@@ -258,7 +272,7 @@ def _lr_rop_block(X, curv, Vt, vb, out, sums):
     # _lr_rop's two loops for the k directions (rows of Vt, out; four at a time: _rop4_block)
     # over the same four rows while they are in L1: X is read from memory once for all k (a
     # GEMM of width k reads it twice and packs it); sums[j] = 1^T R s of direction j
-    n, d = X.shape
+    n = X.shape[0]
     zero = X.dtype.type(0)
     out[:, :] = zero
     sums[:] = zero
@@ -266,14 +280,7 @@ def _lr_rop_block(X, curv, Vt, vb, out, sums):
         m = min(4, n - i)                       # the last block may be ragged
         if m < 4:
             for r in range(i, n):
-                for j in range(Vt.shape[0]):
-                    a = zero
-                    for l in range(d):
-                        a += X[r, l] * Vt[j, l]
-                    Rs = curv[r] * (a + vb[j])
-                    sums[j] += Rs
-                    for l in range(d):
-                        out[j, l] += Rs * X[r, l]
+                _rop1_block(X, r, curv[r], Vt, vb, out, sums)
             continue
         _rop4_block(X, i, curv[i], curv[i + 1], curv[i + 2], curv[i + 3], Vt, vb, out, sums)
 
@@ -427,14 +434,7 @@ def _lr_hvp_fresh_block(X, y, W, b, Vt, vb, inv_n, g, out, sums, with_grad):
             sum_s += s[r]
         if m < 4:
             for r in range(m):
-                for j in range(Vt.shape[0]):
-                    e = zero
-                    for l in range(d):
-                        e += X[i + r, l] * Vt[j, l]
-                    Rs = c[r] * (e + vb[j])
-                    sums[j] += Rs
-                    for l in range(d):
-                        out[j, l] += Rs * X[i + r, l]
+                _rop1_block(X, i + r, c[r], Vt, vb, out, sums)
                 if with_grad:
                     for l in range(d):
                         g[l] += s[r] * X[i + r, l]

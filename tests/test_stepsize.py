@@ -222,6 +222,17 @@ def test_bad_safety_and_tol():
         stepsize.top_eigenvalue(obj.at(obj.model.init(0), X, y, 0.0), tol=-1.0)
 
 
+def test_curvature_names_a_bad_w_or_x():
+    X, y = mini(50)
+    obj = hv.Objective(hv.LR(784), "l2")
+    with pytest.raises(ValueError, match=r"^w: expected shape \(785,\)"):
+        stepsize.curvature(obj, np.zeros(784), X, y, -2.0)
+    with pytest.raises(ValueError, match=r"^w: expected finite values"):
+        stepsize.curvature(obj, np.full(785, np.nan), X, y, -2.0)
+    with pytest.raises(ValueError, match=r"^X: expected shape \(n, 784\)"):
+        stepsize.curvature(obj, np.zeros(785), X[:, :700], y, -2.0)
+
+
 def test_auto_eta_is_c_over_L_and_the_table():
     X, y = mini(1000)
     obj = hv.Objective(hv.LR(784), "l2")
