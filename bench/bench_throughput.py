@@ -1,6 +1,7 @@
 """HVP throughput and one RMD hypergradient, CPU and GPU, with autodiff peers (issue #5).
 
-Run:  python bench/bench_throughput.py [--quick] [--peers] [--gpu] [--twins] > bench/out/throughput.md
+Run:  python bench/bench_throughput.py [--quick] [--peers] [--gpu] [--twins] [--no-cpu]
+          [--budget SECONDS] > bench/out/throughput.md
 
 Rows: LR 784 and MLP 784-32-16-1 at n = 1000, 10^4, 10^5, float32 and float64, on
 - ``numpy``: the CPU reference (this machine's BLAS threads);
@@ -13,12 +14,19 @@ and for LR the achieved GB/s (an HVP must read X twice: ``2 n d`` elements) and 
 (``8 n d``), plus one RMD hypergradient (T = 100, 40 poisoning rows, ``n = 1000``) for LR and the MLP, and one
 hyperiteration of Alg. 2 (LR, the paper's MNIST sizes). A first table times each numba twin
 against its numpy reference: that table decides which twins exist (``kernels/cpu.py``).
+
+``--no-cpu`` leaves out the numpy rows, the twins' table and ``torch.func`` on the CPU (on
+a GPU machine, whose CPU is not the one the CPU rows describe). ``--budget S``: HVP rows
+that would start after ``S`` seconds are listed as skipped instead of timed (the RMD table,
+a few seconds, always runs; ``bench/gpu_check.sh`` keeps the GPU run inside its slot this
+way).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -33,8 +41,9 @@ def problem(kind, n, dtype, xp, seed=0):
 
 
 def sync(xp):
+    """Wait for the device (every stream), so a timing covers the queued work."""
     if xp is not np:
-        xp.cuda.Stream.null.synchronize()
+        xp.cuda.Device().synchronize()
 
 
 def kernel_switch(on):
@@ -137,6 +146,8 @@ def _jax_platform():
 
 
 def time_jax(kind, n, dtype):
+    """``jax.jit(jvp(grad))`` on JAX's default device, the data passed as arguments (a
+    closed-over ``X`` would be compiled in as a constant)."""
     import jax
     import jax.numpy as jnp
 
@@ -144,13 +155,21 @@ def time_jax(kind, n, dtype):
     model, _, X, y, w, v = problem(kind, n, dtype, np)
     f = peer_net(model.shapes, lambda z: jnp.where(z > 0, z, 0.01 * z))
 
-    def loss(w_):
-        z, pen = f(w_, X)
-        return jnp.mean(jnp.logaddexp(0, z) - y * z) + 0.5 * np.exp(-2.0) * pen
+    def loss(w_, X_, y_):
+        z, pen = f(w_, X_)
+        return jnp.mean(jnp.logaddexp(0, z) - y_ * z) + 0.5 * np.exp(-2.0) * pen
 
-    hvp = jax.jit(lambda w_, v_: jax.jvp(jax.grad(loss), (w_,), (v_,))[1])
-    wj, vj = jnp.asarray(w), jnp.asarray(v)
-    return median_time(lambda: hvp(wj, vj).block_until_ready(), repeat=10, min_time=0.3)
+    hvp = jax.jit(lambda w_, v_, X_, y_: jax.jvp(lambda u: jax.grad(loss)(u, X_, y_),
+                                                  (w_,), (v_,))[1])
+    wj, vj, Xj, yj = (jax.device_put(jnp.asarray(a)) for a in (w, v, X, y))
+    return median_time(lambda: hvp(wj, vj, Xj, yj).block_until_ready(), repeat=10,
+                       min_time=0.3)
+
+
+#: the inner step of the RMD rows: stable on these uniform [0, 1]^784 rows (LR's L ~ 49 at
+#: w = 0, so 2 / L ~ 0.04; 0.1, used before 2026-12-04, diverged: same cost, but the attack
+#: now refuses a step at which no lam trains)
+ETA = 0.02
 
 
 def rmd_time(kind, xp, dtype):
@@ -159,7 +178,7 @@ def rmd_time(kind, xp, dtype):
     w0 = xp.asarray(model.init(0, dtype=dtype))
 
     def once():
-        hv.rmd(obj, w0, X, y, rows, X[:100], y[:100], -2.0, 100, 0.1)
+        hv.rmd(obj, w0, X, y, rows, X[:100], y[:100], -2.0, 100, ETA)
         sync(xp)
 
     return median_time(once, repeat=5, min_time=0.5)
@@ -173,11 +192,42 @@ def hyperiteration_time(xp, dtype):
 
     def run(k):
         hv.attack(obj, X, y, X[:100], y[:100], n_poison=40, n_batches=1, iters=k, T=100,
-                  eta=0.1, lam=-4.0, learn_lam=True, box=(0.0, 1.0), start=(0, X, y))
+                  eta=ETA, lam=-4.0, learn_lam=True, box=(0.0, 1.0), start=(0, X, y))
         sync(xp)
 
     return (median_time(lambda: run(4), repeat=3, min_time=0.5)
             - median_time(lambda: run(1), repeat=3, min_time=0.5)) / 3
+
+
+class Budget:
+    """Seconds left of ``--budget``: :meth:`left` is False once they are spent."""
+
+    def __init__(self, seconds):
+        self.end = None if seconds is None else time.perf_counter() + seconds
+        self.skipped = 0
+
+    def left(self):
+        if self.end is None or time.perf_counter() < self.end:
+            return True
+        self.skipped += 1
+        return False
+
+
+def peer_rows(kind, n, dtype, a):
+    """``[(name, seconds or a reason it was not timed)]`` of the autodiff peers."""
+    peers = [] if a.no_cpu else [("torch.func cpu", lambda: time_torch(kind, n, dtype, "cpu"))]
+    peers.append((f"jax {_jax_platform()}", lambda: time_jax(kind, n, dtype)))
+    if a.gpu:
+        peers.append(("torch.func cuda", lambda: time_torch(kind, n, dtype, "cuda")))
+    rows = []
+    for name, fn in peers:
+        try:
+            rows.append((name, fn()))
+        except ImportError as exc:                 # a peer that is not installed
+            rows.append((name, f"not installed ({exc.name})"))
+        except Exception as exc:  # noqa: BLE001 - a peer without this device: say so
+            rows.append((name, f"failed: {type(exc).__name__}: {str(exc)[:80]}"))
+    return rows
 
 
 def main():
@@ -186,17 +236,28 @@ def main():
     ap.add_argument("--peers", action="store_true", help="also torch.func and jax")
     ap.add_argument("--gpu", action="store_true", help="also cupy (reference and kernels)")
     ap.add_argument("--twins", action="store_true", help="only the numba twins' table")
+    ap.add_argument("--no-cpu", action="store_true",
+                    help="no numpy rows, no twins' table, no torch.func on the CPU")
+    ap.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                    help="list HVP rows that would start after SECONDS as skipped")
     a = ap.parse_args()
     if a.twins:
         print(header())
         return twin_table() if _numba() else print("numba is not installed: no twins")
-    backends = [("numpy", np, False)]
-    if _numba():
+    budget = Budget(a.budget)
+    import hvpoison.kernels as K
+
+    kernels = K.enabled()           # HVPOISON_KERNELS=0: no twin or kernel rows
+    backends = [] if a.no_cpu else [("numpy", np, False)]
+    if _numba() and not a.no_cpu and kernels:
         backends.append(("numpy+numba", np, True))
     if a.gpu:
         import cupy
 
-        backends += [("cupy ref", cupy, False), ("cupy kernels", cupy, True)]
+        backends += [("cupy ref", cupy, False)] + ([("cupy kernels", cupy, True)] if kernels
+                                                   else [])
+    if not backends:
+        ap.error("--no-cpu without --gpu leaves nothing to time")
     print("# HVP throughput and RMD (issue #5)\n")
     print(header())
     if a.gpu:
@@ -206,41 +267,42 @@ def main():
         # peak DRAM bandwidth = 2 (DDR) x memory clock x bus width; the LR rows' GB/s
         # against it is the "within 2x of the bandwidth bound" target of issue #5
         peak = 2 * p.get("memoryClockRate", 0) * 1e3 * p.get("memoryBusWidth", 0) / 8 / 1e9
-        print(f"- GPU: {p['name'].decode()}, driver {cupy.cuda.runtime.driverGetVersion()}, "
-              f"cupy {cupy.__version__}, peak memory bandwidth about {peak:.0f} GB/s\n")
-    if _numba():
+        name = p["name"].decode() if isinstance(p["name"], bytes) else p["name"]
+        print(f"- GPU: {name}, driver {cupy.cuda.runtime.driverGetVersion()}, CUDA runtime "
+              f"{cupy.cuda.runtime.runtimeGetVersion()}, cupy {cupy.__version__}, peak memory "
+              f"bandwidth about {peak:.0f} GB/s\n")
+    if _numba() and not a.no_cpu and kernels:
         twin_table()
     print("| model | n | dtype | backend | ms / HVP | HVPs/s | GB/s | GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|")
     for kind in ("LR", "MLP"):
         for n in ((1000, 10_000) if a.quick else (1000, 10_000, 100_000)):
             for dtype in (np.float64, np.float32):
-                rows = []
-                for name, xp, on in backends:
-                    rows.append((name, time_ours(kind, n, dtype, xp, on)))
+                if not budget.left():
+                    print(f"| {kind} | {n} | {np.dtype(dtype).name} | (all) | skipped: "
+                          f"--budget {a.budget:g} s spent | | | |", flush=True)
+                    continue
+                rows = [(name, time_ours(kind, n, dtype, xp, on)) for name, xp, on in backends]
                 if a.peers:
-                    for name, fn in (("torch.func cpu", lambda: time_torch(kind, n, dtype, "cpu")),
-                                     (f"jax {_jax_platform()}",
-                                      lambda: time_jax(kind, n, dtype))):
-                        try:
-                            rows.append((name, fn()))
-                        except ImportError:
-                            pass
-                    if a.gpu:
-                        rows.append(("torch.func cuda", time_torch(kind, n, dtype, "cuda")))
+                    rows += peer_rows(kind, n, dtype, a)
                 item = np.dtype(dtype).itemsize
                 for name, t in rows:
+                    if isinstance(t, str):
+                        print(f"| {kind} | {n} | {np.dtype(dtype).name} | {name} | {t} | | | |")
+                        continue
                     gb = f"{2 * n * 784 * item / t / 1e9:.1f}" if kind == "LR" else ""
                     gf = f"{8 * n * 784 / t / 1e9:.1f}" if kind == "LR" else ""
                     print(f"| {kind} | {n} | {np.dtype(dtype).name} | {name} | {1e3 * t:.3f} | "
                           f"{1 / t:.0f} | {gb} | {gf} |", flush=True)
     print("\n| backend, float64 | RMD LR 1000x784, T = 100 (ms) | RMD MLP 784-32-16-1 (ms) | "
           "Alg. 2 hyperiteration, LR (ms) |\n|---|---|---|---|")
-    for name, xp, on in backends:
+    for name, xp, on in backends:     # not skipped: a few seconds, and the targets' rows
         with kernel_switch(on):
             t = [rmd_time("LR", xp, np.float64), rmd_time("MLP", xp, np.float64),
                  hyperiteration_time(xp, np.float64)]
         print(f"| {name} | " + " | ".join(f"{1e3 * x:.1f}" for x in t) + " |", flush=True)
+    if budget.skipped:
+        print(f"\n{budget.skipped} group(s) of rows skipped: --budget {a.budget:g} s was spent")
 
 
 if __name__ == "__main__":

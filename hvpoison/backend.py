@@ -66,13 +66,17 @@ def to_numpy(a):
 
 def cho_factor(H):
     """Lower Cholesky factor of a symmetric positive definite ``H`` ``(P, P)`` (on ``H``'s
-    device); a ridge of ``1e-12 * max|diag H|`` is added if round-off makes it fail."""
+    device); a ridge of ``1e-12 * max|diag H|`` is added if round-off makes it fail (numpy
+    raises; cupy returns NaNs instead, so its factor is checked)."""
     xp = get_array_module(H)
     try:
-        return xp.linalg.cholesky(H)
+        L = xp.linalg.cholesky(H)
+        if xp is np or bool(xp.isfinite(L).all()):
+            return L
     except np.linalg.LinAlgError:
-        ridge = 1e-12 * float(xp.abs(xp.diag(H)).max())
-        return xp.linalg.cholesky(H + ridge * xp.eye(H.shape[0], dtype=H.dtype))
+        pass
+    ridge = 1e-12 * float(xp.abs(xp.diag(H)).max())
+    return xp.linalg.cholesky(H + ridge * xp.eye(H.shape[0], dtype=H.dtype))
 
 
 def cho_solve(L, r):

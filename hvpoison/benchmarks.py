@@ -77,7 +77,7 @@ def header() -> str:
     extra = []
     from importlib.metadata import PackageNotFoundError, version
 
-    for dist in ("numba", "torch", "jax", "cupy", "cupy-cuda12x"):
+    for dist in ("numba", "torch", "jax", "jaxlib", "cupy", "cupy-cuda13x", "cupy-cuda12x"):
         try:                                  # installed versions, without importing them
             extra.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:

@@ -93,9 +93,9 @@ class Groups:
         """:attr:`index` as an ``xp`` array (copied to the device once per array module)."""
         if xp is np:
             return self.index
-        if xp.__name__ not in self._on:
-            self._on[xp.__name__] = xp.asarray(self.index)
-        return self._on[xp.__name__]
+        if xp not in self._on:            # keyed by the module: a stand-in is not cupy
+            self._on[xp] = xp.asarray(self.index)
+        return self._on[xp]
 
 
 def omega_grad(xp, wk, l1):

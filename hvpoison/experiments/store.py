@@ -69,7 +69,7 @@ def versions() -> dict:
 
     # numba / cupy and "kernels": whether twins or CUDA kernels ran (they agree with the
     # references to rounding, not bit for bit)
-    for dist in ("distributed", "numba", "cupy", "cupy-cuda12x", "cupy-cuda11x"):
+    for dist in ("distributed", "numba", "cupy", "cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.optimize
 
 from .. import _checks
-from ..backend import get_array_module, sparse_linalg, to_numpy
+from ..backend import get_array_module, is_cupy_array, sparse_linalg, to_numpy
 from .result import ConvergenceWarning, Hypergrad, warn
 
 SOLVERS = ("auto", "cg", "dense")
@@ -46,6 +46,15 @@ def _newton_polish(point, w, tol, steps):
     return w, taken
 
 
+def _start_like(obj, X):
+    """``model.init(0)`` on the device of ``X`` (an array or Prepared data), in its dtype
+    when that is float32/float64 (else float64, and the data check names ``X``)."""
+    X = getattr(X, "X", X)
+    dtype = getattr(X, "dtype", None)
+    return obj.model.init(0, dtype=dtype if dtype in (np.float32, np.float64) else np.float64,
+                          device="gpu" if is_cupy_array(X) else None)
+
+
 def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
                      method="trust-ncg", polish=3):
     """``w* = argmin_w L(w; D, lam)`` (the inner problem of Eq. 1, as Eq. 4 needs it) by a
@@ -53,12 +62,13 @@ def train_stationary(obj, X, y, lam=None, w0=None, *, tol=1e-10, maxiter=1000,
 
     Runs SciPy on the host in float64 (its optimisers are host-only), then takes up to
     ``polish`` Newton steps to bring ``|grad L|`` down to round-off; returns ``w*`` in
-    ``w0``'s dtype and array module.  ``tol`` is the gradient-norm tolerance.
+    ``w0``'s dtype and array module (``w0`` defaults to ``model.init(0)`` on ``X``'s device
+    and in its dtype).  ``tol`` is the gradient-norm tolerance.
 
     Returns ``(w_star, info)`` with
     ``info = {iterations, newton_steps, grad_norm, converged, message}``.
     """
-    w0 = obj.model.init(0) if w0 is None else w0
+    w0 = _start_like(obj, X) if w0 is None else w0
     xp, dtype = get_array_module(w0), w0.dtype
     _checks.params("w0", w0, obj.model.n_params)
     data = obj.as_prepared(X, y, lam, dtype=dtype)  # validates every argument once
