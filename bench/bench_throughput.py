@@ -33,6 +33,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import hvpoison as hv  # noqa: E402
 from common import header, hvp_problem, median_time, peer_net  # noqa: E402
+from hvpoison import ops  # noqa: E402
+
+#: hvpoison.kernels, installed or (a plain checkout on PYTHONPATH, as bench/gpu_check.sh
+#: runs it) the repository's kernels/ folder loaded under that name
+K = ops._kernels()
 
 
 def problem(kind, n, dtype, xp, seed=0):
@@ -48,21 +53,16 @@ def sync(xp):
 
 def kernel_switch(on):
     """``use_kernels(on)``: CUDA kernels on the GPU, numba twins on the CPU."""
-    import hvpoison.kernels as K
-
     return K.use_kernels(on)
 
 
 def _numba():
-    import hvpoison.kernels as K
-
     return bool(K.cpu_twins())
 
 
 def twin_table():
     """ms of each numba twin against its numpy reference, at the engine's sizes."""
-    from hvpoison import ops
-    from hvpoison.kernels import cpu
+    cpu = K.cpu
 
     rng = np.random.default_rng(0)
     cases = []
@@ -245,8 +245,6 @@ def main():
         print(header())
         return twin_table() if _numba() else print("numba is not installed: no twins")
     budget = Budget(a.budget)
-    import hvpoison.kernels as K
-
     kernels = K.enabled()           # HVPOISON_KERNELS=0: no twin or kernel rows
     backends = [] if a.no_cpu else [("numpy", np, False)]
     if _numba() and not a.no_cpu and kernels:

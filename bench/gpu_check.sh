@@ -18,6 +18,8 @@
 #                    LR batch on the GPU (the CPU figures come from the same script on a CPU)
 #   summary.txt      one line per step: its exit code and seconds
 #
+# GPU_CHECK_STEPS="a b" runs only those steps (a rerun after a fix); default "a b c".
+#
 # Without a GPU (no cupy, or no device) it says that it skipped the GPU steps and rehearses
 # each one on the numpy-backed cupy stand-in (tests/cupy_standin.py) at tiny sizes, in
 # seconds: a typo fails here, not in a GPU slot. Exit code: 0 when every step passed.
@@ -66,9 +68,11 @@ EOF
 cat "$OUT/env.log"
 
 status=0
+STEPS=" ${GPU_CHECK_STEPS:-a b c} "
 step() {   # step NAME LIMIT LOG COMMAND...: run COMMAND under `timeout LIMIT`, log to LOG
   local name=$1 limit=$2 log=$3 t0 rc
   shift 3
+  case "$STEPS" in *" ${name%%_*} "*) ;; *) echo "$name: not in GPU_CHECK_STEPS" | tee -a "$OUT/summary.txt"; return;; esac
   t0=$(date +%s)
   echo "== $name (at most ${limit} s): $*"
   timeout --kill-after=10 "$limit" "$@" > "$OUT/$log" 2>&1
