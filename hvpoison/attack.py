@@ -106,6 +106,12 @@ def _resolved(victim, obj, data, lam_bounds):
     return GD(victim.T, resolve_eta(AUTO, obj, data, lam_bounds), victim.w_init)
 
 
+def _alpha_lam(step):
+    """``alpha_lam=None``: the outer step's own length (Normalised's ``alpha``, Adam's
+    ``lr``), 0.2 (the default) for a step without one (flip's Hold)."""
+    return getattr(step, "alpha", getattr(step, "lr", 0.2))
+
+
 def _lam_bounds(bounds):
     lo, hi = bounds
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
@@ -217,15 +223,23 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
     states = (method.hypergrad.start(ctx),
               method.step.start(ctx, Xc[ctx.rows]) if ctx.b else None)
     outer, lams = [], []                      # kept on the device until the batch ends
-    best = None
+    best, checks = None, []
+    moves = bool(ctx.b) and getattr(method.step, "moves", True)   # flip's Hold: no X_p steps
+    checked = method.keep_best and moves and method.check_every
     with _no_waiting(xp):
-        for k in range(iters if (ctx.b or learn_lam) else 1):
-            Xp_k = Xc[ctx.rows].copy() if method.keep_best and ctx.b else None
+        for k in range(iters if (moves or learn_lam) else 1):
+            Xp_k = Xc[ctx.rows].copy() if method.keep_best and moves else None
+            if checked and k % method.check_every == 0:   # the attacker's objective, as the
+                score = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)  # victim trains
+                checks.append([k, score])
+                if best is None or score > best[0]:        # k = 0: initDp's points
+                    best = (score, k, Xp_k, lam_k)
             value, lam_next = hyperiteration(ctx, method, states, Xc, yc, lam_k, learn_lam,
                                              alpha_lam, lam_bounds)
             outer.append(value)
             lams.append(lam_k)
-            if Xp_k is not None and (best is None or ctx.sign * float(value) > best[0]):
+            if Xp_k is not None and not checked and (best is None or
+                                                     ctx.sign * float(value) > best[0]):
                 best = (ctx.sign * float(value), k, Xp_k, lam_k)  # the iterate just measured
             lam_k = lam_next
             if callback is not None:               # asked for: a wait for the device
@@ -233,6 +247,8 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
                          None if lam_k is None else to_numpy(lam_k))
     trace = {"outer": (ctx.sign * to_numpy(xp.stack(outer))).tolist(),    # one read each
              "lam": [None] * len(lams) if lam0 is None else to_numpy(xp.stack(lams)).tolist()}
+    if checks:
+        trace["checks"] = checks                    # [k, objective] of the checked iterates
     if best is not None:
         final = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)
         if best[0] > final:                         # an earlier iterate was better
@@ -311,8 +327,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         alpha = _checks.positive_float("alpha", alpha)
     method = as_method(method, victim, iters, alpha, memory, model)
     method.hypergrad.check(victim, obj)
-    alpha_lam = (method.step.alpha if hasattr(method.step, "alpha") else method.step.lr) \
-        if alpha_lam is None else _checks.positive_float("alpha_lam", alpha_lam)
+    alpha_lam = _alpha_lam(method.step) if alpha_lam is None else \
+        _checks.positive_float("alpha_lam", alpha_lam)
     restarts = _checks.positive_int("restarts", restarts)
     if learn_lam and lam is None:
         _checks.fail("lam", "an initial value when learn_lam=True", "None")

@@ -305,7 +305,7 @@ def test_keep_best_returns_the_best_iterate(data):
 
 # -- bad inputs ------------------------------------------------------------------------
 @pytest.mark.parametrize("kw,exc,msg", [
-    (dict(method="bogus"), ValueError, "method: expected one of \\('alg2', 'strong'\\)"),
+    (dict(method="bogus"), ValueError, "method: expected one of \\('alg2', 'strong', 'flip'\\)"),
     (dict(victim="bogus"), ValueError, "victim: expected one of \\('gd', 'exact'\\)"),
     (dict(method="alg2", victim="exact"), ValueError, "victim: expected GD\\(T, eta\\)"),
     (dict(method=Method(Implicit(), Adam()), victim="gd"), ValueError,
@@ -466,11 +466,110 @@ def test_strong_is_chosen_per_victim_and_model():
 
     lr, mlp = hv.LR(3), hv.MLP((3, 4, 1))
     m = as_method("strong", GD(), model=mlp)
-    assert isinstance(m.step, Normalised) and m.step.alpha == 1.0 and not m.keep_best
-    assert m.iters == 100 and isinstance(m.hypergrad, RMD)
+    assert isinstance(m.step, Normalised) and m.step.alpha == 1.0 and m.keep_best
+    assert m.iters == 40 and m.check_every == 4     # checked iterates, from initDp's points
+    assert m.hypergrad == RMD(eval_starts=6, dtype="float32")
     m = as_method("strong", GD(), model=lr)
     assert isinstance(m.step, Adam) and m.keep_best
     m = as_method("strong", Exact(), model=lr)
     assert isinstance(m.hypergrad, Implicit) and not m.keep_best
     assert m.hypergrad.damping_per_batch == 0.006
     assert as_method("alg2", GD(), model=mlp).step == Normalised(1.0)
+
+
+# -- the flip baseline and the strong MLP recipe's parts (issue 26) -----------------------
+def test_flip_returns_the_attacks_own_starting_points(data):
+    """``method="flip"``: initDp's label-flipped clones, drawn exactly as every method
+    draws them, and never moved; the objective is measured once per batch."""
+    flip = _attack(data, method="flip", n_batches=3)
+    for name in ("alg2", "strong-gd"):
+        other = _attack(data, n_batches=3, **METHODS[name])
+        for f, o in zip(flip[1:], other[1:]):
+            np.testing.assert_array_equal(f.X0, o.X0)
+            np.testing.assert_array_equal(f.y, o.y)
+    X = data[0]
+    for prev, b in zip(flip, flip[1:]):
+        new = np.setdiff1d(b.poison_idx, prev.poison_idx)
+        np.testing.assert_array_equal(b.X[new], b.X0)          # the clones, unmoved
+        np.testing.assert_array_equal(np.delete(b.X, b.poison_idx, 0),
+                                      np.delete(X, b.poison_idx, 0))
+        assert len(b.trace["outer"]) == 1
+    learned = _attack(data, learn=True, method="flip", n_batches=1, iters=5)[-1]
+    assert len(learned.trace["lam"]) == 5 and learned.lam != -2.0   # the defender still learns
+    np.testing.assert_array_equal(learned.X[learned.poison_idx], learned.X0)
+
+
+def test_rmd_over_several_starts_is_the_mean_of_separate_ones():
+    """``RMD(starts=2)``: the mean of the hypergradients from the two ``initW`` draws the
+    batch's stream gives, each an Alg. 1 hypergradient (checked against finite differences
+    in test_rmd.py)."""
+    from hvpoison.attack import Context
+
+    rng = np.random.default_rng(4)
+    obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
+    X, y = rng.random((30, 3)), (rng.random(30) < 0.5).astype(float)
+    Xv, yv = rng.random((10, 3)), (rng.random(10) < 0.5).astype(float)
+    rows = np.arange(4)
+
+    def ctx():
+        c = Context.make(obj, Xv, yv, GD(25, 0.3), lam=-2.0, rows=rows, seed=5)
+        c.data = obj.prepare(X, y, -2.0)
+        return c
+
+    c = ctx()
+    v2, g2, l2 = RMD(starts=2)(c, RMD(starts=2).start(c), X, y, np.asarray(-2.0), True)
+    c = ctx()
+    parts = [hv.rmd(obj, c.init_w(), X, y, rows, Xv, yv, -2.0, 25, 0.3) for _ in range(2)]
+    np.testing.assert_allclose(g2, (parts[0].dXp + parts[1].dXp) / 2, rtol=1e-12)
+    np.testing.assert_allclose(l2, (parts[0].dlam + parts[1].dlam) / 2, rtol=1e-12)
+    assert float(v2) == pytest.approx((parts[0].value + parts[1].value) / 2, rel=1e-12)
+    # in single precision: the same direction to float32's accuracy, in the data's dtype
+    c = ctx()
+    v1, g1, _ = RMD(dtype="float32")(c, RMD(dtype="float32").start(c), X, y,
+                                     np.asarray(-2.0), True)
+    assert g1.dtype == np.float64
+    np.testing.assert_allclose(g1, parts[0].dXp, rtol=2e-3, atol=1e-6)
+
+
+def test_rmd_truncated_to_a_horizon_differentiates_the_last_steps():
+    """``RMD(horizon=h)``: Alg. 1 through the last ``h`` of the victim's ``T`` steps, from
+    ``w_{T-h}`` (truncated back-propagation)."""
+    from hvpoison.attack import Context
+
+    rng = np.random.default_rng(6)
+    obj = hv.Objective(hv.LR(3), "l2")
+    X, y = rng.random((30, 3)), (rng.random(30) < 0.5).astype(float)
+    Xv, yv = rng.random((10, 3)), (rng.random(10) < 0.5).astype(float)
+    c = Context.make(obj, Xv, yv, GD(25, 0.3), lam=-2.0, rows=np.arange(4), seed=5)
+    c.data = obj.prepare(X, y, -2.0)
+    m = RMD(horizon=10)
+    _, g, _ = m(c, m.start(c), X, y, np.asarray(-2.0), False)
+    w15 = hv.unroll(obj, np.zeros(4), X, y, -2.0, T=15, eta=0.3)
+    want = hv.rmd(obj, w15, X, y, np.arange(4), Xv, yv, -2.0, 10, 0.3)
+    np.testing.assert_allclose(g, want.dXp, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(starts=0), "starts: expected a positive integer"),
+    (dict(eval_starts=-1), "eval_starts: expected an integer >= 0"),
+    (dict(dtype="float16"), "dtype: expected None, 'float32' or 'float64'"),
+    (dict(horizon=-1), "horizon: expected an integer >= 0"),
+    (dict(eta_scale=0), "eta_scale: expected a positive"),
+])
+def test_rmd_options_are_checked(kw, msg):
+    with pytest.raises((ValueError, TypeError), match=msg):
+        RMD(**kw)
+
+
+def test_checked_keep_best_never_returns_less_than_the_starting_points(data):
+    """``keep_best`` with ``check_every``: the attacker's objective of initDp's points
+    (measured on the batch's fixed starts) is a candidate, so the returned points are never
+    worse than flip's on the attacker's own objective."""
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
+    m = Method(RMD(eval_starts=2), Normalised(3.0), 6, keep_best=True, check_every=2)
+    for b in hv.attack(obj, X, y, Xv, yv, n_poison=4, n_batches=2, T=30, eta=0.3, lam=-2.0,
+                       seed=1, box=(-2.0, 2.0), method=m)[1:]:
+        checks = b.trace["checks"]
+        assert [k for k, _ in checks] == [0, 2, 4]
+        assert b.trace["final"] >= max(v for _, v in checks) - 1e-12 >= checks[0][1] - 1e-12

@@ -20,12 +20,13 @@
     lam_init = -4.0              # initL for learned lam
 
     [attack]                     # hvpoison.attack
-    method = "alg2"              # alg2 (the paper's Alg. 2) | strong (hvpoison.methods)
+    method = "alg2"              # alg2 (the paper's Alg. 2) | strong | flip (hvpoison.methods)
     victim = "gd"                # the victim the attack anticipates: gd | exact (LR + L2)
     n_poison = 40
     n_batches = 5
-    iters = 30                   # default: the method's (alg2 30, strong 100)
-    alpha = 1.0                  # default: the method's (alg2 1.0, strong's Adam 0.02)
+    iters = 30                   # default: the method's (alg2 30, strong 100; MLP 40)
+    alpha = 1.0                  # default: the method's (alg2 1.0, strong's Adam 0.02;
+                                 # the MLP's strong: its normalised step, 1.0)
 
     [test]                       # training after the attack, then the test error
     victims = ["gd", "exact"]    # every poisoned set is trained by each; the first is the
@@ -46,9 +47,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..methods import METHODS
+from ..victims import VICTIMS
+
 SETTINGS = ("none", "large", "cv", "learned", "learned_per_layer")
-METHODS = ("alg2", "strong")
-VICTIMS = ("gd", "exact")
 
 
 @dataclass
@@ -148,8 +150,13 @@ class Experiment:
         d["data"].pop("data_dir")
         a = d["attack"]
         strong = a["method"] == "strong"
-        a["iters"] = a["iters"] if a["iters"] is not None else (100 if strong else 30)
-        a["alpha"] = a["alpha"] if a["alpha"] is not None else (0.02 if strong else 1.0)
+        mlp_strong = strong and d["model"]["kind"] == "mlp"
+        a["iters"] = a["iters"] if a["iters"] is not None else (
+            40 if mlp_strong else 100 if strong else 30)
+        a["alpha"] = a["alpha"] if a["alpha"] is not None else (
+            1.0 if mlp_strong or not strong else 0.02)
+        if mlp_strong:            # the recipe of hvpoison.methods.strong_mlp (2026-12-05)
+            a["recipe"] = "strong-mlp-checked"
         if a["method"] == "alg2" and a["victim"] == "gd":      # as before these keys existed
             del a["method"], a["victim"]
         if undefended:
