@@ -13,13 +13,20 @@ five cumulative batches of 40 label-flipped validation clones). Attackers:
 - ``strong/exact``: ``method="strong", victim="exact"`` (damped implicit hypergradient at the
   warm-started optimum, Adam, 100 hyperiterations);
 - ``strong/gd``: ``method="strong", victim="gd"`` (RMD through the GD victim, Adam, 100);
+- ``flip``: ``method="flip"``, the attack's own starting points (label-flipped validation
+  clones, drawn as every attacker draws them), not optimised: the floor every attack must
+  beat;
 - ``secml``: ``CAttackPoisoningLogisticRegression`` (pgd-ls), run by ``secml_peer.py`` in
   its own virtual environment (``--secml-python``), or read from
   ``bench/out/secml/{task}-s{seed}-out.npz`` when that exists.
 
-``--model mlp``: the paper's MLP ``784-32-16-1`` with the same L2 ``lam``, ``alg2`` against
-``strong/gd`` only (no Exact victim for a non-convex model), the GD victim's test error
-averaged over three seeded Xavier starts.
+``--model mlp``: the paper's MLP ``784-32-16-1`` with the same L2 ``lam`` against the GD
+victim only (no Exact victim for a non-convex model): ``flip``, ``alg2``, ``strong/gd``
+(``hvpoison.methods.strong_mlp``) and ``old-strong/gd``, the MLP's ``strong`` before
+2026-12-05 (RMD + Alg. 2's normalised step, 100 hyperiterations, the last iterate; for the
+speed comparison of issue 26, ``--attacks`` selects it). The GD victim's test error is
+averaged over three seeded Xavier starts (seeds 0-2; the attacker never sees them, it draws
+its own from its own stream).
 
 Every attacker's poisoned training sets are then trained by the same two victims, here:
 ``exact`` (to optimality, ``hv.victims.Exact``) and ``gd`` (the paper's test-time training,
@@ -47,11 +54,13 @@ from common import header  # noqa: E402
 
 import hvpoison as hv  # noqa: E402
 from hvpoison.experiments.protocol import ETA  # noqa: E402
+from hvpoison.methods import RMD, Method, Normalised  # noqa: E402
 from hvpoison.victims import GD, Exact  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "out")
-ATTACKS = ("alg2", "strong/exact", "strong/gd", "secml")
+ATTACKS = ("flip", "alg2", "strong/exact", "strong/gd", "old-strong/gd", "secml")
+MLP_ATTACKS = ("flip", "alg2", "strong/gd", "old-strong/gd")
 
 
 def objective(model, d):
@@ -62,14 +71,21 @@ def objective(model, d):
 def hv_attack(name, sp, task, seed, model="lr"):
     """``(X_b, y_b for b = 1..5, seconds)`` of one hvpoison attacker."""
     obj = objective(model, sp.Xtr.shape[1])
-    method, victim = {"alg2": ("alg2", "gd"), "strong/exact": ("strong", "exact"),
-                      "strong/gd": ("strong", "gd")}[name]
+    method, victim = {"flip": ("flip", "exact" if model == "lr" else "gd"),
+                      "alg2": ("alg2", "gd"), "strong/exact": ("strong", "exact"),
+                      "strong/gd": ("strong", "gd"),
+                      "old-strong/gd": (OLD_STRONG_MLP, "gd")}[name]
     t0 = time.perf_counter()
     batches = hv.attack(obj, sp.Xtr, sp.ytr, sp.Xval, sp.yval, n_poison=proto.N_POISON,
                         n_batches=proto.N_BATCHES, lam=proto.LAM, box=(0.0, 1.0), seed=seed,
                         T=200, eta=ETA[task], victim=victim, method=method)
     secs = time.perf_counter() - t0
     return [(b.X, b.y) for b in batches[1:]], secs
+
+
+# The MLP's strong recipe before 2026-12-05 (hvpoison 0.x at f13ac5d): Alg. 2's step for
+# 100 hyperiterations, the last iterate.
+OLD_STRONG_MLP = Method(RMD(), Normalised(1.0), 100, name="old-strong")
 
 
 def secml_attack(task, seed, python):
@@ -115,13 +131,27 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=list(proto.TASKS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--attacks", nargs="+", default=list(ATTACKS))
+    ap.add_argument("--attacks", nargs="+", default=None,
+                    help="default: every attacker but old-strong/gd (lr: and the MLP's)")
     ap.add_argument("--secml-python", default=None)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--model", default="lr", choices=["lr", "mlp"],
-                    help="mlp: the paper's MLP against the GD victim, alg2 vs strong/gd")
+                    help="mlp: the paper's MLP against the GD victim (attackers "
+                    f"{', '.join(MLP_ATTACKS)})")
     ap.add_argument("--json", default=os.path.join(OUT, "attack.json"))
+    ap.add_argument("--report", nargs="+", default=None, metavar="JSON",
+                    help="print the report of these result files merged, run nothing")
     args = ap.parse_args(argv)
+    if args.report:
+        merged = {}
+        for path in args.report:
+            merged.update(json.load(open(path)))
+        print(report(merged))
+        return
+    allowed = MLP_ATTACKS if args.model == "mlp" else [a for a in ATTACKS
+                                                       if a != "old-strong/gd"]
+    if args.attacks is None:
+        args.attacks = [a for a in allowed if a != "old-strong/gd"]
     os.makedirs(OUT, exist_ok=True)
     results = json.load(open(args.json)) if os.path.exists(args.json) else {}
     for task in args.tasks:
@@ -129,7 +159,7 @@ def main(argv=None):
             sp = proto.split(task, seed, args.data_dir)
             clean = evaluate([(sp.Xtr, sp.ytr)], sp, task, args.model)
             for name in args.attacks:
-                if args.model == "mlp" and name not in ("alg2", "strong/gd"):
+                if name not in allowed:
                     continue
                 if name == "secml":
                     got = secml_attack(task, seed, args.secml_python)
@@ -194,15 +224,21 @@ def _compare(results, task, a, b, victim):
 
 
 def targets(results, task):
-    """The issue's targets, computed from the numbers above (never typed by hand)."""
+    """The issues' targets, computed from the numbers above (never typed by hand)."""
     out = [f"Targets on {task} (computed):", ""]
-    for a, b, v in (("strong/exact", "secml", "exact"), ("strong/gd", "alg2", "gd"),
-                    ("strong/exact", "alg2", "exact")):
+    pairs = (("strong/gd", "flip", "gd"), ("strong/gd", "alg2", "gd"),
+             ("alg2", "flip", "gd")) if task.endswith("-mlp") else \
+        (("strong/exact", "secml", "exact"), ("strong/gd", "alg2", "gd"),
+         ("strong/exact", "alg2", "exact"), ("strong/exact", "flip", "exact"),
+         ("strong/gd", "flip", "gd"))
+    for a, b, v in pairs:
         ok, gap, seeds = _compare(results, task, a, b, v)
         if seeds:
             out.append(f"- `{a}` at least `{b}` at every fraction, victim `{v}`, seeds "
                        f"{', '.join(seeds)}: {'**yes**' if ok else '**no**'} (smallest "
                        f"difference {gap:+.3f})")
+    if task.endswith("-mlp"):
+        out += _mlp_targets(results, task)
     ratios = [results[f"{task}/{s}/secml"]["seconds"] / results[f"{task}/{s}/strong/exact"]
               ["seconds"] for s in range(3) if f"{task}/{s}/secml" in results and
               f"{task}/{s}/strong/exact" in results]
@@ -211,6 +247,31 @@ def targets(results, task):
                    + ", ".join(f"{r:.0f}x" for r in ratios)
                    + f" (target: at least 20x): {'**yes**' if min(ratios) >= 20 else '**no**'}")
     return out + [""]
+
+
+def _mlp_targets(results, task):
+    """Issue 26: ``strong/gd`` at 20 % at least ``flip`` + 0.02 per seed, and at least 4x
+    faster than ``old-strong/gd`` at equal or more damage (summed over the fractions)."""
+    out = []
+    seeds = sorted({k.split("/")[1] for k in results if k.startswith(task + "/")}, key=int)
+    got = {s: (results[f"{task}/{s}/strong/gd"]["gd"]["test_error"][-1],
+               results[f"{task}/{s}/flip"]["gd"]["test_error"][-1]) for s in seeds
+           if f"{task}/{s}/strong/gd" in results and f"{task}/{s}/flip" in results}
+    if got:
+        ok = all(a >= f + 0.02 for a, f in got.values())
+        out.append("- `strong/gd` at 20 % at least `flip` + 0.02, seeds "
+                   + ", ".join(f"{s}: {a:.3f} vs {f:.3f}" for s, (a, f) in got.items())
+                   + f": {'**yes**' if ok else '**no**'}")
+    for s in seeds:
+        new, old = (results.get(f"{task}/{s}/{n}") for n in ("strong/gd", "old-strong/gd"))
+        if new and old:
+            r = old["seconds"] / new["seconds"]
+            dmg = sum(new["gd"]["test_error"][1:]) - sum(old["gd"]["test_error"][1:])
+            out.append(f"- seed {s}: `old-strong/gd` {old['seconds']:.0f} s / `strong/gd` "
+                       f"{new['seconds']:.0f} s = {r:.1f}x, damage summed over the fractions "
+                       f"{dmg:+.3f} (target: at least 4x, at least 0): "
+                       f"{'**yes**' if r >= 4 and dmg >= 0 else '**no**'}")
+    return out
 
 
 if __name__ == "__main__":

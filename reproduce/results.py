@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hvpoison.experiments.protocol import FIGURES, STRONG, TASKS, strong_experiments
+from hvpoison.experiments.protocol import (FIGURES, STRONG, TASKS, mlp_strong_experiments,
+                                           strong_experiments)
 from hvpoison.experiments.protocol import strong_views as protocol_views
 from hvpoison.figures.lr import relative_decrease
 
@@ -232,7 +233,7 @@ def section_lr(runs, fig, data):
         if {"none", "large", "learned"} <= set(s["settings"]):
             lines += lr_claims(s) + layer_claims(s) + [""]
         lines += cross_claims(runs, s)
-        if s["model"] == "lr" and data.get("strong") is not None:
+        if data.get("strong") is not None:
             lines += section_strong(runs, s, data["strong"].get((s["task"], s["penalty"])))
     return lines
 
@@ -244,13 +245,20 @@ VICTIMS = {"gd": "the GD victim (the paper's test: `[test] T` gradient steps)",
 NONE_IS_GD = "; the `none` column is the GD victim's (no optimum without a penalty)"
 
 
-def strong_views(runs, task, penalty, quick=False):
+def strong_runs(model, quick, task, penalty):
+    """The experiment dicts of the strong attack on ``(task, penalty)`` for ``model``."""
+    runs = mlp_strong_experiments if model == "mlp" else strong_experiments
+    return runs(quick, (task,), (penalty,))
+
+
+def strong_views(runs, task, penalty, quick=False, model="lr"):
     """The strong attack on ``(task, penalty)``: ``(views, done)``, ``done`` ``{victim the
     attack anticipates: its finished run's summary}`` and ``views`` ``{victim: summary with
     the settings none, large, cv and learned}`` (:func:`protocol.strong_views
     <hvpoison.experiments.protocol.strong_views>`: the Exact victim's "none" is the GD
-    victim's run's)."""
-    done = {c["attack"]["victim"]: s for c in strong_experiments(quick, (task,), (penalty,))
+    victim's run's; the MLP: the GD victim only)."""
+    done = {c["attack"].get("victim", "gd"): s
+            for c in strong_runs(model, quick, task, penalty)
             if (s := _summary(runs, c["name"])) is not None}
     views = {k[2]: v for k, v in protocol_views(list(done.values())).items()}
     return views, done
@@ -309,9 +317,13 @@ def section_strong(runs, alg2, strong):
     if strong is None or not strong[0]:
         return head + ["(not run yet in full mode)", ""]
     views, done = strong
+    recipe = ("RMD in float32 + Alg. 2's normalised step, 40 hyperiterations, every 4th "
+              "iterate from the flip points on scored as the victim trains (6 Xavier "
+              "starts), the best returned (`hvpoison.methods.strong_mlp`)"
+              if alg2["model"] == "mlp" else "RMD + Adam against GD, the implicit "
+              "hypergradient + Adam against Exact, 100 hyperiterations")
     lines = head + ["For each victim, the attack that anticipates it (`hvpoison.methods."
-                    "strong`: RMD + Adam against GD, the implicit hypergradient + Adam against "
-                    "Exact, 100 hyperiterations); the defender's learned λ takes Alg. 2's "
+                    f"strong`: {recipe}); the defender's learned λ takes Alg. 2's "
                     "step [A7] on the exact hypergradient of the validation loss (Eq. 3) "
                     "whatever the attacker does.", ""]
     for v, s in views.items():
@@ -330,7 +342,7 @@ def section_strong(runs, alg2, strong):
         lines += [f"- beside Alg. 2 (its GD victim), test error at "
                   f"{s['settings']['none']['fraction'][-1]:.0%}: " + ", ".join(cmp)
                   + f" (none: {b[-1] / a[-1]:.2f}× Alg. 2's error)"]
-        lines += lr_claims(s)
+        lines += lr_claims(s) + layer_claims(s)
         other = [k for k in done[v]["settings"] if "test_error@exact" in done[v]["settings"][k]
                  ] if v == "gd" else []
         if other:
@@ -398,20 +410,22 @@ SHORT = {"doubles": "doubles", "large_costs": "large costs clean", "mitigates":
          "lam_rises": "λ rises, levels off", "cv": "λ_CV no help", "kuncheva": "Kuncheva"}
 
 
-def claims_table(verdicts, penalty):
+def claims_table(verdicts, penalty, model="lr"):
     """The summary at the top of RESULTS.md for one penalty: a row per (task, attack,
     victim), a column per claim of :data:`CLAIMS` -> confirmed (✓) / not confirmed (✗) / a
     tie within the repetitions' noise (≈, counted as not confirmed; :func:`_lower`),
-    from ``verdicts[(penalty, task, attack, victim)] = {claim: ok}`` (— : not run in full
-    mode; blank: that run cannot judge the claim)."""
+    from ``verdicts[(model, penalty, task, attack, victim)] = {claim: ok}`` (— : not run in
+    full mode; blank: that run cannot judge the claim)."""
+    strong = STRONG[penalty] if model == "lr" else (("gd", ()),)
     rows = [(t, a, v) for t in TASKS for a, v in
-            [("alg2", "gd")] + [(a, v) for v, _ in STRONG[penalty] for a in ("strong", "worst")]]
-    fig = "2" if penalty == "l2" else "8"
-    lines = [f"**LR, {penalty.upper()}** (fig. {fig})", "",
+            [("alg2", "gd")] + [(a, v) for v, _ in strong for a in ("strong", "worst")]]
+    fig = {("lr", "l2"): "2", ("lr", "l1"): "8", ("mlp", "l2"): "6", ("mlp", "l1"): "11"}[
+        (model, penalty)]
+    lines = [f"**{model.upper()}, {penalty.upper()}** (fig. {fig})", "",
              "| task | attack | victim | " + " | ".join(SHORT.values()) + " | confirmed |",
              "|---" * (len(SHORT) + 4) + "|"]
     for t, a, v in rows:
-        got = verdicts.get((penalty, t, a, v))
+        got = verdicts.get((model, penalty, t, a, v))
         cells = ["—" if got is None else "" if c not in got else "≈" if got[c] is None else
                  "✓" if got[c] else "✗" for c in SHORT]
         score = "—" if got is None else f"{sum(v is True for v in got.values())}/{len(got)}"
@@ -563,18 +577,17 @@ def main(argv=None):
         if sums and fig.kind == "valsize":
             lines += section_valsize(runs, fig.name, {"summaries": sums, "relative_decrease": {
                 s["n_val"]: relative_decrease(s) for s in sums}})
-        elif sums and fig.kind == "lr":
+        elif sums and fig.strong:
             strong = {}
             for s in sums:
-                key = (s["task"], s["penalty"])
-                strong[key] = strong_views(runs, *key, quick=a.quick)
-                verdicts[(s["penalty"], s["task"], "alg2", "gd")] = _judged(s)
+                key, m = (s["task"], s["penalty"]), fig.kind
+                strong[key] = strong_views(runs, *key, quick=a.quick, model=m)
+                verdicts[(m, s["penalty"], s["task"], "alg2", "gd")] = _judged(s)
                 for v, view in strong[key][0].items():
-                    verdicts[(s["penalty"], s["task"], "strong", v)] = _judged(view)
+                    verdicts[(m, s["penalty"], s["task"], "strong", v)] = _judged(view)
                 for v, (w, _) in worst_views(s, *strong[key]).items():
-                    verdicts[(s["penalty"], s["task"], "worst", v)] = _judged(w)
-                missing += [c["name"] for c in strong_experiments(a.quick, (s["task"],),
-                                                                  (s["penalty"],))
+                    verdicts[(m, s["penalty"], s["task"], "worst", v)] = _judged(w)
+                missing += [c["name"] for c in strong_runs(m, a.quick, *key)
                             if _summary(runs, c["name"]) is None]
             lines += section_lr(runs, fig.name, {"summaries": sums, "strong": strong})
         elif sums:
@@ -593,14 +606,15 @@ def main(argv=None):
                    "*learned mitigates*) is confirmed only when the difference lies outside "
                    "the 95 % interval of Student's t around zero over the repetitions; a "
                    "positive difference within it is a tie. Where both summaries keep each "
-                   "repetition's error (every LR run: the strong attacks since session 9, "
-                   "Alg. 2's runs rerun in session 10) the test is paired over the shared "
-                   "splits; otherwise (the MLP runs, summarised before that) it is "
-                   "unpaired, which is conservative: the settings share their splits, and a "
-                   "paired test calls fewer ties.", ""]
-        for pen in ("l2", "l1"):
-            if any(k[0] == pen for k in verdicts):
-                summary += claims_table(verdicts, pen)
+                   "repetition's error (every LR run and the MLP's strong runs) the test is "
+                   "paired over the shared splits; otherwise (the MLP's Alg. 2 runs, "
+                   "summarised before those values were kept) it is unpaired, which is "
+                   "conservative: the settings share their splits, and a paired test calls "
+                   "fewer ties.", ""]
+        for model in ("lr", "mlp"):
+            for pen in ("l2", "l1"):
+                if any(k[:2] == (model, pen) for k in verdicts):
+                    summary += claims_table(verdicts, pen, model)
         summary += ["The claims: " + "; ".join(f"*{SHORT[c]}*: {t}" for c, t in
                                               CLAIMS.items()) + ".", ""]
         lines[4:4] = summary

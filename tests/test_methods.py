@@ -561,15 +561,22 @@ def test_rmd_options_are_checked(kw, msg):
         RMD(**kw)
 
 
-def test_checked_keep_best_never_returns_less_than_the_starting_points(data):
+@pytest.mark.parametrize("recipe", ["custom", "strong_mlp"])
+def test_checked_keep_best_never_returns_less_than_the_starting_points(data, recipe):
     """``keep_best`` with ``check_every``: the attacker's objective of initDp's points
     (measured on the batch's fixed starts) is a candidate, so the returned points are never
-    worse than flip's on the attacker's own objective."""
+    worse than flip's on the attacker's own objective (the MLP's ``strong`` recipe too,
+    float32 and all)."""
+    from hvpoison.methods import strong_mlp
+
     X, y, Xv, yv = data
     obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
-    m = Method(RMD(eval_starts=2), Normalised(3.0), 6, keep_best=True, check_every=2)
+    m = Method(RMD(eval_starts=2), Normalised(3.0), 6, keep_best=True, check_every=2) \
+        if recipe == "custom" else strong_mlp(iters=6, alpha=3.0)
+    want = [0, 2, 4] if recipe == "custom" else [0, 4]
     for b in hv.attack(obj, X, y, Xv, yv, n_poison=4, n_batches=2, T=30, eta=0.3, lam=-2.0,
                        seed=1, box=(-2.0, 2.0), method=m)[1:]:
         checks = b.trace["checks"]
-        assert [k for k, _ in checks] == [0, 2, 4]
+        assert [k for k, _ in checks] == want
         assert b.trace["final"] >= max(v for _, v in checks) - 1e-12 >= checks[0][1] - 1e-12
+        assert b.X.dtype == np.float64 and np.all(np.abs(b.X[b.poison_idx]) <= 2.0)

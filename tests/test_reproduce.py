@@ -89,6 +89,15 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
         assert data["attack"] == "strong" and len(data["summaries"]) == (6 if f == "fig2" else 3)
         assert all(s["complete"] and s["method"] == "strong" for s in data["summaries"])
         assert (tmp_path / f"{f}-strong-quick.png").stat().st_size > 20_000
+    # the MLP's strong runs of figs. 6 and 11 (issue 26): the GD victim, every task
+    assert main(["reproduce", "fig6", "fig11", "--attack", "strong", "--quick", "--quiet",
+                 "--out", str(tmp_path), "--data-dir", str(SHARED)]) == 0
+    for f in ("fig6", "fig11"):
+        data = json.loads((tmp_path / f"{f}-strong-quick.json").read_text())
+        assert len(data["summaries"]) == 3 and all(
+            s["complete"] and s["method"] == "strong" and s["model"] == "mlp"
+            for s in data["summaries"])
+        assert (tmp_path / f"{f}-strong-quick.png").stat().st_size > 20_000
     rec = json.loads((tmp_path / "lr-cifar10-l1-strong-gd-quick" / "records" /
                       "r000-none-b2.json").read_text())
     assert rec["copied_from"].endswith("lr-cifar10-l2-strong-gd-quick")
@@ -102,7 +111,8 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.count("\n### ") == 12 and "sensitivity to the validation size" in text
     # beside each LR experiment its strong runs; at the top every verdict, none missing
-    assert text.count("under the strongest attack (`method=\"strong\"`)") == 6
+    assert text.count("under the strongest attack (`method=\"strong\"`)") == 12
+    assert "**MLP, L2** (fig. 6)" in text and "**MLP, L1** (fig. 11)" in text
     assert text.count("**Against the Exact victim") == 3
     top = text.split("\n## fig2")[0]
     assert "| task | attack | victim |" in top and "—" not in top.split("**LR, L2**")[1]
@@ -123,7 +133,7 @@ def test_the_strong_attack_on_a_figure_without_it_is_a_one_line_error(capsys):
 
     assert main(["reproduce", "fig2", "fig5", "--attack", "strong", "--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--attack: 'strong' runs for ['fig2', 'fig8'] only" in err[0] \
+    assert len(err) == 1 and "--attack: 'strong' runs for ['fig2', 'fig8', 'fig6', 'fig11'] only" in err[0] \
         and "got it for fig5" in err[0]
     with pytest.raises(ValueError, match="--attack: expected 'alg2' or 'strong', got 'best'"):
         PROTOCOL["fig2"].experiments(attack="best")

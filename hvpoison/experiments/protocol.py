@@ -132,6 +132,13 @@ def mlp_experiments(quick=False, tasks=TASKS, penalties=("l2", "l1"), **choice) 
     return [mlp_config(t, p, quick, **choice) for p in penalties for t in tasks]
 
 
+def mlp_strong_experiments(quick=False, tasks=TASKS, penalties=("l2", "l1")) -> list:
+    """The MLP experiments of Figs. 6 and 11 under ``method="strong"`` against the GD victim
+    (issue 26: :func:`hvpoison.methods.strong_mlp`, never below its flip start on the
+    attacker's objective), 3 repetitions as Alg. 2's."""
+    return mlp_experiments(quick, tasks, penalties, method="strong", victim="gd")
+
+
 def valsize_experiments(quick=False, task="mnist", penalty="l2") -> list:
     return [lr_config(task, penalty, quick, settings=("none", "learned"), n_val=int(f * 1000),
                       name=f"lr-{task}-{penalty}-val{int(f * 1000)}" + ("-quick" if quick
@@ -176,14 +183,18 @@ class Figure:
 
     def experiments(self, quick=False, tasks=TASKS, attack="alg2") -> list:
         """The experiment dicts this figure runs (all tasks; ``tasks`` for lr/mlp);
-        ``attack="strong"``: those of :func:`strong_experiments` (figures with ``strong``)."""
+        ``attack="strong"``: those of :func:`strong_experiments` for the LR figures with
+        ``strong``, the MLP's under ``method="strong"`` against the GD victim for the MLP
+        ones (:func:`mlp_strong_experiments`)."""
         if attack not in ("alg2", "strong"):
             raise ValueError(f"--attack: expected 'alg2' or 'strong', got {attack!r}")
         if attack == "strong":
             if not self.strong:
                 raise ValueError(f"--attack: 'strong' runs for "
                                  f"{[f.name for f in FIGURES.values() if f.strong]} only "
-                                 f"(the LR test-error figures), got it for {self.name}")
+                                 f"(the test-error figures), got it for {self.name}")
+            if self.kind == "mlp":
+                return mlp_strong_experiments(quick, tasks, self.penalties)
             return strong_experiments(quick, tasks, self.penalties)
         if self.kind == "lr":
             return lr_experiments(quick, tasks, self.penalties)
@@ -215,11 +226,11 @@ FIGURES = {f.name: f for f in (
            "kuncheva"),
     Figure("fig6", "MLP, L2: test error vs fraction (none / large / learned / learned per "
            "layer)", "mlp", ("l2",), "error", "MLP with L2, test error and per-layer λ under "
-           "attack (figs. 6, 7, 13)", ("fig6", "fig7", "fig13")),
+           "attack (figs. 6, 7, 13)", ("fig6", "fig7", "fig13"), strong=True),
     Figure("fig7", "MLP, L2: learned lam per layer vs fraction", "mlp", ("l2",), "lam"),
     Figure("fig11", "MLP, L1: test error vs fraction", "mlp", ("l1",), "error",
            "MLP with L1, test error and per-layer λ under attack (figs. 11, 12, 14)",
-           ("fig11", "fig12", "fig14")),
+           ("fig11", "fig12", "fig14"), strong=True),
     Figure("fig12", "MLP, L1: learned lam per layer vs fraction", "mlp", ("l1",), "lam"),
     Figure("fig13", "MLP, L2: ||W_k||^2/P_k per layer vs fraction", "mlp", ("l2",), "norm"),
     Figure("fig14", "MLP, L1: ||W_k||^2/P_k per layer vs fraction", "mlp", ("l1",), "norm"),

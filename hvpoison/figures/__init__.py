@@ -61,7 +61,7 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
               progress=True, tasks=None, attack="alg2"):
     """Run figure ``name`` (a key of ``protocol.FIGURES``) on ``tasks`` (default: all
     three) and draw it; returns ``(written files, seconds)``. ``attack="strong"``: the
-    figure's experiments under ``method="strong"`` (figs. 2 and 8), drawn per victim beside
+    figure's experiments under ``method="strong"`` (figs. 2, 8, 6 and 11), drawn per victim beside
     the Alg. 2 runs finished in ``out`` (``figN-strong.png``)."""
     if name not in protocol.FIGURES:
         raise ValueError(f"FIGURE: expected one of {list(protocol.FIGURES)}, got {name!r}")
@@ -103,12 +103,14 @@ def _draw_strong(fig, sums, base, out, quick):
     rows = {f"strong attack, {protocol.VICTIM_LABELS[v]}": [views[k] for k in views if
                                                           k[2] == v]
             for v, _ in protocol.STRONG[pen] if any(k[2] == v for k in views)}
+    config, model = (protocol.mlp_config, "MLP " + "-".join(map(str, protocol.HIDDEN))) \
+        if fig.kind == "mlp" else (protocol.lr_config, "LR")
     baseline = {}
     for t in protocol.TASKS:
-        exp = Experiment.from_dict(protocol.lr_config(t, pen, quick))
+        exp = Experiment.from_dict(config(t, pen, quick))
         if (s := Store(Path(out) / exp.name).finished(exp)) is not None:
             baseline[t] = s
-    return lr.plot_error_victims(rows, base, f"LR, {pen.upper()}: the strongest attack "
+    return lr.plot_error_victims(rows, base, f"{model}, {pen.upper()}: the strongest attack "
                                  "found, per victim", baseline)
 
 
