@@ -37,7 +37,7 @@ from . import _checks
 from .backend import to_numpy
 from .methods import as_method
 from .stepsize import AUTO, resolve_eta
-from .victims import GD, as_victim
+from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
 
 
 @dataclass
@@ -50,7 +50,10 @@ class Batch:
     ``final`` (the objective of the returned points), the ``restart`` that was kept and,
     for methods that keep the best iterate, ``best`` (its hyperiteration). ``X0``: this
     batch's ``n_p x d`` points as initDp cloned them (rows in increasing order, as
-    ``X[poison_idx]`` orders the newest batch), None at fraction 0.
+    ``X[poison_idx]`` orders the newest batch), None at fraction 0. ``victim``: the victim
+    the attack anticipated (a :class:`~hvpoison.victims.GD` with ``eta="auto"`` resolved,
+    or :class:`~hvpoison.victims.Exact`): ``hv.evaluate(..., victim=batch.victim)`` tests
+    exactly it. ``method``: the name of the method that made the batch.
     """
 
     fraction: float
@@ -60,6 +63,8 @@ class Batch:
     lam: object
     trace: dict = field(default_factory=dict)
     X0: object = None
+    victim: object = None
+    method: str = None
 
 
 def _no_waiting(xp):
@@ -262,8 +267,8 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
     return Xc, yc, trace, lam_k, X0
 
 
-def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T=200,
-           eta=0.1, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
+def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T=DEFAULT_T,
+           eta=DEFAULT_ETA, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
            w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None,
            victim="gd", method="alg2"):
@@ -283,7 +288,9 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     method : ``"alg2"`` (the paper's Alg. 2, default), ``"strong"`` (the strongest recipe
         for the victim), or a :class:`hvpoison.methods.Method`
     iters : hyperiterations K per batch (None: the method's, 30 for alg2, 100 for strong)
-    T, eta : the GD victim's inner steps and step (Eq. 6); ``eta="auto"``: ``c / L`` from
+    T, eta : the GD victim's inner steps and step (Eq. 6); the defaults, 200 steps of 0.1,
+        are those of :func:`hvpoison.evaluate` and :func:`hvpoison.train` too (one default
+        victim; ``victim=batch.victim`` tests exactly this one); ``eta="auto"``: ``c / L`` from
         the Hessian on the clean data, over ``lam_bounds`` when ``learn_lam`` (resolved
         once; each Batch's ``trace["eta"]`` holds the step)
     alpha : the outer step for ``X_p`` (None: the method's): alg2's Frobenius length of the
@@ -365,7 +372,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         X, y, trace, lam_k, X0 = best
         batches.append(Batch(fraction=b * n_poison / n, X=X, y=y,
                              poison_idx=np.sort(replace[: b * n_poison]),
-                             lam=ctx.as_lam(lam_k), trace=trace, X0=X0))
+                             lam=ctx.as_lam(lam_k), trace=trace, X0=X0, victim=victim,
+                             method=method.name))
         if isinstance(victim, GD):
             trace["eta"] = victim.eta             # the step the victim trains with
     return batches
