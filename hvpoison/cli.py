@@ -145,7 +145,47 @@ def _lam_setting(value):
             f"got {value!r}") from None
 
 
+#: the experiment keys ``hvpoison attack`` sets, and the flags that set them: its errors
+#: name the flags typed, not the keys of an experiment file the user never wrote
+ATTACK_FLAGS = {"defense.lam_large": "--lam", "defense.settings": "--lam",
+                "defense.penalty": "--penalty", "attack.eta": "--eta", "test.eta": "--eta",
+                "attack.T": "-T", "test.T": "-T", "attack.iters": "--iters",
+                "attack.alpha": "--alpha", "attack.n_poison": "--n-poison",
+                "attack.n_batches": "--n-batches", "attack.method": "--method",
+                "attack.victim": "--victim", "test.victims": "--victims",
+                "data.task": "--task", "data.n_tr": "--n-tr", "data.n_test": "--n-test",
+                "model.kind": "--model", "model.hidden": "--hidden",
+                "repetitions": "--repetitions", "seed": "--seed"}
+
+
+def in_flags(message: str, flags=ATTACK_FLAGS) -> str:
+    """``message`` with every experiment key replaced by the flag that sets it
+    (``defense.lam_large`` -> ``--lam``)."""
+    import re
+
+    keys = sorted(flags, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, keys)) + r")(?![\w])")
+    return pattern.sub(lambda m: flags[m.group(1)], message)
+
+
+def attack_out(task, model, penalty, lam, method, victim, victims, seed) -> str:
+    """The default results folder of ``hvpoison attack``: every choice a natural second run
+    changes is in its name (``results/attack-mnist-lr-l2-lam-6.9-alg2-gd-seed0``), so such
+    a run gets its own folder instead of being refused by (or overwriting) the first."""
+    lam_part = f"lam{lam:g}" if isinstance(lam, float) else lam
+    tested = "" if victims in (None, [victim]) else "-test-" + "+".join(victims)
+    return os.path.join("results", f"attack-{task}-{model}-{penalty}-{lam_part}-{method}-"
+                        f"{victim}{tested}-seed{seed}")
+
+
 def _cmd_attack(args) -> int:
+    try:
+        return _attack(args)
+    except ValueError as exc:
+        raise ValueError(in_flags(str(exc))) from exc
+
+
+def _attack(args) -> int:
     from .experiments import Experiment
 
     setting = args.lam
@@ -172,7 +212,8 @@ def _cmd_attack(args) -> int:
                    "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha,
                    "method": args.method, "victim": args.victim},
         "test": {"T": args.T, "eta": eta, "victims": args.victims or [args.victim]}})
-    out = args.out or os.path.join("results", exp.name)
+    out = args.out or attack_out(args.task, args.model, args.penalty, args.lam, args.method,
+                                 args.victim, args.victims, args.seed)
     _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (method {args.method} "
                                    f"against victim {args.victim}, eta = {eta}, alpha = "
                                    f"{'the method default' if alpha is None else alpha})")

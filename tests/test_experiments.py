@@ -105,7 +105,7 @@ def test_serial_run_writes_records_summary_and_metadata(serial):
     vl = [r["outer_final"] for r in recs if r["setting"] == "learned" and r["b"] == 2]
     assert st["learned"]["val_loss"]["mean"][2] == pytest.approx([sum(vl) / len(vl)])
     csv_lines = (out / "summary.csv").read_text().splitlines()
-    assert csv_lines[0] == "setting,fraction,metric,component,mean,std,n"
+    assert csv_lines[0].startswith("setting,fraction,metric,component,mean,std,n,label,task,")
     assert any(ln.startswith("learned,0.2000,lam,0,") for ln in csv_lines)
     assert "test error, mean ± std" in format_table(summary)
 

@@ -107,9 +107,16 @@ def preflight(exp: Experiment, split):
                 got = exp.defense.lam_large if setting == "large" else eta
                 raise ValueError(
                     f"{what}: expected a value at which gradient descent with {key} = {eta:g}"
-                    f" trains the {setting!r} setting ({key} < 2 / L = {2 / L:.3g}, L ~ "
+                    f" trains {_setting_text(exp, setting)} ({key} < 2 / L = {2 / L:.3g}, L ~ "
                     f"{L:.3g} the largest curvature on the clean training set), got {got!r}:"
                     f" lower {key}" + (" or defense.lam_large" if setting == "large" else ""))
+
+
+def _setting_text(exp, setting) -> str:
+    """A fixed setting by value: ``"lam = -6.9 (setting 'large')"``, ``"no penalty
+    (setting 'none')"``."""
+    what = "no penalty" if setting == "none" else f"lam = {exp.defense.lam_large:g}"
+    return f"{what} (setting {setting!r})"
 
 
 def run_cv(exp_dict: dict, rep: int, split) -> dict:
