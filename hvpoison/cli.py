@@ -220,11 +220,22 @@ def _attack(args) -> int:
     return 0
 
 
+def default_out(name, source="name") -> str:
+    """``results/<name>``, refused (naming ``source``) unless it is a folder strictly inside
+    ``results/``: an experiment named ``..`` must not write into the working directory."""
+    root = os.path.abspath("results")
+    out = os.path.abspath(os.path.join(root, name))
+    if os.path.dirname(out) != root:
+        raise ValueError(f"{source}: name: expected a folder name that stays inside "
+                         f"{root}{os.sep}, got {name!r}; rename it or pass --out")
+    return os.path.join("results", name)
+
+
 def _cmd_run(args) -> int:
     from .experiments import Experiment
 
     exp = Experiment.from_toml(args.experiment)
-    out = args.out or os.path.join("results", exp.name)
+    out = args.out or default_out(exp.name, args.experiment)
     _run_and_report(exp, out, args, f"hvpoison run: {exp.name} ({args.experiment})")
     return 0
 

@@ -129,8 +129,13 @@ BAD_FILES = [
     ('[defense]\ncv_grid = ["x"]', "defense.cv_grid: expected a non-empty list"),
     ('[defense]\ncv_grid = [nan]', "defense.cv_grid: expected a non-empty list"),
     ('seed = -1', "seed: expected a non-negative integer"),
-    ('name = ""', "name: expected a non-empty name"),
-    ('name = "a/b"', "name: expected a non-empty name"),
+    ('name = ""', "name: expected a plain folder name"),
+    ('name = "a/b"', "name: expected a plain folder name"),
+    ('name = ".."', "name: expected a plain folder name"),      # issue 27: no escape from
+    ('name = "."', "name: expected a plain folder name"),       # results/
+    ('name = "a\\\\b"', "name: expected a plain folder name"),
+    ('name = " x"', "name: expected a plain folder name"),
+    ('name = "a\\nb"', "name: expected a plain folder name"),
     ('[data]\nn_val = 0', "data.n_val: expected a positive integer"),
     ('[data]\ntask = "mnist08"', "data.task: expected one of"),
     ('[attack]\nmemory = "disk"', "attack.memory: expected"),
@@ -189,3 +194,90 @@ def test_killing_the_driver_leaves_no_worker_behind(tmp_path):
     p.wait()
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, [w.pid for w in alive]
+
+
+# -- nothing a user wrote is lost, no data mixed (issue 27) --------------------------------
+def test_a_record_copied_in_from_another_experiment_is_quarantined_named(finished, tmp_path):
+    """Records carry their experiment's fingerprint: one copied from another experiment's
+    records/ is refused (moved aside, named), not used."""
+    import shutil
+
+    src, summary = finished
+    other = tmp_path / "other"
+    run({**cfg(), "seed": 7}, other, progress=False)
+    out = tmp_path / "r"
+    shutil.copytree(src, out)
+    for suffix in (".json", ".npz"):
+        shutil.copy(other / "records" / f"r000-large-b2{suffix}", out / "records")
+    with pytest.warns(UserWarning, match=r"r000-large-b2.json: a record of another "
+                      r"experiment \(fingerprint \w+, this folder's \w+\); moved to"):
+        again = run(cfg(), out, progress=False)
+    q = out / "records" / "quarantine"
+    assert (q / "r000-large-b2.json").exists() and (q / "r000-large-b2.npz").exists()
+    assert again["settings"]["large"]["test_error"] == summary["settings"]["large"]["test_error"]
+    rec = json.loads((out / "records" / "r000-large-b2.json").read_text())
+    assert rec["fingerprint"] == json.loads((out / "experiment.json").read_text())["fingerprint"]
+
+
+def test_a_foreign_record_of_before_fingerprints_is_told_by_its_seeds(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished[0], out)
+    rec = out / "records" / "r000-large-b1.json"
+    d = json.loads(rec.read_text())
+    d.pop("fingerprint")
+    d["seeds"] = {k: v + 1 for k, v in d["seeds"].items()}
+    rec.write_text(json.dumps(d))
+    with pytest.warns(UserWarning, match="r000-large-b1.json: a record of another experiment"):
+        run(cfg(), out, progress=False)
+
+
+def test_temporary_files_of_a_killed_write_are_cleaned_on_resume(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished[0], out)
+    for p in (out / ".summary.json1234.tmp", out / ".experiment.jsonab.tmp",
+              out / "records" / ".r000-large-b2.npzx.tmp"):
+        p.write_bytes(b"half a write")
+    run(cfg(), out, progress=False)
+    assert not list(out.glob(".*.tmp")) and not list((out / "records").glob(".*.tmp"))
+
+
+def test_a_folder_with_the_users_own_files_is_not_overwritten(tmp_path):
+    (tmp_path / "summary.csv").write_text("my own numbers\n")
+    with pytest.raises(ValueError, match=r"--out: expected a new or results folder, got .*"
+                       r"holds summary.csv but no experiment.json"):
+        run(cfg(), tmp_path, progress=False)
+    assert (tmp_path / "summary.csv").read_text() == "my own numbers\n"
+    assert not (tmp_path / "experiment.json").exists()
+
+
+def test_an_experiment_named_dotdot_cannot_write_outside_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "summary.csv").write_text("my own numbers\n")
+    path = tmp_path / "e.toml"
+    path.write_text('name = ".."\n[data]\ntask = "mnist-mini"\nn_tr = 100\n')
+    assert main(["run", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "name: expected a plain folder name" in err[0] and "'..'" in err[0]
+    assert (tmp_path / "summary.csv").read_text() == "my own numbers\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.toml", "summary.csv"]
+    from hvpoison.cli import default_out
+
+    with pytest.raises(ValueError, match="name: expected a folder name that stays inside"):
+        default_out("../x")
+
+
+def test_a_changed_experiment_names_the_differing_keys(finished, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished[0], out)
+    with pytest.raises(ValueError) as e:
+        run({**cfg(attack={"iters": 7}), "seed": 3}, out, progress=False)
+    msg = str(e.value)
+    assert "attack.iters = 6 there, 7 here" in msg and "seed = 1 there, 3 here" in msg
+    assert "choose another folder (--out)" in msg and "--overwrite" in msg
+    assert "fingerprint" not in msg

@@ -53,6 +53,14 @@ from ..victims import VICTIMS
 SETTINGS = ("none", "large", "cv", "learned", "learned_per_layer")
 
 
+def safe_name(name) -> bool:
+    """Whether ``name`` is one plain folder name: ``results/<name>`` stays inside
+    ``results/`` (not ``..``, ``.``, a path, a control character or blank padding)."""
+    return isinstance(name, str) and bool(name) and name not in (".", "..") and \
+        name == name.strip() and not any(c in name for c in "/\\") and \
+        all(c.isprintable() for c in name)
+
+
 @dataclass
 class Data:
     task: str = "mnist"
@@ -246,8 +254,9 @@ class Experiment:
             return isinstance(x, (int, float)) and not isinstance(x, bool) and \
                 math.isfinite(x)
 
-        if not self.name or not isinstance(self.name, str) or "/" in self.name:
-            bad("name", "a non-empty name without '/'", self.name)
+        if not safe_name(self.name):
+            bad("name", "a plain folder name that stays inside results/ (not '.' or '..', no "
+                "'/' or '\\', no control characters or leading/trailing spaces)", self.name)
         if self.seed < 0:
             bad("seed", "a non-negative integer", self.seed)
         if self.data.n_val is not None and self.data.n_val <= 0:
@@ -282,6 +291,25 @@ class Experiment:
             bad("model.hidden" if m.hidden != Model().hidden else "model.slope",
                 "no value with model.kind = 'lr' (they set the MLP's layers)",
                 m.hidden if m.hidden != Model().hidden else m.slope)
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differing_keys(a: dict, b: dict) -> list:
+    """``[(key, value in a, value in b), ...]`` of the keys (``attack.method``) where two
+    experiment configurations (``Experiment.to_dict()``) differ; ``name`` and
+    ``data.data_dir`` do not change results and are left out."""
+    fa, fb = _flat(a), _flat(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+            if k not in ("name", "data.data_dir") and fa.get(k) != fb.get(k)]
 
 
 def _build(cls, d, where):

@@ -376,7 +376,7 @@ def _copy_undefended(exp, store, folders, keys) -> dict:
                 other.undefended_fingerprint() != fp:
             continue
         for k in list(missing):
-            if store.copy_from(other, k):
+            if store.copy_from(other, k, exp.fingerprint()):
                 copied[k] = str(other.out)
                 missing.remove(k)
     return copied
@@ -430,7 +430,7 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
             sys.stderr.write(f"warning: {message}\n")
         else:
             warnings.warn(message, UserWarning, stacklevel=3)
-    exp_dict = exp.to_dict()
+    exp_dict, fingerprint = exp.to_dict(), exp.fingerprint()
     reps, settings, nb = range(exp.repetitions), exp.defense.settings, exp.attack.n_batches
     units = [Unit(r, "cv") for r in reps if "cv" in settings]
     units += [Unit(r, s, b) for r in reps for s in settings for b in range(nb + 1)]
@@ -497,12 +497,9 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
                     except Exception as exc:
                         raise RuntimeError(f"{key(u)} failed: {type(exc).__name__}: {exc}") \
                             from exc
-                    if u.b is None:
-                        store.save(key(u), result)
-                        rec = result
-                    else:
-                        rec, arrays = result
-                        store.save(key(u), rec, arrays)
+                    rec, arrays = (result, None) if u.b is None else result
+                    rec["fingerprint"] = fingerprint      # whose record this is
+                    store.save(key(u), rec, arrays)
                     done.add(u)
                     n_done += 1
                     n_new += 1
