@@ -328,6 +328,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
                      f"{n_poison} * {n_batches}")
     lam_bounds = _lam_bounds(lam_bounds)
+    _checks.finite_exp("lam_bounds", [lam_bounds[1]], data.dtype)
     victim = _resolved(as_victim(victim, T, eta, w_init), obj, data,
                        lam_bounds if learn_lam else None)
     if isinstance(method, str) and method == "alg2" and alpha is not None:
