@@ -271,7 +271,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
            eta=DEFAULT_ETA, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
            w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None,
-           victim="gd", method="alg2"):
+           victim="gd", method="alg2", progress=None):
     """Run Alg. 2 for ``n_batches`` cumulative batches of ``n_poison`` points.
 
     Parameters
@@ -306,6 +306,11 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     restarts : independent initDp draws per batch; the best (highest objective) is kept
     seed : makes the run reproducible;  memory : passed to :func:`rmd`
     callback : called as ``callback(batch, k, outer_value, lam)`` after each hyperiteration
+    progress : None (silent), True (a line on stderr with the hyperiterations done, the
+        time so far and an ETA, rewritten at most once a second; only when stderr is a
+        terminal), or a callable ``progress(done, total, batch)`` called after each
+        hyperiteration, ``done`` of ``total`` over all batches and restarts (a ``tqdm``
+        bar's ``update`` fits: ``lambda d, t, b: bar.update(1)``)
     start : None, or ``(b0, X, y)``: the poisoned training set after batch ``b0`` of an
         earlier run with the same arguments; the run goes on with batches ``b0+1 ..
         n_batches`` (only those are returned) and gives what the full run gives (each
@@ -359,6 +364,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     X, y, b0 = Xtr.copy(), ytr.copy(), -1
     if start is not None:
         b0, X, y = _checked_start(obj, data, start, n_batches)
+    callback = _with_progress(callback, progress, method, b0, n_batches, restarts, learn_lam)
     batches = []
     for b in range(b0 + 1, n_batches + 1):
         ctx.b, ctx.rng = b, np.random.default_rng([seed, b])    # batch b's own stream
@@ -378,6 +384,56 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         if isinstance(victim, GD):
             trace["eta"] = victim.eta             # the step the victim trains with
     return batches
+
+
+def _with_progress(callback, progress, method, b0, n_batches, restarts, learn_lam):
+    """``callback`` extended with ``progress`` (see :func:`attack`): counts every
+    hyperiteration of batches ``b0+1 .. n_batches``."""
+    if progress is None or progress is False:
+        return callback
+    if progress is True:
+        progress = _terminal_progress()
+        if progress is None:
+            return callback
+    elif not callable(progress):
+        _checks.fail("progress", "None, True or a callable progress(done, total, batch)",
+                     _checks.short_repr(progress), TypeError)
+    moves = getattr(method.step, "moves", True)
+    iters = method.iters if learn_lam else 1         # one_restart's count at b = 0 ...
+    per_batch = [iters if b == 0 else        # ... and with a step (flip's Hold: none)
+                 (method.iters if moves or learn_lam else 1) * restarts
+                 for b in range(b0 + 1, n_batches + 1)]
+    total, done = sum(per_batch), [0]
+
+    def both(b, k, value, lam):
+        done[0] += 1
+        progress(done[0], total, b)
+        if callback is not None:
+            callback(b, k, value, lam)
+    return both
+
+
+def _terminal_progress():
+    """``progress(done, total, batch)`` writing one line to a terminal's stderr, at most
+    once a second, with an ETA; None when stderr is not a terminal."""
+    import sys
+    import time
+
+    if not sys.stderr.isatty():
+        return None
+    t0, last = time.perf_counter(), [0.0]
+
+    def show(done, total, batch):
+        now = time.perf_counter()
+        if now - last[0] < 1.0 and done < total:
+            return
+        last[0] = now
+        left = (now - t0) / done * (total - done)
+        sys.stderr.write(f"\rhv.attack: batch {batch}, hyperiteration {done}/{total}, "
+                         f"{now - t0:.0f} s so far, ETA {left:.0f} s\x1b[K"
+                         + ("\n" if done == total else ""))
+        sys.stderr.flush()
+    return show
 
 
 def _checked_start(obj, data, start, n_batches):

@@ -119,3 +119,23 @@ def test_init_dp_cycles_a_validation_set_smaller_than_the_batch():
     rows = _init_dp_rows(np.random.default_rng(0), 7, 20)
     assert rows.shape == (20,) and set(rows[:7]) == set(range(7)) == set(rows[7:14])
     assert len(set(_init_dp_rows(np.random.default_rng(0), 30, 20))) == 20
+
+
+@pytest.mark.parametrize("learn, method, restarts", [(False, "alg2", 1), (True, "alg2", 2),
+                                                     (True, "flip", 1), (False, "flip", 2)])
+def test_attack_reports_progress_without_changing_the_result(learn, method, restarts):
+    """issue 27: ``progress=`` counts every hyperiteration, to ``total`` exactly."""
+    rng = np.random.default_rng(0)
+    y = (np.arange(40) % 2) * 1.0
+    X = rng.normal(size=(40, 2)) + np.where(y[:, None] > 0, 1.0, -1.0)
+    obj = hv.Objective(hv.LR(2), "l2")
+    kw = dict(n_poison=4, n_batches=2, iters=3, lam=-2.0, learn_lam=learn, seed=0,
+              method=method, restarts=restarts)
+    seen = []
+    a = hv.attack(obj, X, y, X[:10], y[:10], progress=lambda *s: seen.append(s), **kw)
+    b = hv.attack(obj, X, y, X[:10], y[:10], progress=True, **kw)   # not a terminal: silent
+    assert all(np.array_equal(p.X, q.X) for p, q in zip(a, b))
+    assert [d for d, _, _ in seen] == list(range(1, len(seen) + 1))
+    assert seen[-1][0] == seen[-1][1] and [s[2] for s in seen] == sorted(s[2] for s in seen)
+    with pytest.raises(TypeError, match="progress: expected None, True or a callable"):
+        hv.attack(obj, X, y, X[:10], y[:10], progress="yes", **kw)

@@ -281,3 +281,12 @@ def test_a_changed_experiment_names_the_differing_keys(finished, tmp_path, capsy
     assert "attack.iters = 6 there, 7 here" in msg and "seed = 1 there, 3 here" in msg
     assert "choose another folder (--out)" in msg and "--overwrite" in msg
     assert "fingerprint" not in msg
+
+
+def test_progress_lines_name_the_experiment_and_give_an_eta(tmp_path, capsys):
+    run(cfg(), tmp_path / "r", progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"v: 9 of 9 records to compute -> {tmp_path / 'r'}"
+    lines = [ln for ln in err[1:] if ln.lstrip("\r").startswith("[")]
+    assert len(lines) == 9 and all(" v r000-" in ln and "so far, ETA " in ln for ln in lines)
+    assert lines[-1].rstrip().endswith("ETA 0s)")
