@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _checks
 from .backend import to_numpy
-from .methods import as_method
+from .methods import METHODS, as_method
 from .stepsize import AUTO, resolve_eta
 from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
 
@@ -316,10 +316,27 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         n_batches`` (only those are returned) and gives what the full run gives (each
         batch draws from its own seeded stream), so an interrupted experiment resumes
 
+    ``method="all"`` runs every method of :data:`hvpoison.methods.METHODS` that applies to
+    the victim (``alg2`` only against ``"gd"``), each its own cumulative chain, and returns
+    per fraction the batch with the highest attacker objective (``trace["final"]``, the
+    validation loss as the victim trains); ``Batch.method`` names the method that made it
+    and ``trace["methods"]`` holds every method's objective. ``"strong"`` is the strongest
+    recipe measured per victim and model, not the strongest in every setting: use
+    ``"all"`` for the worst case.
+
     Returns
     -------
     list of :class:`Batch`, one per fraction (the first is the clean fraction 0).
     """
+    if isinstance(method, str) and method == "all":
+        return _attack_all(dict(obj=obj, Xtr=Xtr, ytr=ytr, Xval=Xval, yval=yval,
+                                n_poison=n_poison, n_batches=n_batches, iters=iters, T=T,
+                                eta=eta, alpha=alpha, alpha_lam=alpha_lam, lam=lam,
+                                learn_lam=learn_lam, lam_bounds=lam_bounds, box=box,
+                                target=target, targeted=targeted, w_init=w_init,
+                                restarts=restarts, seed=seed, memory=memory,
+                                callback=callback, start=start, victim=victim,
+                                progress=progress))
     model = obj.model
     data = obj.as_prepared(Xtr, ytr, lam, ("Xtr", "ytr"))             # validates once
     xp, Xtr, ytr, lam = data.xp, data.X, data.y, data.lam
@@ -384,6 +401,32 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         if isinstance(victim, GD):
             trace["eta"] = victim.eta             # the step the victim trains with
     return batches
+
+
+def methods_for(victim) -> list:
+    """The named methods that apply to ``victim`` (a name or object): ``alg2`` differentiates
+    gradient steps, so only against GD."""
+    gd = isinstance(victim, GD) or victim == "gd"
+    return [m for m in METHODS if gd or m != "alg2"]
+
+
+def _attack_all(kw):
+    """``attack(..., method="all")``: each method's batches, the worst per fraction."""
+    if kw["alpha"] is not None:
+        _checks.fail("alpha", "None with method='all' (each method takes its own step)",
+                     repr(kw["alpha"]))
+    if kw["start"] is not None:
+        _checks.fail("start", "None with method='all' (each method has its own chain)",
+                     "a resumed run")
+    runs = {m: attack(**{**kw, "method": m}) for m in methods_for(kw["victim"])}
+    out = []
+    for i, batches in enumerate(zip(*runs.values())):
+        scores = {m: b.trace["final"] for m, b in zip(runs, batches)}
+        worst = max(runs, key=lambda m: scores[m])          # first listed on ties
+        b = batches[list(runs).index(worst)]
+        b.trace["methods"] = scores
+        out.append(b)
+    return out
 
 
 def _with_progress(callback, progress, method, b0, n_batches, restarts, learn_lam):

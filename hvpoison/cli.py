@@ -198,6 +198,9 @@ def _attack(args) -> int:
 
     eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
 
+    if args.alpha is not None and args.method == "all":
+        raise ValueError(f"--alpha: expected no value with --method all (each method takes "
+                         f"its own step), got {args.alpha!r}")
     alpha = args.alpha if args.alpha is not None or args.method != "alg2" else \
         ALPHA.get(args.task, 1.0)
     model = {"kind": args.model}
@@ -390,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Alg. 2 at cumulative poisoning fractions against one "
                        "victim; records, table and plot go to --out.",
                        epilog="examples:\n  hvpoison attack --task mnist-mini --lam none\n"
+                       "  hvpoison attack --task mnist-mini --lam learned --method all\n"
                        "  hvpoison attack --task mnist-mini --lam -6.9 --method strong "
                        "--victim exact --victims exact gd\n"
                        "  hvpoison attack --task fmnist --model mlp --lam learned_per_layer "
@@ -405,9 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-test", type=_positive_int, default=2000)
     c.add_argument("--n-poison", type=_positive_int, default=40)
     c.add_argument("--n-batches", type=int, default=5)
-    c.add_argument("--method", default="alg2", choices=["alg2", "strong"],
-                   help="alg2: the paper's Alg. 2; strong: the strongest recipe for --victim "
-                   "(hvpoison.methods)")
+    c.add_argument("--method", default="alg2", choices=["alg2", "strong", "flip", "all"],
+                   help="alg2: the paper's Alg. 2; strong: the strongest recipe measured per "
+                   "victim and model (not the strongest in every setting); flip: initDp's "
+                   "label-flipped points, not optimised (the floor); all: every method, and "
+                   "the worst case per setting and fraction with the method that made it "
+                   "(use all for the worst case)")
     c.add_argument("--victim", default="gd", choices=["gd", "exact"],
                    help="how the defender trains, as the attack anticipates it: gd (T steps, "
                    "the paper's) or exact (to optimality; LR with L2 only)")
@@ -496,7 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_bench)
 
     c = sub.add_parser("check", formatter_class=_Fmt,
-                       help="verify the derivative engine against finite differences")
+                       help="verify the derivative engine against finite differences",
+                       description="Every derivative of the engine (gradient, H v, the mixed "
+                       "products) against central finite differences, for LR and the MLP "
+                       "with no, L2 and L1 penalty; exit 1 when one exceeds 1e-6.",
+                       epilog="example:\n  hvpoison check --seed 3")
     c.add_argument("--seed", type=int, default=0, help="seed of the random problems")
     c.set_defaults(func=_cmd_check)
     return p

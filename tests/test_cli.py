@@ -36,7 +36,7 @@ def test_every_command_has_help_with_an_example():
                            capture_output=True, text=True)
         assert r.returncode == 0, (cmd, r.stderr)
         assert f"usage: hvpoison {cmd}" in r.stdout
-        assert cmd == "check" or "example" in r.stdout, cmd
+        assert "example" in r.stdout, cmd
 
 
 def _one_line_error(args, match, code=2):

@@ -84,3 +84,28 @@ def test_attack_errors_name_the_flags_typed(tmp_path, capsys):
                  str(tmp_path / "b"), "--n-tr", "100", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--n-poison * --n-batches: expected at most --n-tr = 100" in err
+
+
+def test_method_all_reports_the_worst_case_and_its_method(tmp_path):
+    from hvpoison.experiments import format_table, run
+    from test_experiment_victims import cfg
+
+    s = run(cfg(attack={"method": "all"}), tmp_path, progress=False)
+    each = {m: json.loads((tmp_path / m / "summary.json").read_text())
+            for m in ("alg2", "strong", "flip")}
+    for setting, t in s["settings"].items():
+        for i, m in enumerate(t["worst_method"]):
+            errs = {k: e["settings"][setting]["test_error"]["mean"][i][0]
+                    for k, e in each.items()}
+            assert t["test_error"]["mean"][i][0] == max(errs.values()) == errs[m]
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert {r["method"] for r in rows} <= {"alg2", "strong", "flip"}
+    assert "worst case over alg2, strong, flip" in format_table(s)
+
+
+def test_help_describes_strong_honestly_and_offers_all(capsys):
+    with pytest.raises(SystemExit):
+        main(["attack", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "all: every method, and the worst case" in out
+    assert "strongest recipe measured per victim and model (not the strongest in every" in out

@@ -21,6 +21,7 @@
 
     [attack]                     # hvpoison.attack
     method = "alg2"              # alg2 (the paper's Alg. 2) | strong | flip (hvpoison.methods)
+                                 # | all (each in OUT/<method>/, the worst case in OUT/)
     victim = "gd"                # the victim the attack anticipates: gd | exact (LR + L2)
     n_poison = 40
     n_batches = 5
@@ -198,8 +199,8 @@ class Experiment:
             bad("defense.settings", "'learned_per_layer' only with model.kind = 'mlp'",
                 self.defense.settings)
         a = self.attack
-        if a.method not in METHODS:
-            bad("attack.method", f"one of {list(METHODS)}", a.method)
+        if a.method not in METHODS + ("all",):
+            bad("attack.method", f"one of {list(METHODS) + ['all']}", a.method)
         if a.victim not in VICTIMS:
             bad("attack.victim", f"one of {list(VICTIMS)}", a.victim)
         if a.method == "alg2" and a.victim != "gd":

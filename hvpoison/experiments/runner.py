@@ -451,7 +451,9 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
     are kept, and only the missing ones are computed. ``reuse``: folders of other
     experiments; a missing ``"none"`` record is copied from one whose experiment differs
     from ``exp`` only in ``[defense]`` (the undefended victim never reads it), instead of
-    being computed again.
+    being computed again. ``[attack] method = "all"``: every method in ``out/<method>/``,
+    and the worst case per setting and fraction, with its method, as the summary in ``out``
+    (:mod:`.worst`).
 
     The folder is locked while the run lasts (a second run on it stops at once with a
     ``ValueError``), and every record found is validated first: a corrupt or inconsistent
@@ -461,6 +463,12 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
         exp = Experiment.from_dict(exp)
     elif not isinstance(exp, Experiment):
         raise TypeError(f"exp: expected an Experiment or a dict, got {type(exp).__name__}")
+    if exp.attack.method == "all":                     # every method, then the worst case
+        from .worst import run_all
+
+        return run_all(exp.validate(), out, run, n_jobs=n_jobs, scheduler=scheduler,
+                       client=client, overwrite=overwrite, progress=progress,
+                       data_dir=data_dir, max_records=max_records, reuse=reuse)
     store = check(exp, out, data_dir)
     with store.lock():
         return _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress,

@@ -105,16 +105,21 @@ def csv_text(summary: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
-    what = [summary.get(k) for k in ("task", "model", "penalty", "method", "attack_victim")]
+    task, model, penalty, victim = (summary.get(k) for k in ("task", "model", "penalty",
+                                                             "attack_victim"))
     for setting, table in summary["settings"].items():
         label = setting_label(setting, summary)
+        methods = table.get("worst_method") or [summary.get("method")] * len(table["fraction"])
         for m, st in table.items():
-            if m == "fraction":
+            if m in ("fraction", "worst_method"):
                 continue
             for i, frac in enumerate(table["fraction"]):
+                if st["mean"][i] is None:          # method="all": not in the worst method
+                    continue
                 for c, (mu, sd) in enumerate(zip(st["mean"][i], st["std"][i])):
                     w.writerow([setting, f"{frac:.4f}", m, c, f"{mu:.6g}", f"{sd:.6g}",
-                                st["n"][i], label, *what, _csv_victim(m, summary)])
+                                st["n"][i], label, task, model, penalty, methods[i], victim,
+                                _csv_victim(m, summary)])
     return buf.getvalue()
 
 
@@ -147,7 +152,9 @@ def describe_run(summary: dict) -> str:
     produced a summary's numbers, for titles and table headings."""
     victims = summary.get("victims", ["gd"])
     return (f"{summary['model'].upper()} on {summary['task']}, "
-            f"{summary['penalty'].upper()} penalty; attack {summary.get('method', 'alg2')} "
+            f"{summary['penalty'].upper()} penalty; attack {summary.get('method', 'alg2')}"
+            + (f" (worst case of {', '.join(summary['methods'])})" if summary.get("methods")
+               else "") + " "
             f"against the {summary.get('attack_victim', 'gd')} victim; tested on "
             f"{' and '.join(victims)}")
 
@@ -176,6 +183,11 @@ def format_table(summary: dict) -> str:
                 else:
                     cells.append(f"{'-':>17}")
             lines.append(f"{f:>9.0%} " + " ".join(cells))
+    for s, t in settings.items():                  # method="all": who made each worst case
+        if "worst_method" in t:
+            lines.append(f"worst case over {', '.join(summary.get('methods', []))} "
+                         f"({setting_label(s, summary)}): " + ", ".join(
+                             f"{f:.0%} {m}" for f, m in zip(t["fraction"], t["worst_method"])))
     learned = {s: t for s, t in settings.items() if s.startswith("learned") and "lam" in t}
     for s, t in learned.items():
         vals = ", ".join(f"{f:.0%}: " + "/".join(f"{v:+.1f}" for v in m)
