@@ -290,3 +290,33 @@ def test_progress_lines_name_the_experiment_and_give_an_eta(tmp_path, capsys):
     lines = [ln for ln in err[1:] if ln.lstrip("\r").startswith("[")]
     assert len(lines) == 9 and all(" v r000-" in ln and "so far, ETA " in ln for ln in lines)
     assert lines[-1].rstrip().endswith("ETA 0s)")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom"])
+def test_experiment_files_with_a_byte_order_mark_are_read(tmp_path, encoding):
+    from hvpoison.experiments import Experiment
+
+    text = 'name = "bom"\n[data]\ntask = "mnist-mini"\nn_tr = 100\n[attack]\nn_poison = 10\n'
+    if encoding.endswith("-bom"):
+        codec = encoding[:-4]
+        raw = (b"\xff\xfe" if codec.endswith("le") else b"\xfe\xff") + text.encode(codec)
+    else:
+        raw = text.encode(encoding)
+    path = tmp_path / "e.toml"
+    path.write_bytes(raw)
+    exp = Experiment.from_toml(path)
+    assert exp.name == "bom" and exp.data.n_tr == 100
+
+
+@pytest.mark.parametrize("raw, msg", [
+    ('name = "x"\n'.encode("utf-16-le"), "UTF-16 without a byte-order mark?"),
+    (b'name = "caf\xe9"\n', "not utf-8 at byte 11"),
+])
+def test_an_experiment_file_in_another_encoding_is_one_line_naming_it(tmp_path, capsys,
+                                                                      raw, msg):
+    path = tmp_path / "e.toml"
+    path.write_bytes(raw)
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and msg in err[0], err
+    assert not (tmp_path / "o").exists()

@@ -54,6 +54,27 @@ from ..victims import VICTIMS
 SETTINGS = ("none", "large", "cv", "learned", "learned_per_layer")
 
 
+#: byte-order marks an experiment file may start with, and their encodings
+BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def toml_text(raw: bytes, path) -> str:
+    """The text of an experiment file: UTF-8, or with a byte-order mark UTF-8 or UTF-16 (as
+    editors on Windows save it); anything else is an error naming the file and encoding."""
+    encoding = next((enc for bom, enc in BOMS if raw.startswith(bom)), "utf-8")
+    if encoding == "utf-8" and b"\x00" in raw:
+        raise ValueError(f"{path}: expected a TOML file in UTF-8 (or UTF-8/UTF-16 with a "
+                         f"byte-order mark), got NUL bytes from byte {raw.index(0)} (UTF-16 "
+                         "without a byte-order mark? save it as UTF-8)")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        hint = ""
+        raise ValueError(f"{path}: expected a TOML file in UTF-8 (or UTF-8/UTF-16 with a "
+                         f"byte-order mark), got bytes that are not {encoding} at byte "
+                         f"{exc.start}{hint}") from None
+
+
 def safe_name(name) -> bool:
     """Whether ``name`` is one plain folder name: ``results/<name>`` stays inside
     ``results/`` (not ``..``, ``.``, a path, a control character or blank padding)."""
@@ -135,11 +156,15 @@ class Experiment:
 
         path = Path(path)
         try:
-            with open(path, "rb") as f:
-                d = tomllib.load(f)
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ValueError(f"EXPERIMENT: expected a TOML file, got {str(path)!r} "
                              "(no such file)") from None
+        except IsADirectoryError:
+            raise ValueError(f"EXPERIMENT: expected a TOML file, got {str(path)!r} "
+                             "(a directory)") from None
+        try:
+            d = tomllib.loads(toml_text(raw, path))
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML: {exc}") from None
         return cls.from_dict(d, where=str(path))
