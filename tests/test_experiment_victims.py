@@ -37,7 +37,7 @@ def test_fingerprints_of_older_experiments_are_unchanged():
 
 
 @pytest.mark.parametrize("sections,msg", [
-    ({"attack": {"method": "best"}}, "attack.method: expected one of ['alg2', 'strong', 'flip']"),
+    ({"attack": {"method": "best"}}, "attack.method: expected one of ['alg2', 'strong', 'flip', 'all']"),
     ({"attack": {"victim": "oracle"}}, "attack.victim: expected one of ['gd', 'exact']"),
     ({"attack": {"victim": "exact"}}, "attack.victim: expected 'gd' with attack.method"),
     ({"attack": {"method": "strong", "victim": "exact"}},

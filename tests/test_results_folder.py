@@ -143,6 +143,12 @@ BAD_FILES = [
     ('[attack]\nmethod = "best"', "attack.method: expected one of"),
     ('[test]\nvictims = ["exact"]\n[defense]\npenalty = "l1"', "test.victims: expected 'exact'"),
     ('[attack]\nbogus = 1', "attack.bogus: unknown key"),
+    ('[attack]\nmethod = "all"\nalpha = 2.0', "attack.alpha: expected no value with "
+     "attack.method = 'all'"),                                   # issue 27
+    ('[attack]\nmethod = "flip"\nalpha = 2.0', "attack.alpha: expected no value"),
+    ('[defense]\nlam_large = 1e6', "defense.lam_large: expected a log-scale lam with a "
+     "finite exp(lam)"),
+    ('[attack]\nlam_bounds = [-10, 1e6]', "attack.lam_bounds: expected a log-scale lam"),
     # decided by the data (runner.preflight): gradient descent would diverge at once
     (SMALL_DATA + '[defense]\nsettings = ["large"]\nlam_large = 4.0',
      "defense.lam_large: expected a value at which gradient descent with attack.eta = 0.1"),

@@ -75,6 +75,10 @@ def toml_text(raw: bytes, path) -> str:
                          f"{exc.start}{hint}") from None
 
 
+#: the largest log-scale lam whose exp is a finite float64
+EXP_MAX = math.log(1.7976931348623157e308)
+
+
 def safe_name(name) -> bool:
     """Whether ``name`` is one plain folder name: ``results/<name>`` stays inside
     ``results/`` (not ``..``, ``.``, a path, a control character or blank padding)."""
@@ -247,6 +251,10 @@ class Experiment:
             bad("attack.iters", "a positive integer", a.iters)
         if a.alpha is not None and not a.alpha > 0:
             bad("attack.alpha", "a positive number", a.alpha)
+        if a.alpha is not None and a.method in ("flip", "all"):
+            bad("attack.alpha", f"no value with attack.method = {a.method!r} ("
+                + ("it takes no step)" if a.method == "flip" else
+                   "each method takes its own step)"), a.alpha)
         self._validate_values(bad)
         for key, v in (("repetitions", self.repetitions), ("data.n_tr", self.data.n_tr),
                        ("data.n_test", self.data.n_test),
@@ -292,9 +300,12 @@ class Experiment:
         if len(lb) != 2 or not all(finite(x) for x in lb) or not lb[0] < lb[1]:
             bad("attack.lam_bounds", "[low, high] with finite low < high", lb)
         for key, v in (("defense.lam_large", self.defense.lam_large),
-                       ("defense.lam_init", self.defense.lam_init)):
+                       ("defense.lam_init", self.defense.lam_init),
+                       ("attack.lam_bounds", lb[1] if lb and finite(lb[-1]) else 0.0)):
             if not finite(v):
                 bad(key, "a finite number (log-scale lam)", v)
+            if v >= EXP_MAX:                    # exp(lam) would overflow: NaN losses
+                bad(key, f"a log-scale lam with a finite exp(lam) (below {EXP_MAX:.1f})", v)
         if not lb[0] <= self.defense.lam_init <= lb[1]:
             bad("defense.lam_init", f"a value inside attack.lam_bounds {lb}",
                 self.defense.lam_init)
