@@ -118,9 +118,9 @@ def test_cli_attack_with_method_and_victims_and_the_poison_picture(tmp_path, cap
 def test_cli_bad_method_and_victim(tmp_path, capsys):
     for args, msg in ((["--method", "best"], "invalid choice: 'best'"),
                       (["--method", "strong", "--victim", "exact", "--lam", "none"],
-                       "defense.settings: expected no 'none' with attack.victim = 'exact'"),
-                      (["--victims", "exact", "--penalty", "l1"],
-                       "test.victims: expected 'exact' only with")):
+                       "--lam: expected no 'none' with --victim = 'exact'"),   # the flags
+                      (["--victims", "exact", "--penalty", "l1"],                # typed
+                       "--victims: expected 'exact' only with")):
         try:                              # argparse exits, the command returns 2
             code = main(["attack", *args, "--out", str(tmp_path / "x")])
         except SystemExit as e:
