@@ -14,7 +14,32 @@ from .backend import get_array_module, to_numpy
 
 
 def fail(name, expected, got, exc=ValueError):
+    """Raise ``exc("<name>: expected <expected>, got <got>")``; a ``got`` longer than
+    :data:`GOT_MAX` characters is cut (an error is one short line, whatever was passed)."""
+    got = str(got)
+    if len(got) > GOT_MAX:
+        got = f"{got[:GOT_MAX]}... ({len(got)} characters)"
     raise exc(f"{name}: expected {expected}, got {got}")
+
+
+#: the longest ``got`` an error message quotes
+GOT_MAX = 200
+
+
+#: the longest repr an error message quotes (a 16 MB list must not become the message)
+REPR_MAX = 80
+
+
+def short_repr(a, limit=REPR_MAX) -> str:
+    """``repr(a)``, cut to ``limit`` characters with the total length noted; for a long
+    list or tuple only its first items are formatted at all."""
+    if isinstance(a, (list, tuple)) and len(a) > 8:
+        head = ", ".join(short_repr(x, limit) for x in a[:3])
+        text = f"[{head}, ...] ({len(a)} items)" if isinstance(a, list) else \
+            f"({head}, ...) ({len(a)} items)"
+    else:
+        text = repr(a)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def describe(a):
@@ -22,7 +47,7 @@ def describe(a):
     dtype = getattr(a, "dtype", None)
     if shape is not None:
         return f"{type(a).__name__} of shape {tuple(shape)} and dtype {dtype}"
-    return f"{type(a).__name__} {a!r}"
+    return f"{type(a).__name__} {short_repr(a)}"
 
 
 def _is_array(a):
@@ -132,10 +157,11 @@ def lam(name, lam, n_lam, xp, dtype):
     if lam is None:
         return None, None
     if isinstance(lam, bool):
-        fail(name, "None, a float or a 1-D array", repr(lam), TypeError)
+        fail(name, "None, a float or a 1-D array", short_repr(lam), TypeError)
     if isinstance(lam, numbers.Real):
         if not np.isfinite(lam):
             fail(name, "a finite value (use None for no regularisation)", repr(lam))
+        finite_exp(name, np.array([float(lam)]), dtype)
         return xp.full(n_lam, float(lam), dtype=dtype), ()
     if not _is_array(lam):
         fail(name, "None, a float or a 1-D array", describe(lam), TypeError)
@@ -151,7 +177,18 @@ def lam(name, lam, n_lam, xp, dtype):
         fail(name, f"a scalar or shape ({n_lam},) (one value per penalty group)", describe(lam))
     if not _all_finite(xp, vec):
         fail(name, "finite values (use None for no regularisation)", "NaN or inf")
+    finite_exp(name, to_numpy(vec), dtype)
     return vec, shape
+
+
+def finite_exp(name, values, dtype):
+    """``exp(lam)`` (Eq. 1's strength) must be finite in ``dtype``: ``lam = 1e6`` is an
+    error naming ``lam``, not a NaN loss."""
+    top = float(np.log(np.finfo(np.dtype(dtype)).max))
+    big = np.asarray(values, dtype=float)
+    if big.size and big.max() >= top:
+        fail(name, f"values with a finite exp(lam) in {np.dtype(dtype)} (lam < {top:.1f})",
+             short_repr(big.max().item()))
 
 
 def rows(name, idx, n, xp):

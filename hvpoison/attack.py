@@ -35,9 +35,9 @@ import numpy as np
 
 from . import _checks
 from .backend import to_numpy
-from .methods import as_method
+from .methods import METHODS, as_method
 from .stepsize import AUTO, resolve_eta
-from .victims import GD, as_victim
+from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
 
 
 @dataclass
@@ -50,7 +50,10 @@ class Batch:
     ``final`` (the objective of the returned points), the ``restart`` that was kept and,
     for methods that keep the best iterate, ``best`` (its hyperiteration). ``X0``: this
     batch's ``n_p x d`` points as initDp cloned them (rows in increasing order, as
-    ``X[poison_idx]`` orders the newest batch), None at fraction 0.
+    ``X[poison_idx]`` orders the newest batch), None at fraction 0. ``victim``: the victim
+    the attack anticipated (a :class:`~hvpoison.victims.GD` with ``eta="auto"`` resolved,
+    or :class:`~hvpoison.victims.Exact`): ``hv.evaluate(..., victim=batch.victim)`` tests
+    exactly it. ``method``: the name of the method that made the batch.
     """
 
     fraction: float
@@ -60,6 +63,8 @@ class Batch:
     lam: object
     trace: dict = field(default_factory=dict)
     X0: object = None
+    victim: object = None
+    method: str = None
 
 
 def _no_waiting(xp):
@@ -262,11 +267,11 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
     return Xc, yc, trace, lam_k, X0
 
 
-def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T=200,
-           eta=0.1, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
+def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T=DEFAULT_T,
+           eta=DEFAULT_ETA, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
            w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None,
-           victim="gd", method="alg2"):
+           victim="gd", method="alg2", progress=None):
     """Run Alg. 2 for ``n_batches`` cumulative batches of ``n_poison`` points.
 
     Parameters
@@ -283,7 +288,9 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     method : ``"alg2"`` (the paper's Alg. 2, default), ``"strong"`` (the strongest recipe
         for the victim), or a :class:`hvpoison.methods.Method`
     iters : hyperiterations K per batch (None: the method's, 30 for alg2, 100 for strong)
-    T, eta : the GD victim's inner steps and step (Eq. 6); ``eta="auto"``: ``c / L`` from
+    T, eta : the GD victim's inner steps and step (Eq. 6); the defaults, 200 steps of 0.1,
+        are those of :func:`hvpoison.evaluate` and :func:`hvpoison.train` too (one default
+        victim; ``victim=batch.victim`` tests exactly this one); ``eta="auto"``: ``c / L`` from
         the Hessian on the clean data, over ``lam_bounds`` when ``learn_lam`` (resolved
         once; each Batch's ``trace["eta"]`` holds the step)
     alpha : the outer step for ``X_p`` (None: the method's): alg2's Frobenius length of the
@@ -299,15 +306,37 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     restarts : independent initDp draws per batch; the best (highest objective) is kept
     seed : makes the run reproducible;  memory : passed to :func:`rmd`
     callback : called as ``callback(batch, k, outer_value, lam)`` after each hyperiteration
+    progress : None (silent), True (a line on stderr with the hyperiterations done, the
+        time so far and an ETA, rewritten at most once a second; only when stderr is a
+        terminal), or a callable ``progress(done, total, batch)`` called after each
+        hyperiteration, ``done`` of ``total`` over all batches and restarts (a ``tqdm``
+        bar's ``update`` fits: ``lambda d, t, b: bar.update(1)``)
     start : None, or ``(b0, X, y)``: the poisoned training set after batch ``b0`` of an
         earlier run with the same arguments; the run goes on with batches ``b0+1 ..
         n_batches`` (only those are returned) and gives what the full run gives (each
         batch draws from its own seeded stream), so an interrupted experiment resumes
 
+    ``method="all"`` runs every method of :data:`hvpoison.methods.METHODS` that applies to
+    the victim (``alg2`` only against ``"gd"``), each its own cumulative chain, and returns
+    per fraction the batch with the highest attacker objective (``trace["final"]``, the
+    validation loss as the victim trains); ``Batch.method`` names the method that made it
+    and ``trace["methods"]`` holds every method's objective. ``"strong"`` is the strongest
+    recipe measured per victim and model, not the strongest in every setting: use
+    ``"all"`` for the worst case.
+
     Returns
     -------
     list of :class:`Batch`, one per fraction (the first is the clean fraction 0).
     """
+    if isinstance(method, str) and method == "all":
+        return _attack_all(dict(obj=obj, Xtr=Xtr, ytr=ytr, Xval=Xval, yval=yval,
+                                n_poison=n_poison, n_batches=n_batches, iters=iters, T=T,
+                                eta=eta, alpha=alpha, alpha_lam=alpha_lam, lam=lam,
+                                learn_lam=learn_lam, lam_bounds=lam_bounds, box=box,
+                                target=target, targeted=targeted, w_init=w_init,
+                                restarts=restarts, seed=seed, memory=memory,
+                                callback=callback, start=start, victim=victim,
+                                progress=progress))
     model = obj.model
     data = obj.as_prepared(Xtr, ytr, lam, ("Xtr", "ytr"))             # validates once
     xp, Xtr, ytr, lam = data.xp, data.X, data.y, data.lam
@@ -321,6 +350,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
                      f"{n_poison} * {n_batches}")
     lam_bounds = _lam_bounds(lam_bounds)
+    _checks.finite_exp("lam_bounds", [lam_bounds[1]], data.dtype)
     victim = _resolved(as_victim(victim, T, eta, w_init), obj, data,
                        lam_bounds if learn_lam else None)
     if isinstance(method, str) and method == "alg2" and alpha is not None:
@@ -351,6 +381,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     X, y, b0 = Xtr.copy(), ytr.copy(), -1
     if start is not None:
         b0, X, y = _checked_start(obj, data, start, n_batches)
+    callback = _with_progress(callback, progress, method, b0, n_batches, restarts, learn_lam)
     batches = []
     for b in range(b0 + 1, n_batches + 1):
         ctx.b, ctx.rng = b, np.random.default_rng([seed, b])    # batch b's own stream
@@ -365,10 +396,87 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         X, y, trace, lam_k, X0 = best
         batches.append(Batch(fraction=b * n_poison / n, X=X, y=y,
                              poison_idx=np.sort(replace[: b * n_poison]),
-                             lam=ctx.as_lam(lam_k), trace=trace, X0=X0))
+                             lam=ctx.as_lam(lam_k), trace=trace, X0=X0, victim=victim,
+                             method=method.name))
         if isinstance(victim, GD):
             trace["eta"] = victim.eta             # the step the victim trains with
     return batches
+
+
+def methods_for(victim) -> list:
+    """The named methods that apply to ``victim`` (a name or object): ``alg2`` differentiates
+    gradient steps, so only against GD."""
+    gd = isinstance(victim, GD) or victim == "gd"
+    return [m for m in METHODS if gd or m != "alg2"]
+
+
+def _attack_all(kw):
+    """``attack(..., method="all")``: each method's batches, the worst per fraction."""
+    if kw["alpha"] is not None:
+        _checks.fail("alpha", "None with method='all' (each method takes its own step)",
+                     repr(kw["alpha"]))
+    if kw["start"] is not None:
+        _checks.fail("start", "None with method='all' (each method has its own chain)",
+                     "a resumed run")
+    runs = {m: attack(**{**kw, "method": m}) for m in methods_for(kw["victim"])}
+    out = []
+    for i, batches in enumerate(zip(*runs.values())):
+        scores = {m: b.trace["final"] for m, b in zip(runs, batches)}
+        worst = max(runs, key=lambda m: scores[m])          # first listed on ties
+        b = batches[list(runs).index(worst)]
+        b.trace["methods"] = scores
+        out.append(b)
+    return out
+
+
+def _with_progress(callback, progress, method, b0, n_batches, restarts, learn_lam):
+    """``callback`` extended with ``progress`` (see :func:`attack`): counts every
+    hyperiteration of batches ``b0+1 .. n_batches``."""
+    if progress is None or progress is False:
+        return callback
+    if progress is True:
+        progress = _terminal_progress()
+        if progress is None:
+            return callback
+    elif not callable(progress):
+        _checks.fail("progress", "None, True or a callable progress(done, total, batch)",
+                     _checks.short_repr(progress), TypeError)
+    moves = getattr(method.step, "moves", True)
+    iters = method.iters if learn_lam else 1         # one_restart's count at b = 0 ...
+    per_batch = [iters if b == 0 else        # ... and with a step (flip's Hold: none)
+                 (method.iters if moves or learn_lam else 1) * restarts
+                 for b in range(b0 + 1, n_batches + 1)]
+    total, done = sum(per_batch), [0]
+
+    def both(b, k, value, lam):
+        done[0] += 1
+        progress(done[0], total, b)
+        if callback is not None:
+            callback(b, k, value, lam)
+    return both
+
+
+def _terminal_progress():
+    """``progress(done, total, batch)`` writing one line to a terminal's stderr, at most
+    once a second, with an ETA; None when stderr is not a terminal."""
+    import sys
+    import time
+
+    if not sys.stderr.isatty():
+        return None
+    t0, last = time.perf_counter(), [0.0]
+
+    def show(done, total, batch):
+        now = time.perf_counter()
+        if now - last[0] < 1.0 and done < total:
+            return
+        last[0] = now
+        left = (now - t0) / done * (total - done)
+        sys.stderr.write(f"\rhv.attack: batch {batch}, hyperiteration {done}/{total}, "
+                         f"{now - t0:.0f} s so far, ETA {left:.0f} s\x1b[K"
+                         + ("\n" if done == total else ""))
+        sys.stderr.flush()
+    return show
 
 
 def _checked_start(obj, data, start, n_batches):

@@ -145,7 +145,47 @@ def _lam_setting(value):
             f"got {value!r}") from None
 
 
+#: the experiment keys ``hvpoison attack`` sets, and the flags that set them: its errors
+#: name the flags typed, not the keys of an experiment file the user never wrote
+ATTACK_FLAGS = {"defense.lam_large": "--lam", "defense.settings": "--lam",
+                "defense.penalty": "--penalty", "attack.eta": "--eta", "test.eta": "--eta",
+                "attack.T": "-T", "test.T": "-T", "attack.iters": "--iters",
+                "attack.alpha": "--alpha", "attack.n_poison": "--n-poison",
+                "attack.n_batches": "--n-batches", "attack.method": "--method",
+                "attack.victim": "--victim", "test.victims": "--victims",
+                "data.task": "--task", "data.n_tr": "--n-tr", "data.n_test": "--n-test",
+                "model.kind": "--model", "model.hidden": "--hidden",
+                "repetitions": "--repetitions", "seed": "--seed"}
+
+
+def in_flags(message: str, flags=ATTACK_FLAGS) -> str:
+    """``message`` with every experiment key replaced by the flag that sets it
+    (``defense.lam_large`` -> ``--lam``)."""
+    import re
+
+    keys = sorted(flags, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, keys)) + r")(?![\w])")
+    return pattern.sub(lambda m: flags[m.group(1)], message)
+
+
+def attack_out(task, model, penalty, lam, method, victim, victims, seed) -> str:
+    """The default results folder of ``hvpoison attack``: every choice a natural second run
+    changes is in its name (``results/attack-mnist-lr-l2-lam-6.9-alg2-gd-seed0``), so such
+    a run gets its own folder instead of being refused by (or overwriting) the first."""
+    lam_part = f"lam{lam:g}" if isinstance(lam, float) else lam
+    tested = "" if victims in (None, [victim]) else "-test-" + "+".join(victims)
+    return os.path.join("results", f"attack-{task}-{model}-{penalty}-{lam_part}-{method}-"
+                        f"{victim}{tested}-seed{seed}")
+
+
 def _cmd_attack(args) -> int:
+    try:
+        return _attack(args)
+    except ValueError as exc:
+        raise ValueError(in_flags(str(exc))) from exc
+
+
+def _attack(args) -> int:
     from .experiments import Experiment
 
     setting = args.lam
@@ -158,6 +198,9 @@ def _cmd_attack(args) -> int:
 
     eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
 
+    if args.alpha is not None and args.method == "all":
+        raise ValueError(f"--alpha: expected no value with --method all (each method takes "
+                         f"its own step), got {args.alpha!r}")
     alpha = args.alpha if args.alpha is not None or args.method != "alg2" else \
         ALPHA.get(args.task, 1.0)
     model = {"kind": args.model}
@@ -172,18 +215,30 @@ def _cmd_attack(args) -> int:
                    "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha,
                    "method": args.method, "victim": args.victim},
         "test": {"T": args.T, "eta": eta, "victims": args.victims or [args.victim]}})
-    out = args.out or os.path.join("results", exp.name)
+    out = args.out or attack_out(args.task, args.model, args.penalty, args.lam, args.method,
+                                 args.victim, args.victims, args.seed)
     _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (method {args.method} "
                                    f"against victim {args.victim}, eta = {eta}, alpha = "
                                    f"{'the method default' if alpha is None else alpha})")
     return 0
 
 
+def default_out(name, source="name") -> str:
+    """``results/<name>``, refused (naming ``source``) unless it is a folder strictly inside
+    ``results/``: an experiment named ``..`` must not write into the working directory."""
+    root = os.path.abspath("results")
+    out = os.path.abspath(os.path.join(root, name))
+    if os.path.dirname(out) != root:
+        raise ValueError(f"{source}: name: expected a folder name that stays inside "
+                         f"{root}{os.sep}, got {name!r}; rename it or pass --out")
+    return os.path.join("results", name)
+
+
 def _cmd_run(args) -> int:
     from .experiments import Experiment
 
     exp = Experiment.from_toml(args.experiment)
-    out = args.out or os.path.join("results", exp.name)
+    out = args.out or default_out(exp.name, args.experiment)
     _run_and_report(exp, out, args, f"hvpoison run: {exp.name} ({args.experiment})")
     return 0
 
@@ -338,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Alg. 2 at cumulative poisoning fractions against one "
                        "victim; records, table and plot go to --out.",
                        epilog="examples:\n  hvpoison attack --task mnist-mini --lam none\n"
+                       "  hvpoison attack --task mnist-mini --lam learned --method all\n"
                        "  hvpoison attack --task mnist-mini --lam -6.9 --method strong "
                        "--victim exact --victims exact gd\n"
                        "  hvpoison attack --task fmnist --model mlp --lam learned_per_layer "
@@ -353,9 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-test", type=_positive_int, default=2000)
     c.add_argument("--n-poison", type=_positive_int, default=40)
     c.add_argument("--n-batches", type=int, default=5)
-    c.add_argument("--method", default="alg2", choices=["alg2", "strong"],
-                   help="alg2: the paper's Alg. 2; strong: the strongest recipe for --victim "
-                   "(hvpoison.methods)")
+    c.add_argument("--method", default="alg2", choices=["alg2", "strong", "flip", "all"],
+                   help="alg2: the paper's Alg. 2; strong: the strongest recipe measured per "
+                   "victim and model (not the strongest in every setting); flip: initDp's "
+                   "label-flipped points, not optimised (the floor); all: every method, and "
+                   "the worst case per setting and fraction with the method that made it "
+                   "(use all for the worst case)")
     c.add_argument("--victim", default="gd", choices=["gd", "exact"],
                    help="how the defender trains, as the attack anticipates it: gd (T steps, "
                    "the paper's) or exact (to optimality; LR with L2 only)")
@@ -444,7 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_bench)
 
     c = sub.add_parser("check", formatter_class=_Fmt,
-                       help="verify the derivative engine against finite differences")
+                       help="verify the derivative engine against finite differences",
+                       description="Every derivative of the engine (gradient, H v, the mixed "
+                       "products) against central finite differences, for LR and the MLP "
+                       "with no, L2 and L1 penalty; exit 1 when one exceeds 1e-6.",
+                       epilog="example:\n  hvpoison check --seed 3")
     c.add_argument("--seed", type=int, default=0, help="seed of the random problems")
     c.set_defaults(func=_cmd_check)
     return p

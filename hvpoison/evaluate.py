@@ -10,12 +10,14 @@ from . import _checks
 from .backend import get_array_module, is_cupy_array, to_numpy
 from .hypergrad.result import DivergenceError
 from .hypergrad.rmd import unroll
-from .victims import as_victim
+from .victims import DEFAULT_ETA, DEFAULT_T, as_victim
 
 
-def train(obj, X, y=None, lam=None, *, T=1000, eta=0.1, w0=None, seed=0):
+def train(obj, X, y=None, lam=None, *, T=DEFAULT_T, eta=DEFAULT_ETA, w0=None, seed=0):
     """Full-batch gradient descent (Eq. 6) for ``T`` steps on ``X`` ``(n, d)``, ``y``
-    ``(n,)`` (or Prepared ``X``); ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a
+    ``(n,)`` (or Prepared ``X``). The defaults, ``T = 200`` steps of ``eta = 0.1``, are the
+    victim :func:`hvpoison.attack` anticipates by default (``victims.DEFAULT_T``,
+    ``DEFAULT_ETA``: one default victim everywhere); ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a
     Xavier draw for the MLP); ``eta="auto"``: ``c / L`` from the Hessian at ``lam``
     (:func:`hvpoison.stepsize.resolve_eta`).  Returns ``w_T`` ``(P,)``."""
     data = obj.as_prepared(X, y, lam)
@@ -58,27 +60,43 @@ def kuncheva(a, b, k):
     return (r * n - k * k) / (k * (n - k))
 
 
-def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=1000, eta=0.1, seed=0, w_clean=None,
-             k=None, victim="gd"):
+def evaluate(obj, Xtr, ytr, Xte, yte, lam=None, *, T=DEFAULT_T, eta=DEFAULT_ETA, seed=0,
+             w_clean=None, k=None, victim="gd"):
     """Train on ``(Xtr, ytr)`` (``(n, d)``, ``(n,)``, possibly poisoned) as ``victim``
     trains and report what Sect. V plots for the test set ``(Xte, yte)``.
 
     ``victim``: ``"gd"`` (``T`` steps of size ``eta`` from ``model.init(seed)``, the paper's
     test-time training), ``"exact"`` (to optimality, :class:`hvpoison.victims.Exact`), or a
-    victim object (:mod:`hvpoison.victims`).
+    victim object (:mod:`hvpoison.victims`). The defaults (``"gd"``, ``T = 200``, ``eta =
+    0.1``) are :func:`hvpoison.attack`'s: with every default the victim tested is the one
+    the attack anticipated. To test exactly the victim a batch was made against, pass
+    ``victim=batch.victim`` (it carries ``T``, ``eta`` -- ``"auto"`` resolved -- and
+    ``w_init``).
+
+    ``Xte`` ``(m, d)`` and ``yte`` ``(m,)`` (labels in {0, 1}, one per row) are checked
+    like the training set: labels in {-1, +1} or a column ``(m, 1)`` are errors naming
+    ``yte``, not a test error of 0.5.
 
     Returns a dict with ``test_error``, ``w_norm2`` (``||W_k||^2/P_k`` per layer),
     ``w`` and, when ``w_clean`` and ``k`` are given, ``kuncheva`` between the top-``k``
     input features of ``w`` and ``w_clean``, a feature's weight being ``sum_j |W_1[i, j]|``
     (for LR simply ``|w_i|``).
     """
+    test = obj.prepare(Xte, yte, None, ("Xte", "yte"), _dtype_of(Xtr))
     w = as_victim(victim, T, eta).fit(obj, Xtr, ytr, lam, seed=seed)
+    Xte, yte = test.X, test.y
     out = {"test_error": error(obj.model, w, Xte, yte),
            "w_norm2": weight_norms(obj.model, w), "w": w}
     if w_clean is not None and k is not None:
         out["kuncheva"] = kuncheva(feature_weights(obj.model, w),
                                    feature_weights(obj.model, w_clean), k)
     return out
+
+
+def _dtype_of(X):
+    """The dtype the training data (an array or Prepared data) fixes for the test set."""
+    dtype = getattr(X, "dtype", None)
+    return dtype if dtype in (np.float32, np.float64) else None
 
 
 def feature_weights(model, w):
@@ -88,11 +106,12 @@ def feature_weights(model, w):
     return abs(model.unpack(w)[0][0]).sum(axis=1)
 
 
-def lam_cv(obj, X, y, grid=None, *, K=5, T=1000, eta=0.1, seed=0):
+def lam_cv(obj, X, y, grid=None, *, K=5, T=DEFAULT_T, eta=DEFAULT_ETA, seed=0):
     """``lam_CV`` (Sect. V): the grid value with the lowest mean K-fold validation
     cross-entropy on ``X`` ``(n, d)``, ``y`` ``(n,)``.
 
-    ``grid`` defaults to ``linspace(-8, 2, 11)`` (log-scale ``lam``).  Folds are a seeded
+    ``grid`` defaults to ``linspace(-8, 2, 11)`` (log-scale ``lam``); each fold trains
+    the default victim, ``T = 200`` steps of ``eta = 0.1``, unless told otherwise.  Folds are a seeded
     permutation; a ``lam`` whose training diverges with ``eta`` gets the loss ``inf``.
     Returns ``(best_lam, mean_losses)``.
     """

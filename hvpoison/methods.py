@@ -165,7 +165,7 @@ class RMD:
 def unroll_quiet(obj, w0, data, T, eta):
     """``w_T`` after ``T`` steps of Eq. 6 on Prepared ``data``, unchecked (the attack's
     inner loop; a divergence shows in :meth:`RMD.final`)."""
-    from .hypergrad.rmd import _forward
+    from .hypergrad.rmd import forward_steps as _forward
     return _forward(obj, w0.copy(), data, 0, T, eta)
 
 

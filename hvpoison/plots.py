@@ -22,11 +22,20 @@ LABELS = {"none": "λ = −∞ (none)", "large": "large constant λ", "cv": "λ_
           "learned": "learned λ", "learned_per_layer": "learned λ per layer"}
 
 
-def style(setting) -> dict:
+def style(setting, summary=None) -> dict:
     """Matplotlib keywords (colour, label, line style) that draw ``setting`` the same way in
-    every figure."""
-    return {"color": COLORS.get(setting), "label": LABELS.get(setting, setting),
+    every figure; with ``summary``, the label names the setting by value (``λ = -6.9``:
+    :func:`hvpoison.experiments.summary.setting_label`)."""
+    return {"color": COLORS.get(setting), "label": _label(setting, summary),
             **STYLES.get(setting, {})}
+
+
+def _label(setting, summary=None):
+    if summary is None:
+        return LABELS.get(setting, setting)
+    from .experiments.summary import setting_label
+
+    return setting_label(setting, summary)
 
 
 def pyplot():
@@ -95,7 +104,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
         metric = "test_error" if victims == ["gd"] else f"test_error@{v}"
         for s, t in settings.items():
             if metric in t:
-                kw = style(s)
+                kw = style(s, summary)
                 if len(victims) > 1:
                     kw = {**kw, "label": f"{kw['label']}, {v} victim",
                           "ls": "-" if j == 0 else "--", "mfc": None if j == 0 else "none"}
@@ -108,7 +117,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     for s, t in settings.items():
         if "lam" in t and s.startswith("learned"):
             for c in range(len(t["lam"]["mean"][0])):
-                lab = LABELS.get(s, s) + (f", layer {c + 1}" if len(t["lam"]["mean"][0]) > 1
+                lab = _label(s, summary) + (f", layer {c + 1}" if len(t["lam"]["mean"][0]) > 1
                                           else "")
                 series(ax, t, "lam", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
     ax.set_ylabel("learned λ (log scale)")
@@ -122,7 +131,7 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     for s, t in settings.items():
         n_layers = len(t["w_norm2"]["mean"][0])
         for c in range(n_layers):
-            lab = LABELS.get(s, s) + (f", layer {c + 1}" if n_layers > 1 else "")
+            lab = _label(s, summary) + (f", layer {c + 1}" if n_layers > 1 else "")
             series(ax, t, "w_norm2", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
     ax.set_yscale("log")
     ax.set_ylabel("||w||² / P")
@@ -146,8 +155,9 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     for a in axes.flat:
         _pct(a)
         a.set_xticks(fracs)
-    fig.suptitle(f"{summary.get('name', '')}: {summary['model'].upper()} on {summary['task']}, "
-                 f"{summary['penalty'].upper()} penalty", fontsize=13)
+    from .experiments.summary import describe_run
+
+    fig.suptitle(f"{summary.get('name', '')}: {describe_run(summary)}", fontsize=12)
     paths = save(fig, out, formats)
     plt.close(fig)
     return paths
@@ -166,6 +176,28 @@ def _image(x):
         lo, hi = img.min(), img.max()
         return (img + 1) / 2 if lo >= -1 and hi <= 1 and lo < 0 else img, None
     return None, None
+
+
+def _run_of(folder, setting) -> str:
+    """What made a folder's points: the setting by value, model, task, penalty, method and
+    victim (from its ``summary.json``, else its ``experiment.json``)."""
+    from .experiments.summary import describe_run, setting_label
+
+    try:
+        summary = load_summary(folder)
+    except ValueError:
+        summary = None
+    if summary is None or "settings" not in summary:
+        try:
+            cfg = json.loads((Path(folder) / "experiment.json").read_text())["config"]
+            summary = {"model": cfg["model"]["kind"], "task": cfg["data"]["task"],
+                       "penalty": cfg["defense"]["penalty"], "method": cfg["attack"]["method"],
+                       "attack_victim": cfg["attack"]["victim"],
+                       "victims": cfg["test"]["victims"], "settings": {},
+                       "lam_large": cfg["defense"]["lam_large"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return setting
+    return f"{setting_label(setting, summary)}, {describe_run(summary)}"
 
 
 def plot_poison(folder, out, *, setting=None, rep=0, n=8, formats=("png", "pdf")) -> list:
@@ -191,8 +223,8 @@ def plot_poison(folder, out, *, setting=None, rep=0, n=8, formats=("png", "pdf")
         return []
     X0, Xp, yp = z["X0"], z["Xp"], z["yp"]
     plt = pyplot()
-    title = (f"{rec['setting']}: {len(Xp)} poisoning points of batch {rec['b']} "
-             f"({rec['fraction']:.0%} poisoned), repetition {rep}")
+    title = (f"{_run_of(folder, rec['setting'])}: {len(Xp)} poisoning points of batch "
+             f"{rec['b']} ({rec['fraction']:.0%} poisoned), repetition {rep}")
     if X0.shape[1] == 2:
         fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
         for lab, c in ((0, "#1f77b4"), (1, "#d62728")):

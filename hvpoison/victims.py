@@ -38,6 +38,13 @@ from .stepsize import AUTO, check_eta
 
 VICTIMS = ("gd", "exact")
 
+#: The one default victim of :func:`hvpoison.attack`, :func:`hvpoison.evaluate`,
+#: :func:`hvpoison.train`, :func:`hvpoison.lam_cv` and :class:`GD`: ``T = 200`` steps of
+#: ``eta = 0.1`` (README, Defaults), so that with every default the victim tested is the
+#: victim the attack anticipated.
+DEFAULT_T = 200
+DEFAULT_ETA = 0.1
+
 
 @dataclass(frozen=True)
 class GD:
@@ -51,8 +58,8 @@ class GD:
     ``lam_bounds``, for the victim it anticipates.
     """
 
-    T: int = 200
-    eta: float = 0.1
+    T: int = DEFAULT_T
+    eta: float = DEFAULT_ETA
     w_init: str | None = None
     name = "gd"
 
@@ -157,7 +164,7 @@ class Exact:
         return w
 
 
-def as_victim(victim, T=200, eta=0.1, w_init=None):
+def as_victim(victim, T=DEFAULT_T, eta=DEFAULT_ETA, w_init=None):
     """``"gd"`` -> ``GD(T, eta, w_init)``, ``"exact"`` -> ``Exact()``; objects pass."""
     if isinstance(victim, (GD, Exact)):
         return victim
@@ -289,4 +296,4 @@ class Newton:
         return w, {"newton": it, "grad_norm": gnorm}
 
 
-__all__ = ["GD", "Exact", "Newton", "as_victim", "VICTIMS"]
+__all__ = ["GD", "Exact", "Newton", "as_victim", "VICTIMS", "DEFAULT_T", "DEFAULT_ETA"]

@@ -119,3 +119,45 @@ def test_init_dp_cycles_a_validation_set_smaller_than_the_batch():
     rows = _init_dp_rows(np.random.default_rng(0), 7, 20)
     assert rows.shape == (20,) and set(rows[:7]) == set(range(7)) == set(rows[7:14])
     assert len(set(_init_dp_rows(np.random.default_rng(0), 30, 20))) == 20
+
+
+@pytest.mark.parametrize("learn, method, restarts", [(False, "alg2", 1), (True, "alg2", 2),
+                                                     (True, "flip", 1), (False, "flip", 2)])
+def test_attack_reports_progress_without_changing_the_result(learn, method, restarts):
+    """issue 27: ``progress=`` counts every hyperiteration, to ``total`` exactly."""
+    rng = np.random.default_rng(0)
+    y = (np.arange(40) % 2) * 1.0
+    X = rng.normal(size=(40, 2)) + np.where(y[:, None] > 0, 1.0, -1.0)
+    obj = hv.Objective(hv.LR(2), "l2")
+    kw = dict(n_poison=4, n_batches=2, iters=3, lam=-2.0, learn_lam=learn, seed=0,
+              method=method, restarts=restarts)
+    seen = []
+    a = hv.attack(obj, X, y, X[:10], y[:10], progress=lambda *s: seen.append(s), **kw)
+    b = hv.attack(obj, X, y, X[:10], y[:10], progress=True, **kw)   # not a terminal: silent
+    assert all(np.array_equal(p.X, q.X) for p, q in zip(a, b))
+    assert [d for d, _, _ in seen] == list(range(1, len(seen) + 1))
+    assert seen[-1][0] == seen[-1][1] and [s[2] for s in seen] == sorted(s[2] for s in seen)
+    with pytest.raises(TypeError, match="progress: expected None, True or a callable"):
+        hv.attack(obj, X, y, X[:10], y[:10], progress="yes", **kw)
+
+
+def test_method_all_returns_the_worst_batch_per_fraction_naming_its_method():
+    """issue 27: method="all" runs every method (alg2 only against GD) and keeps, per
+    fraction, the batch with the highest attacker objective."""
+    rng = np.random.default_rng(0)
+    y = (np.arange(60) % 2) * 1.0
+    X = rng.normal(size=(60, 2)) + np.where(y[:, None] > 0, 1.0, -1.0)
+    obj = hv.Objective(hv.LR(2), "l2")
+    kw = dict(n_poison=6, n_batches=2, iters=5, lam=-2.0, seed=0)
+    worst = hv.attack(obj, X, y, X[:20], y[:20], method="all", **kw)
+    each = {m: hv.attack(obj, X, y, X[:20], y[:20], method=m, **kw)
+            for m in hv.methods.METHODS}
+    for i, b in enumerate(worst):
+        assert set(b.trace["methods"]) == set(hv.methods.METHODS)
+        best = max(each, key=lambda m: each[m][i].trace["final"])
+        assert b.trace["final"] == each[best][i].trace["final"]
+        assert np.array_equal(b.X, each[b.method][i].X)
+    exact = hv.attack(obj, X, y, X[:20], y[:20], method="all", victim="exact", **kw)
+    assert set(exact[-1].trace["methods"]) == {"strong", "flip"}
+    with pytest.raises(ValueError, match="alpha: expected None with method='all'"):
+        hv.attack(obj, X, y, X[:20], y[:20], method="all", alpha=1.0, **kw)

@@ -103,3 +103,32 @@ def test_implicit_checks_poison_idx_and_validation_set():
         hv.implicit_hypergrad(o, X, y, np.array([7]), X, y, 0.0)
     with pytest.raises(ValueError, match=r"Xval: expected shape \(n, 3\)"):   # names Xval
         hv.implicit_hypergrad(o, X, y, None, np.ones((2, 2)), y[:2], 0.0)
+
+
+# -- issue 27: a finite exp(lam), short messages for huge inputs ---------------------------
+@pytest.mark.parametrize("lam", [1e6, 710.0, np.array([1e6])])
+def test_lam_whose_exp_overflows_is_an_error_not_nan(lam):
+    obj = hv.Objective(hv.LR(3), "l2")
+    X, y = np.ones((4, 3)), np.array([0.0, 1, 0, 1])
+    for f in (lambda: obj.loss(np.zeros(4), X, y, lam), lambda: obj.grad(np.zeros(4), X, y, lam),
+              lambda: obj.hvp(np.zeros(4), X, y, lam, np.ones(4))):
+        with pytest.raises(ValueError, match=r"lam: expected values with a finite exp\(lam\) "
+                           r"in float64 \(lam < 709.8\)"):
+            f()
+    X32 = X.astype(np.float32)
+    with pytest.raises(ValueError, match=r"finite exp\(lam\) in float32 \(lam < 88.7\)"):
+        obj.loss(np.zeros(4, np.float32), X32, y, 100.0)
+    with pytest.raises(ValueError, match="lam_bounds: expected values with a finite exp"):
+        hv.attack(obj, X, y, X, y, n_poison=1, n_batches=1, lam=-1.0, learn_lam=True,
+                  lam_bounds=(-10.0, 1e6))
+
+
+def test_huge_inputs_give_short_error_messages():
+    obj = hv.Objective(hv.LR(784), "l2")
+    X = np.random.default_rng(0).random((2000, 784)).tolist()        # 16 MB as text
+    for f in (lambda: obj.loss(np.zeros(785), X, np.zeros(2000), -1.0),
+              lambda: hv.train(obj, np.ones((3, 784)), np.zeros(3), [1.0] * 10**6),
+              lambda: hv.evaluate(obj, np.ones((3, 784)), np.zeros(3), X, np.zeros(2000))):
+        with pytest.raises((TypeError, ValueError)) as e:
+            f()
+        assert len(str(e.value)) < 400 and "\n" not in str(e.value), str(e.value)[:500]

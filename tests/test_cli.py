@@ -36,7 +36,7 @@ def test_every_command_has_help_with_an_example():
                            capture_output=True, text=True)
         assert r.returncode == 0, (cmd, r.stderr)
         assert f"usage: hvpoison {cmd}" in r.stdout
-        assert cmd == "check" or "example" in r.stdout, cmd
+        assert "example" in r.stdout, cmd
 
 
 def _one_line_error(args, match, code=2):
@@ -54,11 +54,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[attack]\niters = "many"\n')
     _one_line_error(["run", str(bad)], "attack.iters: expected int, got 'many'")
-    _one_line_error(["attack", "--task", "mnist08"], "data.task: expected one of")
+    _one_line_error(["attack", "--task", "mnist08"], "--task: expected one of")
     _one_line_error(["attack", "--lam", "big"], "expected none, large, cv, learned")
     _one_line_error(["attack", "--n-poison", "0"], "expected a positive integer, got '0'")
     _one_line_error(["attack", "--alpha", "-1", "--out", str(tmp_path / "a")],
-                    "attack.alpha: expected")
+                    "--alpha: expected")
     _one_line_error(["attack", "--alpha", "big"], "invalid float value: 'big'")
     _one_line_error(["attack", "--eta", "fast"], "expected a positive number or 'auto', got 'fast'")
     _one_line_error(["attack", "--eta", "0"], "expected a positive number or 'auto', got '0'")

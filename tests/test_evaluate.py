@@ -55,5 +55,43 @@ def test_evaluation_bad_input():
         hv.lam_cv(hv.Objective(hv.LR(3)), X, y)
     with pytest.raises(ValueError, match="b: expected 6 feature weights like a"):
         hv.kuncheva(np.ones(6), np.ones(5), 2)
-    with pytest.raises(ValueError, match=r"X: expected shape \(n, 3\)"):
+    with pytest.raises(ValueError, match=r"Xte: expected shape \(n, 3\)"):
         hv.evaluate(hv.Objective(hv.LR(3), "l2"), X, y, np.ones((2, 4)), y[:2], 0.0, T=5)
+
+
+def test_attack_evaluate_and_train_share_one_default_victim():
+    import inspect
+
+    from hvpoison.victims import DEFAULT_ETA, DEFAULT_T
+
+    for f in (hv.attack, hv.evaluate, hv.train, hv.lam_cv):
+        p = inspect.signature(f).parameters
+        assert (p["T"].default, p["eta"].default) == (DEFAULT_T, DEFAULT_ETA) == (200, 0.1), f
+        assert "200" in f.__doc__, f"{f.__name__}'s docstring states the default victim"
+    assert (hv.GD().T, hv.GD().eta) == (DEFAULT_T, DEFAULT_ETA)
+
+
+def test_evaluate_with_defaults_tests_the_victim_the_attack_anticipated():
+    X, y = np.ones((40, 2)), np.arange(40) % 2 * 1.0
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2)) + np.where(y[:, None] > 0, 1.0, -1.0)
+    obj = hv.Objective(hv.LR(2), "l2")
+    b = hv.attack(obj, X, y, X[:10], y[:10], n_poison=4, n_batches=1, iters=2, lam=-2.0,
+                  seed=0)[-1]
+    assert b.victim == hv.GD(200, 0.1) and b.method == "alg2"
+    by_default = hv.evaluate(obj, b.X, b.y, X, y, b.lam)
+    by_batch = hv.evaluate(obj, b.X, b.y, X, y, b.lam, victim=b.victim)
+    assert np.array_equal(by_default["w"], by_batch["w"])
+    w = hv.train(obj, b.X, b.y, b.lam)
+    assert np.array_equal(w, by_batch["w"])
+
+
+@pytest.mark.parametrize("yte, msg", [
+    (np.array([-1.0, 1.0] * 3), r"yte: expected labels in \{0, 1\}, got values such as \[-1"),
+    (np.array([0.0, 1.0] * 3)[:, None], r"yte: expected shape \(6,\)"),
+    (np.array([0.0, 1.0] * 2), r"yte: expected shape \(6,\)"),
+])
+def test_evaluate_refuses_bad_test_labels(yte, msg):
+    X, y = np.ones((6, 3)), np.array([0, 1, 0, 1, 0, 1.0])
+    with pytest.raises(ValueError, match=msg):
+        hv.evaluate(hv.Objective(hv.LR(3), "l2"), X, y, X, yte, 0.0, T=5)

@@ -37,7 +37,7 @@ def test_fingerprints_of_older_experiments_are_unchanged():
 
 
 @pytest.mark.parametrize("sections,msg", [
-    ({"attack": {"method": "best"}}, "attack.method: expected one of ['alg2', 'strong', 'flip']"),
+    ({"attack": {"method": "best"}}, "attack.method: expected one of ['alg2', 'strong', 'flip', 'all']"),
     ({"attack": {"victim": "oracle"}}, "attack.victim: expected one of ['gd', 'exact']"),
     ({"attack": {"victim": "exact"}}, "attack.victim: expected 'gd' with attack.method"),
     ({"attack": {"method": "strong", "victim": "exact"}},
@@ -118,9 +118,9 @@ def test_cli_attack_with_method_and_victims_and_the_poison_picture(tmp_path, cap
 def test_cli_bad_method_and_victim(tmp_path, capsys):
     for args, msg in ((["--method", "best"], "invalid choice: 'best'"),
                       (["--method", "strong", "--victim", "exact", "--lam", "none"],
-                       "defense.settings: expected no 'none' with attack.victim = 'exact'"),
-                      (["--victims", "exact", "--penalty", "l1"],
-                       "test.victims: expected 'exact' only with")):
+                       "--lam: expected no 'none' with --victim = 'exact'"),   # the flags
+                      (["--victims", "exact", "--penalty", "l1"],                # typed
+                       "--victims: expected 'exact' only with")):
         try:                              # argparse exits, the command returns 2
             code = main(["attack", *args, "--out", str(tmp_path / "x")])
         except SystemExit as e:

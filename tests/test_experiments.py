@@ -105,7 +105,7 @@ def test_serial_run_writes_records_summary_and_metadata(serial):
     vl = [r["outer_final"] for r in recs if r["setting"] == "learned" and r["b"] == 2]
     assert st["learned"]["val_loss"]["mean"][2] == pytest.approx([sum(vl) / len(vl)])
     csv_lines = (out / "summary.csv").read_text().splitlines()
-    assert csv_lines[0] == "setting,fraction,metric,component,mean,std,n"
+    assert csv_lines[0].startswith("setting,fraction,metric,component,mean,std,n,label,task,")
     assert any(ln.startswith("learned,0.2000,lam,0,") for ln in csv_lines)
     assert "test error, mean ± std" in format_table(summary)
 
@@ -277,7 +277,8 @@ def test_dask_local_cluster_equals_the_serial_run(serial, tmp_path):
 
 def test_a_different_experiment_in_the_same_folder_is_refused(serial):
     out, _ = serial
-    with pytest.raises(ValueError, match="holds results of a different experiment"):
+    with pytest.raises(ValueError, match=r"holds \d+ records of a different experiment "
+                       r"\(seed = 5 there, 6 here\); choose another folder \(--out\), run "):
         run({**SMALL, "seed": 6}, out, progress=False)
 
 
@@ -306,7 +307,8 @@ def test_undefended_records_are_copied_from_a_run_with_another_penalty(serial, t
         a, b = fresh.load(k), copies.load(k)
         for r in (a, b):
             r.pop("seconds")
-        assert b.pop("copied_from") and a == b, k
+            r.pop("fingerprint")            # each folder's own experiment
+        assert b.pop("copied_from") and b.pop("copied_fingerprint") and a == b, k
         np.testing.assert_array_equal(fresh.load_arrays(k)["Xp"], copies.load_arrays(k)["Xp"])
 
     # a different attack is another experiment: nothing copied

@@ -129,8 +129,13 @@ BAD_FILES = [
     ('[defense]\ncv_grid = ["x"]', "defense.cv_grid: expected a non-empty list"),
     ('[defense]\ncv_grid = [nan]', "defense.cv_grid: expected a non-empty list"),
     ('seed = -1', "seed: expected a non-negative integer"),
-    ('name = ""', "name: expected a non-empty name"),
-    ('name = "a/b"', "name: expected a non-empty name"),
+    ('name = ""', "name: expected a plain folder name"),
+    ('name = "a/b"', "name: expected a plain folder name"),
+    ('name = ".."', "name: expected a plain folder name"),      # issue 27: no escape from
+    ('name = "."', "name: expected a plain folder name"),       # results/
+    ('name = "a\\\\b"', "name: expected a plain folder name"),
+    ('name = " x"', "name: expected a plain folder name"),
+    ('name = "a\\nb"', "name: expected a plain folder name"),
     ('[data]\nn_val = 0', "data.n_val: expected a positive integer"),
     ('[data]\ntask = "mnist08"', "data.task: expected one of"),
     ('[attack]\nmemory = "disk"', "attack.memory: expected"),
@@ -138,6 +143,12 @@ BAD_FILES = [
     ('[attack]\nmethod = "best"', "attack.method: expected one of"),
     ('[test]\nvictims = ["exact"]\n[defense]\npenalty = "l1"', "test.victims: expected 'exact'"),
     ('[attack]\nbogus = 1', "attack.bogus: unknown key"),
+    ('[attack]\nmethod = "all"\nalpha = 2.0', "attack.alpha: expected no value with "
+     "attack.method = 'all'"),                                   # issue 27
+    ('[attack]\nmethod = "flip"\nalpha = 2.0', "attack.alpha: expected no value"),
+    ('[defense]\nlam_large = 1e6', "defense.lam_large: expected a log-scale lam with a "
+     "finite exp(lam)"),
+    ('[attack]\nlam_bounds = [-10, 1e6]', "attack.lam_bounds: expected a log-scale lam"),
     # decided by the data (runner.preflight): gradient descent would diverge at once
     (SMALL_DATA + '[defense]\nsettings = ["large"]\nlam_large = 4.0',
      "defense.lam_large: expected a value at which gradient descent with attack.eta = 0.1"),
@@ -189,3 +200,129 @@ def test_killing_the_driver_leaves_no_worker_behind(tmp_path):
     p.wait()
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, [w.pid for w in alive]
+
+
+# -- nothing a user wrote is lost, no data mixed (issue 27) --------------------------------
+def test_a_record_copied_in_from_another_experiment_is_quarantined_named(finished, tmp_path):
+    """Records carry their experiment's fingerprint: one copied from another experiment's
+    records/ is refused (moved aside, named), not used."""
+    import shutil
+
+    src, summary = finished
+    other = tmp_path / "other"
+    run({**cfg(), "seed": 7}, other, progress=False)
+    out = tmp_path / "r"
+    shutil.copytree(src, out)
+    for suffix in (".json", ".npz"):
+        shutil.copy(other / "records" / f"r000-large-b2{suffix}", out / "records")
+    with pytest.warns(UserWarning, match=r"r000-large-b2.json: a record of another "
+                      r"experiment \(fingerprint \w+, this folder's \w+\); moved to"):
+        again = run(cfg(), out, progress=False)
+    q = out / "records" / "quarantine"
+    assert (q / "r000-large-b2.json").exists() and (q / "r000-large-b2.npz").exists()
+    assert again["settings"]["large"]["test_error"] == summary["settings"]["large"]["test_error"]
+    rec = json.loads((out / "records" / "r000-large-b2.json").read_text())
+    assert rec["fingerprint"] == json.loads((out / "experiment.json").read_text())["fingerprint"]
+
+
+def test_a_foreign_record_of_before_fingerprints_is_told_by_its_seeds(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished[0], out)
+    rec = out / "records" / "r000-large-b1.json"
+    d = json.loads(rec.read_text())
+    d.pop("fingerprint")
+    d["seeds"] = {k: v + 1 for k, v in d["seeds"].items()}
+    rec.write_text(json.dumps(d))
+    with pytest.warns(UserWarning, match="r000-large-b1.json: a record of another experiment"):
+        run(cfg(), out, progress=False)
+
+
+def test_temporary_files_of_a_killed_write_are_cleaned_on_resume(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished[0], out)
+    for p in (out / ".summary.json1234.tmp", out / ".experiment.jsonab.tmp",
+              out / "records" / ".r000-large-b2.npzx.tmp"):
+        p.write_bytes(b"half a write")
+    run(cfg(), out, progress=False)
+    assert not list(out.glob(".*.tmp")) and not list((out / "records").glob(".*.tmp"))
+
+
+def test_a_folder_with_the_users_own_files_is_not_overwritten(tmp_path):
+    (tmp_path / "summary.csv").write_text("my own numbers\n")
+    with pytest.raises(ValueError, match=r"--out: expected a new or results folder, got .*"
+                       r"holds summary.csv but no experiment.json"):
+        run(cfg(), tmp_path, progress=False)
+    assert (tmp_path / "summary.csv").read_text() == "my own numbers\n"
+    assert not (tmp_path / "experiment.json").exists()
+
+
+def test_an_experiment_named_dotdot_cannot_write_outside_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "summary.csv").write_text("my own numbers\n")
+    path = tmp_path / "e.toml"
+    path.write_text('name = ".."\n[data]\ntask = "mnist-mini"\nn_tr = 100\n')
+    assert main(["run", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "name: expected a plain folder name" in err[0] and "'..'" in err[0]
+    assert (tmp_path / "summary.csv").read_text() == "my own numbers\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.toml", "summary.csv"]
+    from hvpoison.cli import default_out
+
+    with pytest.raises(ValueError, match="name: expected a folder name that stays inside"):
+        default_out("../x")
+
+
+def test_a_changed_experiment_names_the_differing_keys(finished, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "r"
+    shutil.copytree(finished[0], out)
+    with pytest.raises(ValueError) as e:
+        run({**cfg(attack={"iters": 7}), "seed": 3}, out, progress=False)
+    msg = str(e.value)
+    assert "attack.iters = 6 there, 7 here" in msg and "seed = 1 there, 3 here" in msg
+    assert "choose another folder (--out)" in msg and "--overwrite" in msg
+    assert "fingerprint" not in msg
+
+
+def test_progress_lines_name_the_experiment_and_give_an_eta(tmp_path, capsys):
+    run(cfg(), tmp_path / "r", progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"v: 9 of 9 records to compute -> {tmp_path / 'r'}"
+    lines = [ln for ln in err[1:] if ln.lstrip("\r").startswith("[")]
+    assert len(lines) == 9 and all(" v r000-" in ln and "so far, ETA " in ln for ln in lines)
+    assert lines[-1].rstrip().endswith("ETA 0s)")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom"])
+def test_experiment_files_with_a_byte_order_mark_are_read(tmp_path, encoding):
+    from hvpoison.experiments import Experiment
+
+    text = 'name = "bom"\n[data]\ntask = "mnist-mini"\nn_tr = 100\n[attack]\nn_poison = 10\n'
+    if encoding.endswith("-bom"):
+        codec = encoding[:-4]
+        raw = (b"\xff\xfe" if codec.endswith("le") else b"\xfe\xff") + text.encode(codec)
+    else:
+        raw = text.encode(encoding)
+    path = tmp_path / "e.toml"
+    path.write_bytes(raw)
+    exp = Experiment.from_toml(path)
+    assert exp.name == "bom" and exp.data.n_tr == 100
+
+
+@pytest.mark.parametrize("raw, msg", [
+    ('name = "x"\n'.encode("utf-16-le"), "UTF-16 without a byte-order mark?"),
+    (b'name = "caf\xe9"\n', "not utf-8 at byte 11"),
+])
+def test_an_experiment_file_in_another_encoding_is_one_line_naming_it(tmp_path, capsys,
+                                                                      raw, msg):
+    path = tmp_path / "e.toml"
+    path.write_bytes(raw)
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and msg in err[0], err
+    assert not (tmp_path / "o").exists()

@@ -152,3 +152,25 @@ def test_kept_points_stay_at_their_own_step():
     for t in range(6):
         np.testing.assert_allclose(kept[t].hvp(v), obj.hvp(w, X, y, -1.0, v), rtol=1e-12)
         w = w - 0.3 * obj.grad(w, X, y, -1.0)
+
+
+# -- never an exploded hypergradient in silence (issue 27) ---------------------------------
+@pytest.mark.parametrize("memory", ["store", "checkpoint", "reverse", "fmd"])
+@pytest.mark.parametrize("eta", [8.0, 50.0])          # 8.0: finite but exploded (~1e58)
+def test_rmd_and_fmd_raise_divergence_error_as_train_does(memory, eta):
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.random((50, 10))
+    y = (X[:, 0] > 0.5) * 1.0
+    obj = hv.Objective(hv.LR(10), "l2")
+    with pytest.raises(hv.DivergenceError, match=r"diverged.*T = 200.*eta = .*lam = -1.0"):
+        hv.train(obj, X, y, -1.0, T=200, eta=eta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hv.ConvergenceWarning)     # reverse's own warning
+        with pytest.raises(hv.DivergenceError, match=r"T = 200.*eta = .*lam = -1.0"):
+            if memory == "fmd":
+                hv.fmd(obj, np.zeros(11), X, y, None, X, y, -1.0, 200, eta)
+            else:
+                hv.rmd(obj, np.zeros(11), X, y, np.arange(5), X, y, -1.0, 200, eta,
+                       memory=memory)

@@ -21,6 +21,7 @@
 
     [attack]                     # hvpoison.attack
     method = "alg2"              # alg2 (the paper's Alg. 2) | strong | flip (hvpoison.methods)
+                                 # | all (each in OUT/<method>/, the worst case in OUT/)
     victim = "gd"                # the victim the attack anticipates: gd | exact (LR + L2)
     n_poison = 40
     n_batches = 5
@@ -51,6 +52,39 @@ from ..methods import METHODS
 from ..victims import VICTIMS
 
 SETTINGS = ("none", "large", "cv", "learned", "learned_per_layer")
+
+
+#: byte-order marks an experiment file may start with, and their encodings
+BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def toml_text(raw: bytes, path) -> str:
+    """The text of an experiment file: UTF-8, or with a byte-order mark UTF-8 or UTF-16 (as
+    editors on Windows save it); anything else is an error naming the file and encoding."""
+    encoding = next((enc for bom, enc in BOMS if raw.startswith(bom)), "utf-8")
+    if encoding == "utf-8" and b"\x00" in raw:
+        raise ValueError(f"{path}: expected a TOML file in UTF-8 (or UTF-8/UTF-16 with a "
+                         f"byte-order mark), got NUL bytes from byte {raw.index(0)} (UTF-16 "
+                         "without a byte-order mark? save it as UTF-8)")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        hint = ""
+        raise ValueError(f"{path}: expected a TOML file in UTF-8 (or UTF-8/UTF-16 with a "
+                         f"byte-order mark), got bytes that are not {encoding} at byte "
+                         f"{exc.start}{hint}") from None
+
+
+#: the largest log-scale lam whose exp is a finite float64
+EXP_MAX = math.log(1.7976931348623157e308)
+
+
+def safe_name(name) -> bool:
+    """Whether ``name`` is one plain folder name: ``results/<name>`` stays inside
+    ``results/`` (not ``..``, ``.``, a path, a control character or blank padding)."""
+    return isinstance(name, str) and bool(name) and name not in (".", "..") and \
+        name == name.strip() and not any(c in name for c in "/\\") and \
+        all(c.isprintable() for c in name)
 
 
 @dataclass
@@ -126,11 +160,15 @@ class Experiment:
 
         path = Path(path)
         try:
-            with open(path, "rb") as f:
-                d = tomllib.load(f)
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ValueError(f"EXPERIMENT: expected a TOML file, got {str(path)!r} "
                              "(no such file)") from None
+        except IsADirectoryError:
+            raise ValueError(f"EXPERIMENT: expected a TOML file, got {str(path)!r} "
+                             "(a directory)") from None
+        try:
+            d = tomllib.loads(toml_text(raw, path))
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML: {exc}") from None
         return cls.from_dict(d, where=str(path))
@@ -190,8 +228,8 @@ class Experiment:
             bad("defense.settings", "'learned_per_layer' only with model.kind = 'mlp'",
                 self.defense.settings)
         a = self.attack
-        if a.method not in METHODS:
-            bad("attack.method", f"one of {list(METHODS)}", a.method)
+        if a.method not in METHODS + ("all",):
+            bad("attack.method", f"one of {list(METHODS) + ['all']}", a.method)
         if a.victim not in VICTIMS:
             bad("attack.victim", f"one of {list(VICTIMS)}", a.victim)
         if a.method == "alg2" and a.victim != "gd":
@@ -213,6 +251,10 @@ class Experiment:
             bad("attack.iters", "a positive integer", a.iters)
         if a.alpha is not None and not a.alpha > 0:
             bad("attack.alpha", "a positive number", a.alpha)
+        if a.alpha is not None and a.method in ("flip", "all"):
+            bad("attack.alpha", f"no value with attack.method = {a.method!r} ("
+                + ("it takes no step)" if a.method == "flip" else
+                   "each method takes its own step)"), a.alpha)
         self._validate_values(bad)
         for key, v in (("repetitions", self.repetitions), ("data.n_tr", self.data.n_tr),
                        ("data.n_test", self.data.n_test),
@@ -246,8 +288,9 @@ class Experiment:
             return isinstance(x, (int, float)) and not isinstance(x, bool) and \
                 math.isfinite(x)
 
-        if not self.name or not isinstance(self.name, str) or "/" in self.name:
-            bad("name", "a non-empty name without '/'", self.name)
+        if not safe_name(self.name):
+            bad("name", "a plain folder name that stays inside results/ (not '.' or '..', no "
+                "'/' or '\\', no control characters or leading/trailing spaces)", self.name)
         if self.seed < 0:
             bad("seed", "a non-negative integer", self.seed)
         if self.data.n_val is not None and self.data.n_val <= 0:
@@ -257,9 +300,12 @@ class Experiment:
         if len(lb) != 2 or not all(finite(x) for x in lb) or not lb[0] < lb[1]:
             bad("attack.lam_bounds", "[low, high] with finite low < high", lb)
         for key, v in (("defense.lam_large", self.defense.lam_large),
-                       ("defense.lam_init", self.defense.lam_init)):
+                       ("defense.lam_init", self.defense.lam_init),
+                       ("attack.lam_bounds", lb[1] if lb and finite(lb[-1]) else 0.0)):
             if not finite(v):
                 bad(key, "a finite number (log-scale lam)", v)
+            if v >= EXP_MAX:                    # exp(lam) would overflow: NaN losses
+                bad(key, f"a log-scale lam with a finite exp(lam) (below {EXP_MAX:.1f})", v)
         if not lb[0] <= self.defense.lam_init <= lb[1]:
             bad("defense.lam_init", f"a value inside attack.lam_bounds {lb}",
                 self.defense.lam_init)
@@ -282,6 +328,25 @@ class Experiment:
             bad("model.hidden" if m.hidden != Model().hidden else "model.slope",
                 "no value with model.kind = 'lr' (they set the MLP's layers)",
                 m.hidden if m.hidden != Model().hidden else m.slope)
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differing_keys(a: dict, b: dict) -> list:
+    """``[(key, value in a, value in b), ...]`` of the keys (``attack.method``) where two
+    experiment configurations (``Experiment.to_dict()``) differ; ``name`` and
+    ``data.data_dir`` do not change results and are left out."""
+    fa, fb = _flat(a), _flat(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+            if k not in ("name", "data.data_dir") and fa.get(k) != fb.get(k)]
 
 
 def _build(cls, d, where):

@@ -107,9 +107,16 @@ def preflight(exp: Experiment, split):
                 got = exp.defense.lam_large if setting == "large" else eta
                 raise ValueError(
                     f"{what}: expected a value at which gradient descent with {key} = {eta:g}"
-                    f" trains the {setting!r} setting ({key} < 2 / L = {2 / L:.3g}, L ~ "
+                    f" trains {_setting_text(exp, setting)} ({key} < 2 / L = {2 / L:.3g}, L ~ "
                     f"{L:.3g} the largest curvature on the clean training set), got {got!r}:"
                     f" lower {key}" + (" or defense.lam_large" if setting == "large" else ""))
+
+
+def _setting_text(exp, setting) -> str:
+    """A fixed setting by value: ``"lam = -6.9 (setting 'large')"``, ``"no penalty
+    (setting 'none')"``."""
+    what = "no penalty" if setting == "none" else f"lam = {exp.defense.lam_large:g}"
+    return f"{what} (setting {setting!r})"
 
 
 def run_cv(exp_dict: dict, rep: int, split) -> dict:
@@ -131,17 +138,19 @@ def _run_cv(exp_dict, rep, split):
             "cv_loss": losses.tolist(), "seconds": time.perf_counter() - t0}
 
 
-def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=None):
+def run_unit(exp_dict: dict, unit: Unit, split, blocks: list, lam_cv=None, lam0=None,
+             tick=None):
     """One (repetition, setting, batch) unit: Alg. 2 for batch ``unit.b`` on top of the
     frozen ``blocks`` ``[(rows, Xp, yp), ...]`` of batches ``1..b-1``, then the test.
 
     Returns ``(record, arrays)``; ``lam0`` is the setting's lam at fraction 0 (the clean
-    model Kuncheva's index compares against; None for ``b = 0``)."""
+    model Kuncheva's index compares against; None for ``b = 0``); ``tick(k, iters)``, if
+    given, is called after each hyperiteration (``hv.attack``'s ``progress``)."""
     with one_blas_thread():
-        return _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0)
+        return _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick)
 
 
-def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
+def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
     from ..attack import attack
 
     exp = Experiment.from_dict(exp_dict)
@@ -156,7 +165,9 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0):
                    alpha_lam=a.alpha_lam, lam=lam, learn_lam=learn,
                    lam_bounds=tuple(a.lam_bounds), box=split.box, restarts=a.restarts,
                    seed=sd["attack"], memory=a.memory, victim=a.victim, method=a.method,
-                   start=None if b == 0 else (b - 1, X, y))[-1]
+                   start=None if b == 0 else (b - 1, X, y),
+                   progress=None if tick is None else
+                   (lambda done, total, batch: tick(done, total)))[-1]
     t1 = time.perf_counter()
     lam0 = batch.lam if b == 0 else (np.array(lam0) if isinstance(lam0, list) else lam0)
     eta = victim_eta(exp, obj, split, lam0, learn)
@@ -344,18 +355,71 @@ def _one_blas_thread_per_worker(n_jobs):
                 os.environ[k] = v
 
 
-def _print_progress(done, total, key, rec, stream=None):
-    stream = stream or sys.stderr
+def _clock(seconds) -> str:
+    """``95`` -> ``"1m35s"``; ``4000`` -> ``"1h06m"``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _record_text(rec) -> str:
     if "lam_cv" in rec:
-        msg = f"lam_CV = {rec['lam_cv']:+.1f}"
-    else:
-        lam = rec["lam"]
-        lam_s = "" if lam is None else "  lam " + (f"{lam:+.2f}" if isinstance(lam, float)
-                                                  else " ".join(f"{v:+.2f}" for v in lam))
-        msg = f"{rec['fraction']:5.1%} poisoned  test error {rec['test_error']:.3f}{lam_s}"
-    secs = sum(rec["seconds"].values()) if isinstance(rec["seconds"], dict) else rec["seconds"]
-    stream.write(f"[{done:>{len(str(total))}}/{total}] {key:<24} {msg}  ({secs:.1f} s)\n")
-    stream.flush()
+        return f"lam_CV = {rec['lam_cv']:+.1f}"
+    lam = rec["lam"]
+    lam_s = "" if lam is None else "  lam " + (f"{lam:+.2f}" if isinstance(lam, float)
+                                              else " ".join(f"{v:+.2f}" for v in lam))
+    return f"{rec['fraction']:5.1%} poisoned  test error {rec['test_error']:.3f}{lam_s}"
+
+
+class Progress:
+    """The default progress report of :func:`run`: one line per finished record with the
+    experiment's name, the time so far and an ETA (the mean time of this run's records so
+    far, times the records left); on a terminal, a line updated within a record as its
+    hyperiterations pass (:meth:`ticker`). Call as ``progress(done, total, key, record)``."""
+
+    def __init__(self, name="", stream=None, start_done=0):
+        self.name, self.stream = name, stream or sys.stderr
+        self.t0, self.start_done = time.perf_counter(), start_done
+
+    def eta(self, done, total) -> str:
+        new, elapsed = done - self.start_done, time.perf_counter() - self.t0
+        if new <= 0:
+            return f"{_clock(elapsed)} so far"
+        return f"{_clock(elapsed)} so far, ETA {_clock(elapsed / new * (total - done))}"
+
+    def __call__(self, done, total, key, rec):
+        secs = sum(rec["seconds"].values()) if isinstance(rec["seconds"], dict) \
+            else rec["seconds"]
+        clear = "\r\x1b[K" if getattr(self.stream, "isatty", lambda: False)() else ""
+        self.stream.write(f"{clear}[{done:>{len(str(total))}}/{total}] "
+                          f"{self.name + ' ' if self.name else ''}"
+                          f"{key:<18} {_record_text(rec)}  ({secs:.1f} s; "
+                          f"{self.eta(done, total)})\n")
+        self.stream.flush()
+
+    def ticker(self, key):
+        """``tick(k, iters)`` for a record computed in this process: on a terminal, one line
+        rewritten at most once a second with the hyperiteration reached; else None."""
+        if not getattr(self.stream, "isatty", lambda: False)():
+            return None
+        t0, last = time.perf_counter(), [0.0]
+
+        def tick(k, iters):
+            now = time.perf_counter()
+            if now - last[0] >= 1.0 or k == iters:
+                last[0] = now
+                self.stream.write(f"\r  {key}: hyperiteration {k}/{iters} "
+                                  f"({_clock(now - t0)})\x1b[K")
+                self.stream.flush()
+        return tick
+
+
+def _print_progress(done, total, key, rec, stream=None):
+    """One progress line (:class:`Progress` without a name or an ETA's start)."""
+    Progress(stream=stream)(done, total, key, rec)
 
 
 def _copy_undefended(exp, store, folders, keys) -> dict:
@@ -369,7 +433,7 @@ def _copy_undefended(exp, store, folders, keys) -> dict:
                 other.undefended_fingerprint() != fp:
             continue
         for k in list(missing):
-            if store.copy_from(other, k):
+            if store.copy_from(other, k, exp.fingerprint()):
                 copied[k] = str(other.out)
                 missing.remove(k)
     return copied
@@ -387,7 +451,9 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
     are kept, and only the missing ones are computed. ``reuse``: folders of other
     experiments; a missing ``"none"`` record is copied from one whose experiment differs
     from ``exp`` only in ``[defense]`` (the undefended victim never reads it), instead of
-    being computed again.
+    being computed again. ``[attack] method = "all"``: every method in ``out/<method>/``,
+    and the worst case per setting and fraction, with its method, as the summary in ``out``
+    (:mod:`.worst`).
 
     The folder is locked while the run lasts (a second run on it stops at once with a
     ``ValueError``), and every record found is validated first: a corrupt or inconsistent
@@ -397,6 +463,12 @@ def run(exp, out, *, n_jobs=1, scheduler=None, client=None, overwrite=False, pro
         exp = Experiment.from_dict(exp)
     elif not isinstance(exp, Experiment):
         raise TypeError(f"exp: expected an Experiment or a dict, got {type(exp).__name__}")
+    if exp.attack.method == "all":                     # every method, then the worst case
+        from .worst import run_all
+
+        return run_all(exp.validate(), out, run, n_jobs=n_jobs, scheduler=scheduler,
+                       client=client, overwrite=overwrite, progress=progress,
+                       data_dir=data_dir, max_records=max_records, reuse=reuse)
     store = check(exp, out, data_dir)
     with store.lock():
         return _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress,
@@ -423,7 +495,7 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
             sys.stderr.write(f"warning: {message}\n")
         else:
             warnings.warn(message, UserWarning, stacklevel=3)
-    exp_dict = exp.to_dict()
+    exp_dict, fingerprint = exp.to_dict(), exp.fingerprint()
     reps, settings, nb = range(exp.repetitions), exp.defense.settings, exp.attack.n_batches
     units = [Unit(r, "cv") for r in reps if "cv" in settings]
     units += [Unit(r, s, b) for r in reps for s in settings for b in range(nb + 1)]
@@ -431,13 +503,17 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
     def key(u):
         return store.key(u.rep, u.setting, u.b)
 
-    report = progress if callable(progress) else (_print_progress if progress else None)
     copied = _copy_undefended(exp, store, reuse, [key(u) for u in units if u.setting == "none"])
     done = {u for u in units if store.has(key(u))}
     total, n_done, n_new = len(units), len(done), 0
-    if copied and report is _print_progress:
-        sys.stderr.write(f"{len(copied)} records of the undefended victim copied from "
-                         f"{', '.join(sorted(set(copied.values())))}\n")
+    report = progress if callable(progress) else \
+        (Progress(exp.name, start_done=n_done) if progress else None)
+    if isinstance(report, Progress):
+        sys.stderr.write(f"{exp.name}: {total - n_done} of {total} records to compute -> "
+                         f"{store.out}\n")
+        if copied:
+            sys.stderr.write(f"{len(copied)} records of the undefended victim copied from "
+                             f"{', '.join(sorted(set(copied.values())))}\n")
 
     if scheduler is not None or client is not None:
         ex = _Dask(client, scheduler)
@@ -468,7 +544,9 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
         lam_cv = store.load(store.key(u.rep, "cv"))["lam_cv"] if u.setting == "cv" else None
         blocks = poison_blocks(store, u.rep, u.setting, u.b - 1)
         lam0 = store.load(store.key(u.rep, u.setting, 0))["lam0"] if u.b else None
-        return ex.submit(run_unit, exp_dict, u, sp, blocks, lam_cv, lam0)
+        tick = report.ticker(key(u)) if isinstance(report, Progress) and \
+            type(ex) is _Inline else None              # in this process: a live line
+        return ex.submit(run_unit, exp_dict, u, sp, blocks, lam_cv, lam0, tick)
 
     running = {}
     with _one_blas_thread_per_worker(n_jobs if client is None and scheduler is None else 1):
@@ -490,12 +568,9 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
                     except Exception as exc:
                         raise RuntimeError(f"{key(u)} failed: {type(exc).__name__}: {exc}") \
                             from exc
-                    if u.b is None:
-                        store.save(key(u), result)
-                        rec = result
-                    else:
-                        rec, arrays = result
-                        store.save(key(u), rec, arrays)
+                    rec, arrays = (result, None) if u.b is None else result
+                    rec["fingerprint"] = fingerprint      # whose record this is
+                    store.save(key(u), rec, arrays)
                     done.add(u)
                     n_done += 1
                     n_new += 1

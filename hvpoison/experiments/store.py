@@ -108,12 +108,17 @@ class Store:
             atomic_write(self.records / f"{key}.npz", lambda f: np.savez(f, **arrays))
         write_json(self.records / f"{key}.json", record)     # last: the record now exists
 
-    def copy_from(self, other: "Store", key) -> bool:
+    def copy_from(self, other: "Store", key, fingerprint=None) -> bool:
         """Copy record ``key`` (and its arrays) from ``other`` if it has it; the copy notes
-        where it came from. Returns whether it did."""
+        where it came from (``copied_from``, and the fingerprint it had there) and, given
+        ``fingerprint``, carries this folder's (the caller checked that the record does not
+        depend on what differs). Returns whether it did."""
         if not other.has(key):
             return False
         record = dict(other.load(key), copied_from=str(other.out))
+        if fingerprint is not None:
+            record["copied_fingerprint"] = record.get("fingerprint")
+            record["fingerprint"] = fingerprint
         arrays = other.load_arrays(key) if (other.records / f"{key}.npz").is_file() else None
         self.save(key, record, arrays)
         return True
@@ -192,14 +197,18 @@ class Store:
         """Create the folder, or check that it holds the same experiment (then resume);
         call it while holding :meth:`lock`."""
         meta_path = self.out / "experiment.json"
-        if self.records.is_dir():                  # a write cut short by a kill
-            for p in self.records.glob(".*.tmp"):
-                p.unlink()
+        self.clean_temporary()
         if not meta_path.is_file() and not overwrite and self.records.is_dir() and \
                 any(self.records.glob("r*.json")):
             raise ValueError(f"--out: {self.out} holds records but no experiment.json, so "
                              "nothing says which experiment they belong to; choose another "
-                             "folder or pass --overwrite")
+                             "folder (--out), or pass --overwrite to discard them")
+        mine = self.outputs_not_ours() if not meta_path.is_file() and not overwrite else []
+        if mine:
+            raise ValueError(f"--out: expected a new or results folder, got {self.out}, which "
+                             f"holds {', '.join(mine)} but no experiment.json (files this "
+                             "run would overwrite); choose another folder (--out), or pass "
+                             "--overwrite to replace them")
         if meta_path.is_file() and not overwrite:
             try:
                 meta = json.loads(meta_path.read_text())
@@ -207,10 +216,7 @@ class Store:
                 raise ValueError(f"{meta_path}: not valid JSON ({exc}); restore it or pass "
                                  "--overwrite") from None
             if not isinstance(meta, dict) or meta.get("fingerprint") != exp.fingerprint():
-                raise ValueError(f"--out: {self.out} holds results of a different experiment "
-                                 f"(fingerprint {meta.get('fingerprint') if isinstance(meta, dict) else None}, this one "
-                                 f"{exp.fingerprint()}); choose another folder or pass "
-                                 "--overwrite")
+                raise ValueError(self.different(meta, exp))
             return meta
         if overwrite and self.records.is_dir():
             import shutil
@@ -221,6 +227,41 @@ class Store:
                 "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_json(meta_path, meta)
         return meta
+
+
+    #: what a run writes at the top of its folder (besides experiment.json and records/)
+    OUTPUTS = ("summary.json", "summary.csv", "summary.png", "summary.pdf", "poison.png",
+               "poison.pdf")
+
+    def outputs_not_ours(self) -> list:
+        """The files of :data:`OUTPUTS` already in the folder (of no experiment here)."""
+        return [n for n in self.OUTPUTS if (self.out / n).exists()]
+
+    def clean_temporary(self):
+        """Remove the temporary files (``.NAME*.tmp``) of writes cut short by a kill, in the
+        folder and in ``records/``; a resume then starts from whole files only."""
+        for folder in (self.out, self.records):
+            if folder.is_dir():
+                for p in folder.glob(".*.tmp"):
+                    p.unlink()
+
+    def different(self, meta, exp) -> str:
+        """The error for a folder that holds another experiment: the keys that differ,
+        with both values, and every way on."""
+        from .config import differing_keys
+
+        count = len(list(self.records.glob("r*.json"))) if self.records.is_dir() else 0
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+            what = "an experiment.json without a configuration"
+        else:
+            diffs = differing_keys(meta["config"], exp.to_dict())
+            what = ("; ".join(f"{k} = {a!r} there, {b!r} here" for k, a, b in diffs[:8])
+                    + (f" (and {len(diffs) - 8} more)" if len(diffs) > 8 else "")) if diffs \
+                else (f"the same keys, but fingerprint {meta.get('fingerprint')} there and "
+                      f"{exp.fingerprint()} here (another hvpoison's recipe)")
+        return (f"--out: {self.out} holds {count} records of a different experiment ({what});"
+                " choose another folder (--out), run the folder's own experiment to resume "
+                "it, or pass --overwrite to discard its records")
 
 
 _FIELDS = {"unit": ("rep", "setting", "b", "fraction", "test_error", "train_error", "lam",
@@ -238,6 +279,21 @@ def _finite(v) -> bool:
     if isinstance(v, (list, tuple)):
         return all(_finite(x) for x in v)
     return True
+
+
+def foreign_record(rec, exp):
+    """Why ``rec`` belongs to another experiment than ``exp`` (its ``fingerprint``, or for a
+    record written before records carried one, its ``seeds``), or None."""
+    fp = rec.get("fingerprint")
+    if fp is not None and fp != exp.fingerprint():
+        return (f"a record of another experiment (fingerprint {fp}, this folder's "
+                f"{exp.fingerprint()})")
+    if fp is None and "seeds" in rec and isinstance(rec.get("rep"), int):
+        from .runner import seeds
+
+        if rec["seeds"] != seeds(exp, rec["rep"]):
+            return "a record of another experiment (its seeds are not this experiment's)"
+    return None
 
 
 def record_problem(store, key, exp):
@@ -258,6 +314,9 @@ def record_problem(store, key, exp):
         if isinstance(rec["rep"], int) and (kind == "cv" or isinstance(rec["b"], int)) else None
     if own != key:
         return f"its fields name another record ({own})"
+    foreign = foreign_record(rec, exp)
+    if foreign:
+        return foreign
     if kind == "cv":
         return None if _finite(rec["lam_cv"]) else "a non-finite lam_CV"
     if not (_finite(rec["test_error"]) and _finite(rec["w_norm2"]) and _finite(rec["lam"])

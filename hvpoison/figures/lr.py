@@ -17,6 +17,14 @@ TITLES = {"mnist": "MNIST 0 vs 8", "fmnist": "Fashion-MNIST trouser vs pullover"
           "cifar10": "CIFAR-10 airplane vs frog"}
 
 
+def task_title(s) -> str:
+    """A panel's title: the task, and what made its numbers (model, penalty, the attack's
+    method and victim, the victims tested: :func:`hvpoison.experiments.summary.describe_run`)."""
+    from ..experiments.summary import describe_run
+
+    return f"{TITLES.get(s['task'], s['task'])}\n{describe_run(s)}"
+
+
 # -- plots ---------------------------------------------------------------------------------
 def panel(ax, table, metric, comp=0, **kw):
     """One setting's ``metric`` (component ``comp``) vs fraction, mean ± std."""
@@ -42,8 +50,8 @@ def plot_error(summaries, path, title, formats=("png", "pdf")):
                              constrained_layout=True, squeeze=False)
     for ax, s in zip(axes[0], summaries):
         for setting, t in s["settings"].items():
-            panel(ax, t, "test_error", **style(setting))
-        ax.set_title(TITLES.get(s["task"], s["task"]))
+            panel(ax, t, "test_error", **style(setting, s))
+        ax.set_title(task_title(s), fontsize=8)
         ax.set_xlabel("fraction of poisoning points")
         ax.set_ylabel("test error")
     axes[0][0].legend()
@@ -69,13 +77,14 @@ def plot_error_victims(rows, path, title, baseline=None, formats=("png", "pdf"))
         for j, task in enumerate(tasks):
             ax = axes[i][j]
             for setting, t in (by_task[task]["settings"] if task in by_task else {}).items():
-                kw = style(setting)
+                kw = style(setting, by_task[task])
                 panel(ax, t, "test_error", **kw)
                 base = (baseline or {}).get(task, {}).get("settings", {}).get(setting)
                 if base is not None:
                     ax.plot(base["fraction"], [m[0] for m in base["test_error"]["mean"]],
                             color=kw["color"], ls=":", lw=1.2, alpha=0.8)
-            ax.set_title(f"{TITLES.get(task, task)}\n{label}", fontsize=11)
+            ax.set_title(f"{task_title(by_task[task]) if task in by_task else task}\n{label}",
+                         fontsize=8)
             ax.set_ylabel("test error")
             if i == len(rows) - 1:
                 ax.set_xlabel("fraction of poisoning points")
@@ -96,9 +105,9 @@ def plot_lam_norm(summaries, path, title, formats=("png", "pdf")):
     for j, s in enumerate(summaries):
         for setting, t in s["settings"].items():
             if setting == "learned":
-                panel(axes[0][j], t, "lam", **style(setting))
-            panel(axes[1][j], t, "w_norm2", **style(setting))
-        axes[0][j].set_title(TITLES.get(s["task"], s["task"]))
+                panel(axes[0][j], t, "lam", **style(setting, s))
+            panel(axes[1][j], t, "w_norm2", **style(setting, s))
+        axes[0][j].set_title(task_title(s), fontsize=8)
         axes[0][j].set_ylabel("learned λ")
         axes[1][j].set_ylabel("||w||² / P")
         axes[1][j].set_yscale("log")
@@ -123,8 +132,8 @@ def plot_kuncheva(summaries, path, title, formats=("png", "pdf")):
         for i, k in enumerate(ks[:3]):
             ax = axes[i][j]
             for setting, t in s["settings"].items():
-                panel(ax, t, f"kuncheva@{k}", **style(setting))
-            ax.set_title(f"{TITLES.get(s['task'], s['task'])}, top {k}", fontsize=10)
+                panel(ax, t, f"kuncheva@{k}", **style(setting, s))
+            ax.set_title(f"{task_title(s)}, top {k}", fontsize=8)
             ax.set_ylabel("Kuncheva's index")
         axes[-1][j].set_xlabel("fraction of poisoning points")
     axes[0][0].legend(fontsize=8)

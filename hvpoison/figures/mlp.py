@@ -11,7 +11,7 @@ The paper omits lam_CV for the MLP (too expensive), and so do we. For the MLP at
 """
 from __future__ import annotations
 
-from .lr import TITLES, panel, save_figure
+from .lr import panel, save_figure, task_title
 
 
 def plot_lam_layers(summaries, path, title, formats=("png", "pdf")):
@@ -33,7 +33,7 @@ def plot_lam_layers(summaries, path, title, formats=("png", "pdf")):
                        else f"hidden layer {k + 1}")
         if "learned" in st:
             panel(ax, st["learned"], "lam", color="k", ls="--", label="single learned λ")
-        ax.set_title(TITLES.get(s["task"], s["task"]))
+        ax.set_title(task_title(s), fontsize=8)
         ax.set_xlabel("fraction of poisoning points")
         ax.set_ylabel("learned λ")
     axes[0][0].legend(fontsize=8)
@@ -56,9 +56,9 @@ def plot_norm_layers(summaries, path, title, formats=("png", "pdf")):
         for k in range(n_layers):
             ax = axes[i][k]
             for setting, t in s["settings"].items():
-                panel(ax, t, "w_norm2", k, **style(setting))
+                panel(ax, t, "w_norm2", k, **style(setting, s))
             ax.set_yscale("log")
-            ax.set_title(f"{TITLES.get(s['task'], s['task'])}: "
+            ax.set_title(f"{task_title(s)}: "
                          + ("output layer" if k == n_layers - 1 else f"hidden layer {k + 1}"),
                          fontsize=10)
             ax.set_ylabel("||W_k||² / P_k")

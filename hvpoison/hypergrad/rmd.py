@@ -113,6 +113,13 @@ def _forward(obj, w, data, t0, t1, eta, keep=None):
     return w
 
 
+def forward_steps(obj, w, data, t0, t1, eta, keep=None):
+    """Steps ``t0 .. t1-1`` of [F] from ``w`` (updated in place) on Prepared ``data``,
+    unchecked: the public name of the loop the attack's inner training shares with Alg. 1.
+    Returns ``w_{t1}``."""
+    return _forward(obj, w, data, t0, t1, eta, keep)
+
+
 def _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf):
     """[R1]-[R3] at one step, from one R pass on the kept tape (updates in place)."""
     Hv, MX, Ml = point.hvp_mixed(dw, rows=rows, out=hv_buf, with_x=rows is not None)
@@ -138,6 +145,10 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
     lam : None, scalar or ``(n_lam,)``;  T : int;  eta : float  (Eq. 6)
     memory : "store" | "checkpoint" | "reverse"  (see the module docstring)
 
+    Raises :class:`DivergenceError` (naming ``T``, ``eta``, ``lam`` and the bound ``2 / L``)
+    when the steps diverge, as :func:`unroll` and :func:`hvpoison.train` do: never a
+    2e55 or NaN hypergradient in silence.
+
     Returns
     -------
     Hypergrad: ``dXp`` ``(n_p, d)`` (None without ``poison_idx``), ``dlam`` in the shape
@@ -148,9 +159,26 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
         _checks.fail("memory", f"one of {MEMORY}", repr(memory))
     data, rows, val, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T,
                                            eta)
-    hg = alg1(obj, w0, data, rows, val, T, eta, memory)
+    with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
+        hg = alg1(obj, w0, data, rows, val, T, eta, memory)
     hg.value = float(hg.value)        # the one wait for the device, after the reverse pass
+    check_hypergrad(obj, w0, hg, data, T, eta)
     return hg
+
+
+def check_hypergrad(obj, w0, hg, data, T, eta):
+    """Raise :class:`DivergenceError` (as :func:`unroll` does) when the forward pass
+    diverged (``info["w_T"]`` not finite or exploded: :func:`check_diverged`) or the
+    hypergradient came back non-finite: never an exploded or NaN hypergradient in silence
+    (:func:`rmd`, :func:`~hvpoison.hypergrad.fmd.fmd`)."""
+    check_diverged(obj, w0, hg.info["w_T"], data, T, eta)
+    xp = data.xp
+    for name, a in (("value", hg.value), ("dXp", hg.dXp), ("dlam", hg.dlam)):
+        if a is not None and not bool(xp.isfinite(xp.asarray(a)).all()):
+            raise DivergenceError(
+                f"the hypergradient's {name} is not finite after T = {T} steps of eta = "
+                f"{eta:g} with lam = {data.lam_text()}: the reverse pass diverged; lower eta "
+                "or lam")
 
 
 def alg1(obj, w0, data, rows, val, T, eta, memory):
