@@ -80,8 +80,8 @@ def test_a_claim_line_follows_its_numbers(claim):
 
 def test_the_summary_table_shows_the_verdicts_and_what_was_not_run():
     good, bad = verdicts(summary()), verdicts(summary(**BREAK["mitigates"]))
-    text = "\n".join(results.claims_table({("l2", "mnist", "alg2", "gd"): good,
-                                           ("l2", "mnist", "strong", "gd"): bad}, "l2"))
+    text = "\n".join(results.claims_table({("lr", "l2", "mnist", "alg2", "gd"): good,
+                                           ("lr", "l2", "mnist", "strong", "gd"): bad}, "l2"))
     rows = {tuple(c.strip() for c in ln.strip("|").split("|")[:3]):
             [c.strip() for c in ln.strip("|").split("|")[3:]]
             for ln in text.splitlines() if ln.startswith("| mnist") or ln.startswith("| f")
@@ -91,6 +91,21 @@ def test_the_summary_table_shows_the_verdicts_and_what_was_not_run():
     assert alg2[col] == "✓" and alg2[-1] == "8/8" and strong[col] == "✗" and strong[-1] == "7/8"
     assert set(rows[("mnist", "strong", "exact")]) == {"—"}
     assert set(rows[("cifar10", "worst", "gd")]) == {"—"}
+
+
+def test_the_mlp_summary_table_has_its_own_rows():
+    """The MLP (figs. 6 and 11): Alg. 2, the strong attack and the worst case, all against
+    the GD victim; an LR verdict never lands in it."""
+    good = verdicts(summary())
+    text = "\n".join(results.claims_table({("mlp", "l1", "fmnist", "strong", "gd"): good,
+                                           ("lr", "l1", "mnist", "alg2", "gd"): good},
+                                          "l1", "mlp"))
+    assert text.startswith("**MLP, L1** (fig. 11)")
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "task" not in ln]
+    assert [tuple(c.strip() for c in r.strip("|").split("|")[1:3]) for r in rows[:3]] == [
+        ("alg2", "gd"), ("strong", "gd"), ("worst", "gd")] and len(rows) == 9
+    assert next(r for r in rows if r.startswith("| fmnist | strong")).endswith("| 8/8 |")
+    assert set(rows[0].strip("|").split("|")[3:]) == {" — "}
 
 
 def test_a_difference_within_the_repetitions_noise_is_a_tie_not_a_confirmation():
@@ -105,7 +120,7 @@ def test_a_difference_within_the_repetitions_noise_is_a_tie_not_a_confirmation()
     assert v["mitigates"] is None
     line = {c: ln for c, ln, _ in results.lr_verdicts(s)}["mitigates"]
     assert line.endswith("**tie**") and "difference +0.001, 95% margin 0.033, unpaired" in line
-    text = "\n".join(results.claims_table({("l2", "mnist", "alg2", "gd"): v}, "l2"))
+    text = "\n".join(results.claims_table({("lr", "l2", "mnist", "alg2", "gd"): v}, "l2"))
     row = next(ln for ln in text.splitlines() if ln.startswith("| mnist | alg2"))
     cells = [c.strip() for c in row.strip("|").split("|")[3:]]
     assert cells[list(results.SHORT).index("mitigates")] == "≈"
