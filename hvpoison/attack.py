@@ -20,6 +20,13 @@ the strongest recipe measured for the victim.
 Poisoning fractions are cumulative: optimise a batch of ``n_poison`` points, freeze it,
 replace the next ``n_poison`` clean rows, re-initialise ``lam`` and repeat.
 
+Placement: ``"replace"`` (the paper's, default) puts each batch on clean rows, as [A2];
+``"add"`` (most of the indiscriminate-poisoning literature: Steinhardt et al. 2017, Koh et
+al., Suya et al.) appends each batch's ``n_poison`` points after the clean set, which is
+never altered, so the victim trains on ``n + b n_poison`` rows and the fraction is
+``b n_poison / n`` (the budget ``eps`` relative to the clean set). The added points start
+as [A1]'s label-flipped validation clones, in either placement.
+
 The attacker's objective (Eq. 2) is the validation loss (Eq. 3, default); or, with
 ``target=(X_t, y_t)``, the loss on a separate target set: maximised (indiscriminate) or,
 with ``targeted=True``, minimised towards the attacker's labels ``y_t``.  The defender
@@ -34,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks
-from .backend import to_numpy
+from .backend import get_array_module, to_numpy
 from .methods import METHODS, as_method
 from .stepsize import AUTO, resolve_eta
 from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
@@ -44,8 +51,9 @@ from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
 class Batch:
     """Alg. 2's result after one cumulative poisoning fraction (shapes below).
 
-    ``X, y``: the poisoned training set ``D_tr'`` (``n x d``, ``n``); ``poison_idx``: all
-    its poisoned rows so far; ``lam``: the final ``lam`` (None without a penalty);
+    ``X, y``: the poisoned training set ``D_tr'`` (``n x d``, ``n``; with
+    ``placement="add"`` the ``n`` clean rows then the ``b n_p`` added points); ``poison_idx``:
+    all its poisoned rows so far; ``lam``: the final ``lam`` (None without a penalty);
     ``trace``: per hyperiteration, the attacker's objective ``outer`` and ``lam``; plus
     ``final`` (the objective of the returned points), the ``restart`` that was kept and,
     for methods that keep the best iterate, ``best`` (its hyperiteration). ``X0``: this
@@ -65,6 +73,34 @@ class Batch:
     X0: object = None
     victim: object = None
     method: str = None
+
+
+PLACEMENTS = ("replace", "add")
+
+
+def _placement(value):
+    """``placement`` checked: ``"replace"`` (clean rows become poison) or ``"add"``."""
+    if not (isinstance(value, str) and value in PLACEMENTS):
+        _checks.fail("placement", "'replace' or 'add'", repr(value))
+    return value
+
+
+def _poison_rows(placement, seed, n, n_poison, n_batches):
+    """The rows of ``D_tr'`` that batches ``1..n_batches`` poison, in order: a seeded
+    permutation of the clean rows (``"replace"``; it does not depend on ``n_batches``, so a
+    run to 8 % is the first two batches of a run to 20 %), or ``n, n+1, ...`` (``"add"``:
+    appended after the clean rows)."""
+    if placement == "add":
+        return np.arange(n, n + n_poison * n_batches)
+    return np.random.default_rng(seed).permutation(n)[: n_poison * n_batches]
+
+
+def _grown(X, y, n_poison):
+    """``(X, y)`` with ``n_poison`` rows appended (``"add"``: the next batch's places; their
+    values are set by initDp)."""
+    m = get_array_module(X)
+    return (m.concatenate([X, m.zeros((n_poison, X.shape[1]), dtype=X.dtype)]),
+            m.concatenate([y, m.zeros(n_poison, dtype=y.dtype)]))
 
 
 def _no_waiting(xp):
@@ -271,7 +307,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
            eta=DEFAULT_ETA, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
            w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None,
-           victim="gd", method="alg2", progress=None):
+           victim="gd", method="alg2", progress=None, placement="replace"):
     """Run Alg. 2 for ``n_batches`` cumulative batches of ``n_poison`` points.
 
     Parameters
@@ -311,10 +347,15 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         terminal), or a callable ``progress(done, total, batch)`` called after each
         hyperiteration, ``done`` of ``total`` over all batches and restarts (a ``tqdm``
         bar's ``update`` fits: ``lambda d, t, b: bar.update(1)``)
+    placement : ``"replace"`` (default, the paper's: each batch replaces ``n_poison`` clean
+        rows) or ``"add"`` (the batches are appended after the ``n`` clean rows, which stay
+        as given: batch ``b``'s set has ``n + b n_poison`` rows; ``n_poison * n_batches``
+        may then exceed ``n``). The points start as label-flipped validation clones either way
     start : None, or ``(b0, X, y)``: the poisoned training set after batch ``b0`` of an
-        earlier run with the same arguments; the run goes on with batches ``b0+1 ..
-        n_batches`` (only those are returned) and gives what the full run gives (each
-        batch draws from its own seeded stream), so an interrupted experiment resumes
+        earlier run with the same arguments (with ``"add"``: its ``n + b0 n_poison`` rows);
+        the run goes on with batches ``b0+1 .. n_batches`` (only those are returned) and
+        gives what the full run gives (each batch draws from its own seeded stream), so an
+        interrupted experiment resumes
 
     ``method="all"`` runs every method of :data:`hvpoison.methods.METHODS` that applies to
     the victim (``alg2`` only against ``"gd"``), each its own cumulative chain, and returns
@@ -346,7 +387,8 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     n_poison = _checks.positive_int("n_poison", n_poison)
     if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 0:
         _checks.fail("n_batches", "a non-negative integer", repr(n_batches))
-    if n_poison * n_batches > n:
+    placement = _placement(placement)
+    if placement == "replace" and n_poison * n_batches > n:
         _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
                      f"{n_poison} * {n_batches}")
     lam_bounds = _lam_bounds(lam_bounds)
@@ -373,20 +415,21 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     ctx = Context(obj, victim, data, out, val, target is not None, -1.0 if targeted else 1.0,
                   tuple(box))
 
-    # the rows I, batch by batch: a permutation that does not depend on n_batches, so a
-    # run to 8 % is the first two batches of a run to 20 %
-    replace = np.random.default_rng(seed).permutation(n)[: n_poison * n_batches]
+    replace = _poison_rows(placement, seed, n, n_poison, n_batches)   # the rows I, in order
     lam0 = None if lam is None else np.array(to_numpy(lam), dtype=float)   # a device lam too
 
     X, y, b0 = Xtr.copy(), ytr.copy(), -1
     if start is not None:
-        b0, X, y = _checked_start(obj, data, start, n_batches)
+        b0, X, y = _checked_start(obj, data, start, n_batches,
+                                  n_poison if placement == "add" else 0)
     callback = _with_progress(callback, progress, method, b0, n_batches, restarts, learn_lam)
     batches = []
     for b in range(b0 + 1, n_batches + 1):
         ctx.b, ctx.rng = b, np.random.default_rng([seed, b])    # batch b's own stream
         rows = replace[(b - 1) * n_poison: b * n_poison] if b else np.array([], dtype=np.int64)
         ctx.rows = xp.asarray(rows) if b else None
+        if b and placement == "add":              # the batch's places after the rest
+            X, y = _grown(X, y, n_poison)
         best = None
         for r in range(restarts if b else 1):
             result = one_restart(ctx, method, X, y, lam0, n_poison, method.iters, learn_lam,
@@ -479,12 +522,13 @@ def _terminal_progress():
     return show
 
 
-def _checked_start(obj, data, start, n_batches):
+def _checked_start(obj, data, start, n_batches, added=0):
+    """``start`` checked; ``added``: the rows each batch appends (``"add"``), else 0."""
     b0, X, y = start
     if isinstance(b0, bool) or not isinstance(b0, (int, np.integer)) or not 0 <= b0 <= n_batches:
         _checks.fail("start[0]", f"a batch index in [0, {n_batches}]", repr(b0))
     y = obj.prepare(X, y, None, ("start[1]", "start[2]"), data.dtype).y
-    shape = data.X.shape
+    shape = (data.X.shape[0] + b0 * added, data.X.shape[1])
     if X.shape != shape:
         _checks.fail("start[1]", f"the poisoned training set of shape {shape}",
                      _checks.describe(X))

@@ -213,7 +213,8 @@ def _attack(args) -> int:
         "model": model, "defense": defense,
         "attack": {"n_poison": args.n_poison, "n_batches": args.n_batches,
                    "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha,
-                   "method": args.method, "victim": args.victim},
+                   "method": args.method, "victim": args.victim,
+                   "placement": args.placement},
         "test": {"T": args.T, "eta": eta, "victims": args.victims or [args.victim]}})
     out = args.out or attack_out(args.task, args.model, args.penalty, args.lam, args.method,
                                  args.victim, args.victims, args.seed)
@@ -423,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--victim)")
     c.add_argument("--iters", type=_positive_int, default=None,
                    help="hyperiterations per batch (default: 30 for alg2, 100 for strong)")
+    c.add_argument("--placement", default="replace", choices=["replace", "add"],
+                   help="replace: each batch takes clean rows' places (the paper's); add: "
+                   "appended, the clean set kept (the literature's threat model)")
     c.add_argument("-T", type=_positive_int, default=200, help="inner gradient steps")
     c.add_argument("--eta", type=_eta, default=None,
                    help="inner step, or 'auto' (c / L from the Hessian) (default per task: "

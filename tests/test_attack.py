@@ -161,3 +161,83 @@ def test_method_all_returns_the_worst_batch_per_fraction_naming_its_method():
     assert set(exact[-1].trace["methods"]) == {"strong", "flip"}
     with pytest.raises(ValueError, match="alpha: expected None with method='all'"):
         hv.attack(obj, X, y, X[:20], y[:20], method="all", alpha=1.0, **kw)
+
+
+# -- placement="add": the literature's threat model (points appended, the clean set kept) --
+ADD_CASES = {
+    "alg2/gd": dict(method="alg2"),
+    "strong/gd": dict(method="strong", iters=8, alpha=0.05),
+    "strong/exact": dict(method="strong", victim="exact", iters=8, alpha=0.05),
+    "flip/gd": dict(method="flip", iters=4, alpha=None),
+    "flip/exact": dict(method="flip", victim="exact", iters=4, alpha=None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADD_CASES))
+def test_add_keeps_every_clean_row_and_grows_by_n_poison_per_batch(data, name):
+    X, y, Xv, yv = data
+    X0, y0 = X.copy(), y.copy()
+    batches = run(data, placement="add", n_batches=3, n_poison=5, **ADD_CASES[name])
+    n = X.shape[0]
+    assert [b.X.shape[0] for b in batches] == [n, n + 5, n + 10, n + 15]
+    assert [b.fraction for b in batches] == [0.0, 5 / n, 10 / n, 15 / n]
+    np.testing.assert_array_equal(X, X0)                  # the caller's arrays untouched
+    np.testing.assert_array_equal(y, y0)
+    for prev, b in zip(batches, batches[1:]):
+        np.testing.assert_array_equal(b.X[:n], X0)        # no clean row altered
+        np.testing.assert_array_equal(b.y[:n], y0)
+        np.testing.assert_array_equal(b.poison_idx, np.arange(n, b.X.shape[0]))
+        # cumulative: the earlier batches' points stay as they were
+        np.testing.assert_array_equal(b.X[:prev.X.shape[0]], prev.X)
+        new = b.X[prev.X.shape[0]:]
+        # labels: flipped labels of validation clones (initDp), the same as "replace"
+        assert set(np.unique(b.y[prev.X.shape[0]:])) <= {0.0, 1.0}
+        assert b.X0.shape == new.shape
+        if ADD_CASES[name]["method"] == "flip":            # not optimised: the clones
+            np.testing.assert_array_equal(new, b.X0)
+            src = [np.flatnonzero((Xv == row).all(axis=1)) for row in new]
+            assert all(len(s) >= 1 for s in src)
+            assert all(b.y[prev.X.shape[0] + i] == 1 - yv[s[0]] for i, s in enumerate(src))
+        else:
+            assert not np.array_equal(new, b.X0)           # the points moved
+
+
+def test_add_raises_the_objective_and_allows_more_points_than_rows(data):
+    X, y, Xv, yv = data
+    batches = run(data, placement="add", n_poison=20, n_batches=4, iters=6)   # 80 > n = 60
+    assert batches[-1].X.shape[0] == 140 and batches[-1].fraction == 80 / 60
+    for prev, b in zip(batches, batches[1:]):
+        assert b.trace["final"] > prev.trace["final"]
+    with pytest.raises(ValueError, match=r"n_poison \* n_batches: expected at most"):
+        run(data, n_poison=20, n_batches=4, iters=6)                          # replace
+
+
+@pytest.mark.parametrize("name", ["alg2/gd", "strong/exact", "flip/gd"])
+def test_add_resumes(data, name):
+    full = run(data, placement="add", n_batches=3, **ADD_CASES[name])
+    rest = run(data, placement="add", n_batches=3, start=(1, full[1].X, full[1].y),
+               **ADD_CASES[name])
+    assert len(rest) == 2
+    for a, b in zip(full[2:], rest):
+        np.testing.assert_array_equal(a.X, b.X)
+        np.testing.assert_array_equal(a.poison_idx, b.poison_idx)
+        assert a.trace == b.trace
+    # a start of the wrong size (the clean set, as "replace" would take) is named
+    with pytest.raises(ValueError, match=r"start\[1\]: expected the poisoned training set "
+                                         r"of shape \(64, 2\)"):
+        run(data, placement="add", n_batches=3, start=(1, full[0].X, full[0].y))
+
+
+@pytest.mark.parametrize("bad", ["x", "Add", None, 1])
+def test_placement_bad_values_are_named_in_one_line(data, bad):
+    with pytest.raises(ValueError) as info:
+        run(data, placement=bad)
+    assert str(info.value) == f"placement: expected 'replace' or 'add', got {bad!r}"
+
+
+def test_replace_is_the_default_and_unchanged(data):
+    a, b = run(data), run(data, placement="replace")
+    for x, z in zip(a, b):
+        np.testing.assert_array_equal(x.X, z.X)
+        np.testing.assert_array_equal(x.poison_idx, z.poison_idx)
+        assert x.X.shape == data[0].shape

@@ -28,6 +28,8 @@
     iters = 30                   # default: the method's (alg2 30, strong 100; MLP 40)
     alpha = 1.0                  # default: the method's (alg2 1.0, strong's Adam 0.02;
                                  # the MLP's strong: its normalised step, 1.0)
+    placement = "replace"        # replace: batches take clean rows' places (the paper's);
+                                 # add: appended, the clean set kept (the literature's)
 
     [test]                       # training after the attack, then the test error
     victims = ["gd", "exact"]    # every poisoned set is trained by each; the first is the
@@ -128,6 +130,7 @@ class Attack:
     lam_bounds: list = field(default_factory=lambda: [-10.0, 4.0])
     restarts: int = 1
     memory: str = "store"
+    placement: str = "replace"     # or "add": points appended, the clean set kept
 
 
 @dataclass
@@ -197,6 +200,8 @@ class Experiment:
             a["recipe"] = "strong-mlp-checked"
         if a["method"] == "alg2" and a["victim"] == "gd":      # as before these keys existed
             del a["method"], a["victim"]
+        if a["placement"] == "replace":                        # as before placement existed
+            del a["placement"]
         if undefended:
             d.pop("defense")
             d["test"]["victims"] = [v for v in d["test"]["victims"] if v != "exact"]
@@ -247,6 +252,8 @@ class Experiment:
         if a.victim == "exact" and "none" in self.defense.settings:
             bad("defense.settings", "no 'none' with attack.victim = 'exact' (an unpenalised "
                 "LR need not have an optimum)", self.defense.settings)
+        if a.placement not in ("replace", "add"):
+            bad("attack.placement", "'replace' or 'add'", a.placement)
         if a.iters is not None and a.iters <= 0:
             bad("attack.iters", "a positive integer", a.iters)
         if a.alpha is not None and not a.alpha > 0:
@@ -276,7 +283,8 @@ class Experiment:
                                                        else ""), v)
         if self.attack.memory not in ("store", "checkpoint", "reverse"):
             bad("attack.memory", "'store', 'checkpoint' or 'reverse'", self.attack.memory)
-        if self.attack.n_poison * self.attack.n_batches > self.data.n_tr:
+        if self.attack.placement == "replace" and \
+                self.attack.n_poison * self.attack.n_batches > self.data.n_tr:
             bad("attack.n_poison * attack.n_batches", f"at most data.n_tr = {self.data.n_tr}",
                 self.attack.n_poison * self.attack.n_batches)
         return self

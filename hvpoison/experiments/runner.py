@@ -157,6 +157,9 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
     a, b, sd = exp.attack, unit.b, seeds(exp, unit.rep)
     obj, lam, learn = victim(exp, unit.setting, split.Xtr.shape[1], lam_cv)
     X, y = split.Xtr.copy(), split.ytr.copy()
+    if a.placement == "add":             # the earlier batches' points, after the clean rows
+        X, y = (np.concatenate([X] + [Xp for _, Xp, _ in blocks]),
+                np.concatenate([y] + [yp for _, _, yp in blocks]))
     for rows, Xp, yp in blocks:
         X[rows], y[rows] = Xp, yp
     t0 = time.perf_counter()
@@ -165,6 +168,7 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
                    alpha_lam=a.alpha_lam, lam=lam, learn_lam=learn,
                    lam_bounds=tuple(a.lam_bounds), box=split.box, restarts=a.restarts,
                    seed=sd["attack"], memory=a.memory, victim=a.victim, method=a.method,
+                   placement=a.placement,
                    start=None if b == 0 else (b - 1, X, y),
                    progress=None if tick is None else
                    (lambda done, total, batch: tick(done, total)))[-1]

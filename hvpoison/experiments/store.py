@@ -337,7 +337,8 @@ def record_problem(store, key, exp):
                 f"{Xp.shape}, not batch {rec['b']}'s {n_new}")
     if "b" in z and int(z["b"]) != rec["b"]:
         return f"its .npz is batch {int(z['b'])}'s, not batch {rec['b']}'s"
-    if n_new and (rows.min() < 0 or rows.max() >= exp.data.n_tr or
+    n_rows = exp.data.n_tr + (rec["b"] * n_new if exp.attack.placement == "add" else 0)
+    if n_new and (rows.min() < 0 or rows.max() >= n_rows or
                   not np.isfinite(Xp).all()):
         return "its .npz holds rows outside the training set or non-finite points"
     return None
