@@ -206,9 +206,27 @@ def report(results):
                              zip(r[victim]["test_error"], r[victim]["val_loss"])]
                     lines.append(f"| {name} | {seed} | " + " | ".join(cells) +
                                  f" | {r['seconds']:.0f} |")
+            lines += worst_rows(results, task, victim, keys)
             lines.append("")
         lines += targets(results, task)
     return "\n".join(lines)
+
+
+def worst_rows(results, task, victim, keys):
+    """Per seed, the worst case a user should report: per fraction the highest test error
+    of the attackers above (the letter names it), chosen on the test set *after* the
+    attacks (the evaluator's choice, not the attacker's; ``method="all"`` chooses by the
+    attacker's objective)."""
+    out = []
+    for seed in sorted({s for t, s in keys if t == task}, key=int):
+        got = [(n, results[f"{task}/{seed}/{n}"][victim]["test_error"]) for n in ATTACKS
+               if f"{task}/{seed}/{n}" in results and victim in results[f"{task}/{seed}/{n}"]]
+        if len(got) < 2:
+            continue
+        cells = [max((e[i], n) for n, e in got) for i in range(len(got[0][1]))]
+        out.append(f"| **worst** | {seed} | " + " | ".join(
+            f"{e:.3f} ({n})" if i else f"{e:.3f}" for i, (e, n) in enumerate(cells)) + " | |")
+    return out
 
 
 def _compare(results, task, a, b, victim):
