@@ -322,8 +322,10 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         w_init)``, the paper's (default), ``"exact"`` = ``Exact()`` (to optimality; LR with
         L2), or a victim object
     method : ``"alg2"`` (the paper's Alg. 2, default), ``"strong"`` (the strongest recipe
-        for the victim), or a :class:`hvpoison.methods.Method`
-    iters : hyperiterations K per batch (None: the method's, 30 for alg2, 100 for strong)
+        measured for the victim and model), ``"flip"`` (initDp's points, not optimised),
+        ``"all"``, or a :class:`hvpoison.methods.Method`
+    iters : hyperiterations K per batch (None: the method's, 30 for alg2, 100 for strong, 40
+        for the MLP's strong)
     T, eta : the GD victim's inner steps and step (Eq. 6); the defaults, 200 steps of 0.1,
         are those of :func:`hvpoison.evaluate` and :func:`hvpoison.train` too (one default
         victim; ``victim=batch.victim`` tests exactly this one); ``eta="auto"``: ``c / L`` from

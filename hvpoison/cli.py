@@ -423,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="victims that train each poisoned set for the test error (default: "
                    "--victim)")
     c.add_argument("--iters", type=_positive_int, default=None,
-                   help="hyperiterations per batch (default: 30 for alg2, 100 for strong)")
+                   help="hyperiterations per batch (default: 30 for alg2, 100 for strong, "
+                   "40 for the MLP's strong)")
     c.add_argument("--placement", default="replace", choices=["replace", "add"],
                    help="replace: each batch takes clean rows' places (the paper's); add: "
                    "appended, the clean set kept (the literature's threat model)")
