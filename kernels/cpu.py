@@ -11,7 +11,7 @@ twins are not element-wise: each fuses LR's products with ``X`` of one pass into
 of ``X``, four rows at a time: the R pass (``lr_rop``: 1.15-1.34x at 1000 x 784,
 1.34-1.56x from 10^4 rows on), its block of ``k`` directions (``lr_rop_block``), the
 forward pass, loss and gradient of a training step (``lr_forward_grad``) and ``H v`` at a
-fresh point (``lr_hvp_fresh``); ``bench/RESULTS.md``, sessions 8-10.
+fresh point (``lr_hvp_fresh``); ``bench/RESULTS.md``, 2026-12-01 and 2026-12-02.
 ``tests/test_kernels.py`` holds every twin to its reference (float32 and float64, sizes
 1, odd, strided).
 
@@ -150,7 +150,7 @@ def _axpy4(g, X, i, c0, c1, c2, c3):
 def _dots4x4(X, i, v0, v1, v2, v3):
     # the 16 products x_{i+r} . v_t (index 4 t + r): each load of X serves four directions and
     # each load of a v four rows (a 4 x 4 register block: the blocked loops ran 1.2-1.36x
-    # faster than with four _dots4, bench/RESULTS.md, session 10)
+    # faster than with four _dots4, bench/RESULTS.md, 2026-12-02, 503f605)
     z = X.dtype.type(0)
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = c0 = c1 = c2 = c3 = d0 = d1 = d2 = d3 = z
     for j in range(X.shape[1]):
@@ -290,7 +290,7 @@ def _lr_rop_block(X, curv, Vt, vb, out, sums):
 #: use the FMA units better (with the 4 x 4 register block the loop is 1.03-2.8x faster
 #: than BLAS for ``k <= 8`` from 500 x 784 to 10^4 x 784, bar one 0.83x; 0.86-1.03x at
 #: ``k = 16`` on a cache-sized ``X``, 0.64-0.68x at ``k = 256``, the dense Hessian's
-#: blocks: ``bench/RESULTS.md``, session 10)
+#: blocks: ``bench/RESULTS.md``, 2026-12-02)
 LR_BLOCK_MAX_K = 8
 
 

@@ -28,3 +28,17 @@ def test_a_license_file_matches_setup_cfg():
     cfg = (root / "setup.cfg").read_text()
     assert "license = MIT" in cfg
     assert (root / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_results_are_dated_by_date_and_commit_not_by_work_session():
+    """Readers outside the team cannot place an internal "session 9": the docs and modules
+    date results by date, version or commit (issue 29)."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    files = [root / "README.md", root / "CHANGELOG.md", *root.glob("bench/*.md"),
+             *root.glob("reproduce/*.md"), *root.glob("kernels/**/*.py"),
+             *root.glob("kernels/*.md"), *root.glob("hvpoison/**/*.py"),
+             *root.glob("reproduce/*.py"), *root.glob("docs/**/*.md")]
+    found = [f"{p.relative_to(root)}:{i}" for p in files
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if re.search(r"\bsessions? \d", line, re.I)]
+    assert not found, found

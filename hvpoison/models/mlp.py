@@ -58,7 +58,7 @@ def _xt(A, M):
 
 #: rows of ``X`` from which :func:`_xw` uses the transposed orientation (faster from 2000
 #: rows with one BLAS thread or two; at 1000 rows faster on one thread only: 1.05x in an
-#: RMD there, 0.97x on two, so not used; ``bench/RESULTS.md``, session 9)
+#: RMD there, 0.97x on two, so not used; ``bench/RESULTS.md``, 2026-12-01)
 XW_ROWS = 2048
 
 
