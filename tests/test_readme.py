@@ -42,3 +42,14 @@ def test_results_are_dated_by_date_and_commit_not_by_work_session():
              for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
              if re.search(r"\bsessions? \d", line, re.I)]
     assert not found, found
+
+
+def test_numba_is_installed_with_the_package():
+    """The CPU twins are the fast path (issue 29): numba is a requirement, not an extra."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(pathlib.Path(__file__).resolve().parents[1] / "setup.cfg")
+    required = [r.split(">")[0].strip() for r in
+                cfg["options"]["install_requires"].split("\n") if r.strip()]
+    assert "numba" in required
