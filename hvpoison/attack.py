@@ -35,6 +35,7 @@ always learns ``lam`` on the validation set.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ import numpy as np
 
 from . import _checks
 from .backend import get_array_module, to_numpy
-from .methods import METHODS, as_method
+from .methods import METHODS, Hold, as_method
 from .stepsize import AUTO, resolve_eta
 from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
 
@@ -253,6 +254,21 @@ def hyperiteration(ctx, method, states, Xc, yc, lam_k, learn_lam, alpha_lam, lam
     return value, lam_k
 
 
+def relearn_lam(ctx, method, Xc, yc, lam0, iters, alpha_lam, lam_bounds):
+    """Eq. 3 on the points a checked keep-best returns: ``iters`` steps [A7] from ``lam0``
+    with ``X_p`` held (as ``method="flip"`` learns it), ``(lam, its trajectory)``. Without
+    it an earlier iterate would come back with the ``lam`` of that moment (``lam0`` itself
+    when initDp's points win): the attacker choosing the defender's ``lam``."""
+    held = dataclasses.replace(method, step=Hold(), keep_best=False, check_every=0,
+                               hypergrad=dataclasses.replace(method.hypergrad, eval_starts=0))
+    states, lam_k, lams = (held.hypergrad.start(ctx), None), ctx.xp.asarray(lam0), []
+    for _ in range(iters):
+        _, lam_k = hyperiteration(ctx, held, states, Xc, yc, lam_k, True, alpha_lam,
+                                  lam_bounds)
+        lams.append(lam_k)
+    return lam_k, to_numpy(ctx.xp.stack(lams)).tolist()
+
+
 def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, lam_bounds,
                 callback, r):
     """Alg. 2 for batch ``ctx.b`` from one initDp draw: ``(Xc, yc, trace, lam_k, X0)``."""
@@ -296,6 +312,10 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
             Xc[ctx.rows], lam_k = best[2], best[3]
             final = best[0]
             trace["best"] = best[1]
+            if checked and learn_lam:     # the attacker picks its points, not the defender's
+                lam_k, trace["lam_relearned"] = relearn_lam(ctx, method, Xc, yc, lam0, iters,
+                                                            alpha_lam, lam_bounds)
+                final = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)
     else:
         final = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)
     trace["final"] = final

@@ -409,7 +409,10 @@ def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6):
     over ``eval_starts`` Xavier draws fixed for the batch); the best is returned. Why: the
     GD victim (eta 0.1) trains at the edge of stability on poisoned data, so one draw's
     validation loss is noisy and Alg. 2's last iterate can do less damage than its flip
-    start (bench/RESULTS.md, 2026-12-05)."""
+    start (bench/RESULTS.md, 2026-12-05). With a learned ``lam``, when an earlier iterate
+    wins, the defender's ``lam`` is learned again on the returned points
+    (:func:`hvpoison.attack.relearn_lam`): the attacker chooses its points, never the
+    defender's ``lam``."""
     return Method(RMD(memory, eval_starts=eval_starts, dtype="float32"),
                   Normalised(1.0 if alpha is None else alpha), 40 if iters is None else iters,
                   keep_best=True, name="strong", check_every=4)

@@ -580,3 +580,27 @@ def test_checked_keep_best_never_returns_less_than_the_starting_points(data, rec
         assert [k for k, _ in checks] == want
         assert b.trace["final"] >= max(v for _, v in checks) - 1e-12 >= checks[0][1] - 1e-12
         assert b.X.dtype == np.float64 and np.all(np.abs(b.X[b.poison_idx]) <= 2.0)
+
+
+def test_a_checked_keep_best_relearns_the_defenders_lam_on_the_points_it_returns():
+    """With a learned ``lam``, an earlier iterate must not come back with the ``lam`` of
+    that moment (``lam0`` itself when initDp's points win: the attacker would be choosing
+    the defender's ``lam``); the defender learns ``lam`` on the returned points (Eq. 3,
+    ``iters`` steps from ``lam0``, ``X_p`` held)."""
+    from hvpoison.methods import strong_mlp
+
+    rng = np.random.default_rng(0)
+    for _ in range(2):                               # the second draw: seed 1's problem
+        X = rng.random((60, 3))
+        y = (X[:, 0] + 0.3 * rng.standard_normal(60) > 0.5) * 1.0
+        Xv = rng.random((20, 3))
+        yv = (Xv[:, 0] > 0.5) * 1.0
+    obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
+    b = hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, T=30, eta=0.3, lam=-2.0,
+                  learn_lam=True, seed=1, box=(0.0, 1.0),
+                  method=strong_mlp(iters=8, alpha=1.0))[-1]
+    assert b.trace["best"] == 0                       # initDp's points won ...
+    np.testing.assert_array_equal(b.X[b.poison_idx], b.X0)
+    relearned = b.trace["lam_relearned"]
+    assert len(relearned) == 8 and float(b.lam) == relearned[-1] != -2.0   # ... not lam0
+    assert b.trace["final"] <= max(v for _, v in b.trace["checks"])
