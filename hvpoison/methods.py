@@ -35,10 +35,10 @@ Adam(0.02) for 100 iterations keeping the best iterate for LR, and for the MLP
 :func:`strong_mlp` (float32 RMD + Alg. 2's normalised step for 40 iterations, every 4th
 iterate from the flip points on scored as the victim trains over 6 fixed Xavier starts, the
 best returned); against ``Exact``, Implicit(damping_per_batch=0.006) + Adam(0.02) for 100
-iterations, returning the last iterate (bench/RESULTS.md: the measurements that chose them). Against ``Exact``, keeping the iterate with the highest
-validation loss *lowered* the test error it caused on 3 of 4 splits measured (MNIST seeds
-0-2, Fashion-MNIST seed 0: e.g. 0.137 against 0.166 at 20 %). The best validation loss
-there is the poison over-fitting the validation set, as damping also shows.
+iterations, returning the last iterate (bench/RESULTS.md: the measurements that chose
+them). Against ``Exact``, keeping the iterate with the highest validation loss *lowered*
+the test error it caused on 3 of 4 splits measured (MNIST seeds 0-2, Fashion-MNIST seed 0:
+e.g. 0.137 against 0.166 at 20 %). The best validation loss there is the poison over-fitting the validation set, as damping also shows.
 
 On a GPU, ``alg2`` never waits for the device inside a batch; keeping the best iterate reads
 each hyperiteration's objective, and the Exact victim's Newton reads norms, so those wait.

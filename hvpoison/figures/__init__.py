@@ -61,8 +61,8 @@ def reproduce(name, quick=False, out="reproduce/out", n_jobs=1, data_dir=None,
               progress=True, tasks=None, attack="alg2"):
     """Run figure ``name`` (a key of ``protocol.FIGURES``) on ``tasks`` (default: all
     three) and draw it; returns ``(written files, seconds)``. ``attack="strong"``: the
-    figure's experiments under ``method="strong"`` (figs. 2, 8, 6 and 11), drawn per victim beside
-    the Alg. 2 runs finished in ``out`` (``figN-strong.png``)."""
+    figure's experiments under ``method="strong"`` (figs. 2, 8, 6 and 11), drawn per victim
+    beside the Alg. 2 runs finished in ``out`` (``figN-strong.png``)."""
     if name not in protocol.FIGURES:
         raise ValueError(f"FIGURE: expected one of {list(protocol.FIGURES)}, got {name!r}")
     fig = protocol.FIGURES[name]
