@@ -38,7 +38,8 @@ best returned); against ``Exact``, Implicit(damping_per_batch=0.006) + Adam(0.02
 iterations, returning the last iterate (bench/RESULTS.md: the measurements that chose
 them). Against ``Exact``, keeping the iterate with the highest validation loss *lowered*
 the test error it caused on 3 of 4 splits measured (MNIST seeds 0-2, Fashion-MNIST seed 0:
-e.g. 0.137 against 0.166 at 20 %). The best validation loss there is the poison over-fitting the validation set, as damping also shows.
+e.g. 0.137 against 0.166 at 20 %). The best validation loss there is the poison
+over-fitting the validation set, as damping also shows.
 
 On a GPU, ``alg2`` never waits for the device inside a batch; keeping the best iterate reads
 each hyperiteration's objective, and the Exact victim's Newton reads norms, so those wait.
