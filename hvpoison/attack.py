@@ -44,8 +44,7 @@ import numpy as np
 from . import _checks
 from .backend import get_array_module, to_numpy
 from .methods import METHODS, Hold, as_method
-from .stepsize import AUTO, resolve_eta
-from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
+from .victims import DEFAULT_ETA, DEFAULT_T, as_victim
 
 
 @dataclass
@@ -124,28 +123,6 @@ def _init_dp_rows(rng, m, n_poison):
     reps = -(-n_poison // m)
     return np.concatenate([rng.permutation(m) for _ in range(reps)])[:n_poison] if reps > 1 \
         else rng.choice(m, size=n_poison, replace=False)
-
-
-def _trainable(victim, obj, X, y, bounds):
-    """``lam_bounds`` capped where the GD victim's ``eta`` stops training (LR with L2:
-    :meth:`GD.stable_lam <hvpoison.victims.GD.stable_lam>`), so a learned ``lam`` never
-    climbs into divergence; an error naming ``eta`` when not even the lower bound trains."""
-    hi = victim.stable_lam(obj, X, y)
-    if hi is None or hi >= bounds[1]:
-        return bounds
-    if hi <= bounds[0]:
-        _checks.fail("eta", f"a step at which gradient descent trains some lam in lam_bounds "
-                     f"{bounds} (here only lam < {hi:.2f})", repr(victim.eta))
-    return bounds[0], hi
-
-
-def _resolved(victim, obj, data, lam_bounds):
-    """The victim with a number for ``eta``: a GD victim's ``eta="auto"`` resolved once, on
-    the clean training data, over ``lam_bounds`` (a learned ``lam``) or at the fixed ``lam``
-    (:func:`hvpoison.stepsize.resolve_eta`): RMD (Alg. 1) differentiates a fixed step."""
-    if not (isinstance(victim, GD) and victim.eta == AUTO):
-        return victim
-    return GD(victim.T, resolve_eta(AUTO, obj, data, lam_bounds), victim.w_init)
 
 
 def _alpha_lam(step):
@@ -391,88 +368,136 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
     -------
     list of :class:`Batch`, one per fraction (the first is the clean fraction 0).
     """
+    args = dict(locals())                  # every argument as given (method="all" reruns)
     if isinstance(method, str) and method == "all":
-        return _attack_all(dict(obj=obj, Xtr=Xtr, ytr=ytr, Xval=Xval, yval=yval,
-                                n_poison=n_poison, n_batches=n_batches, iters=iters, T=T,
-                                eta=eta, alpha=alpha, alpha_lam=alpha_lam, lam=lam,
-                                learn_lam=learn_lam, lam_bounds=lam_bounds, box=box,
-                                target=target, targeted=targeted, w_init=w_init,
-                                restarts=restarts, seed=seed, memory=memory,
-                                callback=callback, start=start, victim=victim,
-                                progress=progress))
-    model = obj.model
-    data = obj.as_prepared(Xtr, ytr, lam, ("Xtr", "ytr"))             # validates once
-    xp, Xtr, ytr, lam = data.xp, data.X, data.y, data.lam
-    val = obj.as_prepared(Xval, yval, None, ("Xval", "yval"), data.dtype)
-    Xval = val.X
-    n, d = Xtr.shape
-    n_poison = _checks.positive_int("n_poison", n_poison)
-    if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 0:
-        _checks.fail("n_batches", "a non-negative integer", repr(n_batches))
-    placement = _placement(placement)
-    if placement == "replace" and n_poison * n_batches > n:
-        _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
-                     f"{n_poison} * {n_batches}")
-    lam_bounds = _lam_bounds(lam_bounds)
-    _checks.finite_exp("lam_bounds", [lam_bounds[1]], data.dtype)
-    victim = _resolved(as_victim(victim, T, eta, w_init), obj, data,
-                       lam_bounds if learn_lam else None)
-    if isinstance(method, str) and method == "alg2" and alpha is not None:
-        alpha = _checks.positive_float("alpha", alpha)
-    method = as_method(method, victim, iters, alpha, memory, model)
-    method.hypergrad.check(victim, obj)
-    alpha_lam = _alpha_lam(method.step) if alpha_lam is None else \
-        _checks.positive_float("alpha_lam", alpha_lam)
-    restarts = _checks.positive_int("restarts", restarts)
-    if learn_lam and lam is None:
-        _checks.fail("lam", "an initial value when learn_lam=True", "None")
-    if learn_lam and isinstance(victim, GD):      # the bounds the victim's eta can train
-        lam_bounds = _trainable(victim, obj, Xtr, ytr, lam_bounds)
-    if box is None:
-        box = (float(min(Xtr.min(), Xval.min())), float(max(Xtr.max(), Xval.max())))
-    if not (len(box) == 2 and box[0] < box[1]):
-        _checks.fail("box", "(low, high) with low < high", repr(box))
-    out = val if target is None else obj.prepare(*target, None, ("target[0]", "target[1]"),
-                                                 data.dtype)
-    ctx = Context(obj, victim, data, out, val, target is not None, -1.0 if targeted else 1.0,
-                  tuple(box))
-
-    replace = _poison_rows(placement, seed, n, n_poison, n_batches)   # the rows I, in order
-    lam0 = None if lam is None else np.array(to_numpy(lam), dtype=float)   # a device lam too
-
-    X, y, b0 = Xtr.copy(), ytr.copy(), -1
+        return _attack_all(args)
+    run = _checked(args)
+    X, y, b0 = run.ctx.data.X.copy(), run.ctx.data.y.copy(), -1
     if start is not None:
-        b0, X, y = _checked_start(obj, data, start, n_batches,
-                                  n_poison if placement == "add" else 0)
-    callback = _with_progress(callback, progress, method, b0, n_batches, restarts, learn_lam)
+        b0, X, y = _checked_start(obj, run.ctx.data, start, run.n_batches,
+                                  run.n_poison if run.placement == "add" else 0)
+    callback = _with_progress(callback, progress, run.method, b0, run.n_batches,
+                              run.restarts, run.learn_lam)
     batches = []
-    for b in range(b0 + 1, n_batches + 1):
-        ctx.b, ctx.rng = b, np.random.default_rng([seed, b])    # batch b's own stream
-        rows = replace[(b - 1) * n_poison: b * n_poison] if b else np.array([], dtype=np.int64)
-        ctx.rows = xp.asarray(rows) if b else None
-        if b and placement == "add":              # the batch's places after the rest
-            X, y = _grown(X, y, n_poison)
-        best = None
-        for r in range(restarts if b else 1):
-            result = one_restart(ctx, method, X, y, lam0, n_poison, method.iters, learn_lam,
-                                 alpha_lam, lam_bounds, callback, r)
-            if best is None or result[2]["final"] > best[2]["final"]:
-                best = result
-        X, y, trace, lam_k, X0 = best
-        batches.append(Batch(fraction=b * n_poison / n, X=X, y=y,
-                             poison_idx=np.sort(replace[: b * n_poison]),
-                             lam=ctx.as_lam(lam_k), trace=trace, X0=X0, victim=victim,
-                             method=method.name))
-        if isinstance(victim, GD):
-            trace["eta"] = victim.eta             # the step the victim trains with
+    for b in range(b0 + 1, run.n_batches + 1):
+        batches.append(_one_batch(run, b, X, y, callback))
+        X, y = batches[-1].X, batches[-1].y             # cumulative: the next batch's start
     return batches
 
 
+@dataclass
+class _Run:
+    """One call's checked settings (:func:`_checked`): the context, the method, the sizes,
+    the poisoned rows ``I`` in order, ``lam0`` (initL) and the defender's ``lam`` step."""
+
+    ctx: Context
+    method: object
+    n: int                    # clean training rows
+    n_poison: int
+    n_batches: int
+    placement: str
+    rows: np.ndarray          # the rows I that batches 1..n_batches poison, in order
+    lam0: object
+    learn_lam: bool
+    alpha_lam: float
+    lam_bounds: tuple
+    restarts: int
+    seed: int
+
+
+def _checked_sizes(a, n):
+    """``(n_poison, n_batches, placement)`` checked against ``n`` clean rows."""
+    n_poison = _checks.positive_int("n_poison", a["n_poison"])
+    n_batches = a["n_batches"]
+    if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or \
+            n_batches < 0:
+        _checks.fail("n_batches", "a non-negative integer", repr(n_batches))
+    placement = _placement(a["placement"])
+    if placement == "replace" and n_poison * n_batches > n:
+        _checks.fail("n_poison * n_batches", f"at most n = {n} rows to replace",
+                     f"{n_poison} * {n_batches}")
+    return n_poison, n_batches, placement
+
+
+def _checked_method(a, victim, model):
+    """The :class:`~hvpoison.methods.Method` asked for, checked against ``victim``, and
+    the defender's ``alpha_lam``."""
+    alpha = a["alpha"]
+    if isinstance(a["method"], str) and a["method"] == "alg2" and alpha is not None:
+        alpha = _checks.positive_float("alpha", alpha)
+    method = as_method(a["method"], victim, a["iters"], alpha, a["memory"], model)
+    method.hypergrad.check(victim, a["obj"])
+    alpha_lam = _alpha_lam(method.step) if a["alpha_lam"] is None else \
+        _checks.positive_float("alpha_lam", a["alpha_lam"])
+    return method, alpha_lam
+
+
+def _checked_box(box, X, Xval):
+    """The feature box ``Phi``: ``box`` checked, or the range of ``X`` and ``Xval``."""
+    if box is None:
+        box = (float(min(X.min(), Xval.min())), float(max(X.max(), Xval.max())))
+    if not (len(box) == 2 and box[0] < box[1]):
+        _checks.fail("box", "(low, high) with low < high", repr(box))
+    return tuple(box)
+
+
+def _checked(a):
+    """:func:`attack`'s arguments ``a`` (a dict) checked once: a :class:`_Run`. The victim
+    resolves its own settings (``eta="auto"``) and caps ``lam_bounds`` where it trains."""
+    obj, lam, learn_lam = a["obj"], a["lam"], a["learn_lam"]
+    data = obj.as_prepared(a["Xtr"], a["ytr"], lam, ("Xtr", "ytr"))    # validates once
+    val = obj.as_prepared(a["Xval"], a["yval"], None, ("Xval", "yval"), data.dtype)
+    n = data.X.shape[0]
+    n_poison, n_batches, placement = _checked_sizes(a, n)
+    lam_bounds = _lam_bounds(a["lam_bounds"])
+    _checks.finite_exp("lam_bounds", [lam_bounds[1]], data.dtype)
+    victim = as_victim(a["victim"], a["T"], a["eta"], a["w_init"]).resolved(
+        obj, data, lam_bounds if learn_lam else None)
+    method, alpha_lam = _checked_method(a, victim, obj.model)
+    restarts = _checks.positive_int("restarts", a["restarts"])
+    if learn_lam and data.lam is None:
+        _checks.fail("lam", "an initial value when learn_lam=True", "None")
+    if learn_lam:                             # the bounds the victim can train
+        lam_bounds = victim.trainable(obj, data.X, data.y, lam_bounds)
+    box = _checked_box(a["box"], data.X, val.X)
+    target = a["target"]
+    out = val if target is None else obj.prepare(*target, None, ("target[0]", "target[1]"),
+                                                 data.dtype)
+    ctx = Context(obj, victim, data, out, val, target is not None,
+                  -1.0 if a["targeted"] else 1.0, box)
+    lam0 = None if data.lam is None else np.array(to_numpy(data.lam), dtype=float)
+    return _Run(ctx, method, n, n_poison, n_batches, placement,
+                _poison_rows(placement, a["seed"], n, n_poison, n_batches), lam0, learn_lam,
+                alpha_lam, lam_bounds, restarts, a["seed"])
+
+
+def _one_batch(run, b, X, y, callback):
+    """Batch ``b`` of the cumulative run from the poisoned set ``(X, y)`` of batch ``b - 1``:
+    the best of ``restarts`` Alg. 2 runs (one at ``b = 0``, where only ``lam`` learns)."""
+    ctx, n_p = run.ctx, run.n_poison
+    ctx.b, ctx.rng = b, np.random.default_rng([run.seed, b])    # batch b's own stream
+    ctx.rows = ctx.xp.asarray(run.rows[(b - 1) * n_p: b * n_p]) if b else None
+    if b and run.placement == "add":              # the batch's places after the rest
+        X, y = _grown(X, y, n_p)
+    best = None
+    for r in range(run.restarts if b else 1):
+        result = one_restart(ctx, run.method, X, y, run.lam0, n_p, run.method.iters,
+                             run.learn_lam, run.alpha_lam, run.lam_bounds, callback, r)
+        if best is None or result[2]["final"] > best[2]["final"]:
+            best = result
+    X, y, trace, lam_k, X0 = best
+    trace.update(ctx.victim.describe())           # GD: the step the victim trains with
+    return Batch(fraction=b * n_p / run.n, X=X, y=y, poison_idx=np.sort(run.rows[: b * n_p]),
+                 lam=ctx.as_lam(lam_k), trace=trace, X0=X0, victim=ctx.victim,
+                 method=run.method.name)
+
+
 def methods_for(victim) -> list:
-    """The named methods that apply to ``victim`` (a name or object): ``alg2`` differentiates
-    gradient steps, so only against GD."""
-    gd = isinstance(victim, GD) or victim == "gd"
-    return [m for m in METHODS if gd or m != "alg2"]
+    """The named methods that apply to ``victim`` (a name or object), in
+    :data:`~hvpoison.methods.METHODS`' order: ``alg2`` differentiates gradient steps, so
+    only against GD (each victim lists its own, ``victim.methods``)."""
+    own = as_victim(victim).methods
+    return [m for m in METHODS if m in own]
 
 
 def _attack_all(kw):

@@ -7,24 +7,20 @@ import math
 import numpy as np
 
 from . import _checks
-from .backend import get_array_module, is_cupy_array, to_numpy
+from .backend import get_array_module, to_numpy
 from .hypergrad.result import DivergenceError
-from .hypergrad.rmd import unroll
-from .victims import DEFAULT_ETA, DEFAULT_T, as_victim
+from .victims import DEFAULT_ETA, DEFAULT_T, GD, as_victim
 
 
 def train(obj, X, y=None, lam=None, *, T=DEFAULT_T, eta=DEFAULT_ETA, w0=None, seed=0):
     """Full-batch gradient descent (Eq. 6) for ``T`` steps on ``X`` ``(n, d)``, ``y``
-    ``(n,)`` (or Prepared ``X``). The defaults, ``T = 200`` steps of ``eta = 0.1``, are the
-    victim :func:`hvpoison.attack` anticipates by default (``victims.DEFAULT_T``,
-    ``DEFAULT_ETA``: one default victim everywhere); ``w0`` defaults to ``model.init(seed)`` (zeros for LR, a
+    ``(n,)`` (or Prepared ``X``): the GD victim's training, ``GD(T, eta).fit``
+    (:class:`hvpoison.victims.GD`). The defaults, ``T = 200`` steps of ``eta = 0.1``, are
+    the victim :func:`hvpoison.attack` anticipates by default (one default victim
+    everywhere); ``w0`` defaults to ``model.init(seed)`` on ``X``'s device (zeros for LR, a
     Xavier draw for the MLP); ``eta="auto"``: ``c / L`` from the Hessian at ``lam``
     (:func:`hvpoison.stepsize.resolve_eta`).  Returns ``w_T`` ``(P,)``."""
-    data = obj.as_prepared(X, y, lam)
-    if w0 is None:                       # on X's device: cupy X gives a cupy w0
-        w0 = obj.model.init(seed, dtype=data.dtype,
-                            device="gpu" if is_cupy_array(data.X) else None)
-    return unroll(obj, w0, data, T=T, eta=eta)
+    return GD(T, eta).fit(obj, X, y, lam, seed=seed, w0=w0)
 
 
 def error(model, w, X, y):

@@ -1,19 +1,11 @@
 """The parts of Alg. 2 a method is made of: a hypergradient (line [A5]) and an outer step
 (line [A6]); :func:`hvpoison.attack` runs them for ``iters`` hyperiterations per batch.
 
-Hypergradients (each matched to a victim, :mod:`hvpoison.victims`):
-
-``RMD(memory)``             Alg. 1 through the GD victim's ``T`` steps from ``initW`` at
-                            every hyperiteration (Alg. 2 [A4]-[A5], the paper's)
-``RMD(memory, warm=True)``  ``rmd-warm``: the inner run starts from the previous
-                            hyperiteration's ``w_T`` (a continued training run, which
-                            approaches the optimum; it acts like damping ``mu ~ 1/(eta T)``)
-``Implicit(damping)``       Eq. 4 at the Exact victim's optimum ``w*`` (warm-started Newton,
-                            :class:`hvpoison.victims.Newton`), solving ``(H + mu_b I) u =
-                            grad l_val``, ``mu_b = damping + damping_per_batch * b``: the
-                            damping filters the near-null curvature directions (eigenvalues
-                            near ``e^lam``) in which ``H^{-1}`` makes the poison memorise
-                            the validation rows it was cloned from
+Hypergradients belong to the victim whose training they differentiate
+(:mod:`hvpoison.victims`, ``victim.hypergradient(...)``): ``RMD(memory)`` (Alg. 1 through
+the GD victim's ``T`` steps from ``initW``, the paper's; ``warm=True``: ``rmd-warm``) and
+``Implicit(damping)`` (Eq. 4 at the Exact victim's optimum ``w*``). This module keeps
+Alg. 2's outer parts: the steps, the keep-best choice and the named recipes.
 
 Outer steps on ``X_p`` (ascent, then the projection on the box ``Phi``):
 
@@ -46,192 +38,15 @@ each hyperiteration's objective, and the Exact victim's Newton reads norms, so t
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _checks, ops
-from .hypergrad.rmd import MEMORY, alg1, unroll
 from .models.lr import LR
-from .victims import GD, Exact
+from .victims import RMD, Implicit
 
 METHODS = ("alg2", "strong", "flip")
-
-
-# -- hypergradients ([A4]-[A5]) ---------------------------------------------------------
-@dataclass(frozen=True)
-class RMD:
-    """Alg. 1 through the GD victim's training (``warm``: from the previous ``w_T``).
-
-    For a victim with a random ``initW`` (the MLP's Xavier draw), ``starts`` draws per
-    hyperiteration are averaged: a stochastic gradient of the *expected* validation loss
-    over the victim's initialisation (what the attacker knows of it: the distribution, not
-    the draw). ``eval_starts > 0``: :meth:`final`, the attacker's objective used to choose
-    between iterates, is the mean over that many draws fixed for the batch (common random
-    numbers: two candidates are compared on the same starts), else one fresh draw.
-    ``dtype="float32"``: the hypergradient is computed in single precision (about 2.5x
-    faster on the CPU; the points and ``lam`` stay in the data's dtype)."""
-
-    memory: str = "store"
-    warm: bool = False
-    starts: int = 1
-    eval_starts: int = 0
-    dtype: str | None = None
-    horizon: int = 0
-    eta_scale: float = 1.0
-
-    def __post_init__(self):
-        if self.memory not in MEMORY:
-            _checks.fail("memory", f"one of {MEMORY}", repr(self.memory))
-        if not isinstance(self.warm, bool):
-            _checks.fail("warm", "True or False", repr(self.warm), TypeError)
-        _checks.positive_int("starts", self.starts)
-        if isinstance(self.eval_starts, bool) or not isinstance(self.eval_starts, int) or \
-                self.eval_starts < 0:
-            _checks.fail("eval_starts", "an integer >= 0", repr(self.eval_starts))
-        if self.dtype not in (None, "float32", "float64"):
-            _checks.fail("dtype", "None, 'float32' or 'float64'", repr(self.dtype))
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or \
-                self.horizon < 0:
-            _checks.fail("horizon", "an integer >= 0 (0: all T steps)", repr(self.horizon))
-        _checks.positive_float("eta_scale", self.eta_scale)
-
-    def check(self, victim, obj):
-        if not isinstance(victim, GD):
-            _checks.fail("victim", "GD(T, eta) for an RMD hypergradient (it differentiates "
-                         "T gradient steps; use Implicit() against Exact())", repr(victim))
-
-    def start(self, ctx):
-        st = {"w": None, "ctx": _in_dtype(ctx, self.dtype)}
-        if self.eval_starts:               # drawn once per batch (and restart)
-            st["eval_w0"] = [ctx.init_w() for _ in range(self.eval_starts)]
-        return st
-
-    def __call__(self, ctx, st, Xc, yc, lam_k, need_dlam):
-        """``(value, dXp, dlam)``: the outer loss, its gradient on the poisoning rows, and
-        the defender's ``dlam`` on the validation set (None unless ``need_dlam``), each the
-        mean over ``starts`` initialisations."""
-        total = None
-        for _ in range(self.starts):
-            part = self._one(ctx, st, Xc, yc, lam_k, need_dlam)
-            total = part if total is None else tuple(
-                None if a is None else a + b for a, b in zip(total, part))
-        if self.starts > 1:
-            total = tuple(None if a is None else a / self.starts for a in total)
-        value, dXp, dlam = total
-        if st["ctx"] is not ctx:           # back to the attack's dtype
-            dXp = None if dXp is None else dXp.astype(ctx.dtype)
-            dlam = None if dlam is None else dlam.astype(ctx.dtype)
-        return value, dXp, dlam
-
-    def _one(self, ctx, st, Xc, yc, lam_k, need_dlam):
-        """One initialisation's ``(value, dXp, dlam)`` (Alg. 1 [A4]-[A5])."""
-        low = st["ctx"]
-        w0 = ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]  # [A4]
-        w0 = w0.astype(low.dtype, copy=False)
-        data = low.prepared(Xc.astype(low.dtype, copy=False), yc.astype(low.dtype,
-                                                                         copy=False), lam_k)
-        T, eta = ctx.victim.T, ctx.victim.eta * self.eta_scale
-        with np.errstate(over="ignore", invalid="ignore"):   # a diverging step: see final
-            if self.horizon and self.horizon < T:            # truncated: the last steps only
-                w0 = unroll_quiet(ctx.obj, w0, data, T - self.horizon, eta)
-                T = self.horizon
-            hg = alg1(ctx.obj, w0, data, ctx.rows, low.out, T, eta, self.memory)   # [A5]
-        if self.warm:
-            st["w"] = hg.info["w_T"]
-        dlam = hg.dlam
-        if need_dlam and ctx.target:                  # the defender's: the validation loss
-            with np.errstate(over="ignore", invalid="ignore"):
-                dlam = alg1(ctx.obj, w0, data, None, low.val, ctx.victim.T, ctx.victim.eta,
-                            self.memory).dlam
-        return hg.value, hg.dXp, dlam
-
-    def final(self, ctx, st, Xc, yc, lam_k):
-        """The attacker's objective at ``Xc``, as the victim trains: from one fresh
-        ``initW`` draw, or the mean over the batch's fixed ``eval_starts`` draws (a diverged
-        training raises :class:`~hvpoison.hypergrad.result.DivergenceError` here)."""
-        low = st["ctx"]                    # in the hypergradient's precision
-        starts = st.get("eval_w0") or [
-            ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]]
-        data = low.prepared(Xc.astype(low.dtype, copy=False),
-                            yc.astype(low.dtype, copy=False), lam_k)
-        losses = [float(ctx.obj.val_loss(unroll(ctx.obj, w0.astype(low.dtype, copy=False),
-                                                data, T=ctx.victim.T, eta=ctx.victim.eta),
-                                         low.out))
-                  for w0 in starts]
-        return ctx.sign * sum(losses) / len(losses)
-
-
-def unroll_quiet(obj, w0, data, T, eta):
-    """``w_T`` after ``T`` steps of Eq. 6 on Prepared ``data``, unchecked (the attack's
-    inner loop; a divergence shows in :meth:`RMD.final`)."""
-    from .hypergrad.rmd import forward_steps as _forward
-    return _forward(obj, w0.copy(), data, 0, T, eta)
-
-
-def _in_dtype(ctx, dtype):
-    """``ctx`` itself, or a copy whose data and outer sets are in ``dtype`` (the RMD's
-    compute precision; the poisoning rows and the rng are shared)."""
-    if dtype is None or np.dtype(dtype) == ctx.dtype:
-        return ctx
-    low = np.dtype(dtype)
-    prep = ctx.obj.prepare
-    return dataclasses.replace(
-        ctx, data=prep(ctx.data.X.astype(low), ctx.data.y.astype(low), ctx.data.lam),
-        out=prep(ctx.out.X.astype(low), ctx.out.y.astype(low)),
-        val=prep(ctx.val.X.astype(low), ctx.val.y.astype(low)))
-
-
-@dataclass(frozen=True)
-class Implicit:
-    """Eq. 4 at the Exact victim's optimum, damped by ``mu_b = damping + damping_per_batch b``;
-    the attack's inner fits stop at ``|grad L| <= train_tol``."""
-
-    damping: float = 0.0
-    damping_per_batch: float = 0.0
-    train_tol: float = 1e-6
-
-    def __post_init__(self):
-        _checks.positive_float("train_tol", self.train_tol)
-        _checks.nonnegative_float("damping", self.damping)
-        _checks.nonnegative_float("damping_per_batch", self.damping_per_batch)
-
-    def check(self, victim, obj):
-        if not isinstance(victim, Exact):
-            _checks.fail("victim", "Exact() for an Implicit hypergradient (Eq. 4 holds at "
-                         "the optimum; use RMD() against GD(T, eta))", repr(victim))
-        victim.check(obj)
-
-    def start(self, ctx):
-        solver = ctx.victim.solver()
-        solver.tol = self.train_tol      # |grad L| of the attack's inner fits
-        return {"w": ctx.xp.zeros(ctx.obj.model.n_params, dtype=ctx.dtype), "solver": solver}
-
-    def _fit(self, ctx, st, Xc, yc, lam_k):
-        data = ctx.prepared(Xc, yc, lam_k)
-        w, _ = st["solver"].minimize(lambda w: ctx.obj.linearize(w, data), st["w"])
-        st["w"] = w
-        return ctx.obj.linearize(w, data)
-
-    def __call__(self, ctx, st, Xc, yc, lam_k, need_dlam):
-        pt = self._fit(ctx, st, Xc, yc, lam_k)
-        out = ctx.obj.linearize(pt.w, ctx.out)          # l(w*; D_t), no penalty
-        mu = self.damping + self.damping_per_batch * ctx.b
-        u, _ = st["solver"].solve(pt, out.grad(), damping=mu)
-        _, mx, ml = pt.hvp_mixed(u, rows=ctx.rows)
-        dlam = None
-        if need_dlam:                                   # the defender's: exact, on D_val
-            if mu or ctx.target:
-                val = ctx.obj.linearize(pt.w, ctx.val)
-                u0, _ = st["solver"].solve(pt, val.grad())
-                ml = pt.hvp_lw(u0)
-            dlam = -ml
-        return out.loss(), -mx, dlam
-
-    def final(self, ctx, st, Xc, yc, lam_k):
-        pt = self._fit(ctx, st, Xc, yc, lam_k)
-        return ctx.sign * float(ctx.obj.val_loss(pt.w, ctx.out))
 
 
 # -- outer steps on X_p ([A6]) ----------------------------------------------------------
@@ -369,9 +184,11 @@ class Method:
     check_every: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.hypergrad, (RMD, Implicit)):
-            _checks.fail("method.hypergrad", "RMD(...) or Implicit(...)",
-                         repr(self.hypergrad), TypeError)
+        if not (callable(self.hypergrad) and all(hasattr(self.hypergrad, a) for a in
+                                                 ("check", "start", "final"))):
+            _checks.fail("method.hypergrad", "RMD(...), Implicit(...) or another "
+                         "victim's hypergradient (victim.hypergradient())", repr(self.hypergrad),
+                         TypeError)
         if not isinstance(self.step, (Normalised, Adam, LineSearch, Hold)):
             _checks.fail("method.step", "Normalised(...), Adam(...), LineSearch(...) or "
                          "Hold()", repr(self.step), TypeError)
@@ -394,12 +211,13 @@ def alg2(iters=None, alpha=None, memory="store"):
 def strong(victim, iters=None, alpha=None, memory="store", model=None):
     """The strongest recipe measured for ``victim`` and ``model`` (``alpha``: Adam's ``lr``,
     0.02; for the MLP the normalised step's length, 1.0)."""
-    if isinstance(victim, Exact):        # the last iterate: see the module docstring
-        return Method(Implicit(damping_per_batch=0.006), Adam(0.02 if alpha is None else alpha),
-                      100 if iters is None else iters, False, name="strong")
+    if victim.name == "exact":           # the last iterate: see the module docstring
+        return Method(victim.hypergradient(damping_per_batch=0.006),
+                      Adam(0.02 if alpha is None else alpha), 100 if iters is None else iters,
+                      False, name="strong")
     if model is not None and not isinstance(model, LR):
         return strong_mlp(iters, alpha, memory)
-    return Method(RMD(memory), Adam(0.02 if alpha is None else alpha),
+    return Method(victim.hypergradient(memory), Adam(0.02 if alpha is None else alpha),
                   100 if iters is None else iters, True, name="strong")
 
 
@@ -423,8 +241,8 @@ def flip(victim, iters=None, memory="store"):
     """The baseline every report shows beside an attack: initDp's label-flipped validation
     clones, not optimised (a ``Hold`` step); against ``victim``'s hypergradient only for
     the defender's learned ``lam`` ([A7], ``iters`` steps, 30 as alg2's)."""
-    hypergrad = Implicit() if isinstance(victim, Exact) else RMD(memory)
-    return Method(hypergrad, Hold(), 30 if iters is None else iters, name="flip")
+    return Method(victim.hypergradient(memory), Hold(), 30 if iters is None else iters,
+                  name="flip")
 
 
 def as_method(method, victim, iters=None, alpha=None, memory="store", model=None):
@@ -444,3 +262,7 @@ def as_method(method, victim, iters=None, alpha=None, memory="store", model=None
             _checks.fail("alpha", "None with method='flip' (it takes no step)", repr(alpha))
         return flip(victim, iters, memory)
     _checks.fail("method", f"one of {METHODS} or a Method", repr(method))
+
+
+__all__ = ["METHODS", "Method", "Normalised", "Adam", "LineSearch", "Hold", "RMD",
+           "Implicit", "alg2", "strong", "strong_mlp", "flip", "as_method"]

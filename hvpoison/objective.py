@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _checks, ops
 from .backend import get_array_module, to_numpy
-from .models._logistic import mean_ce
+from .logistic import mean_ce
 from .models.base import Model
 from .penalties import Penalty
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .models._logistic import sigmoid, softplus
+from .logistic import sigmoid, softplus
 
 #: the repository's ``kernels/`` folder, :mod:`hvpoison.kernels` in a plain checkout
 KERNELS_DIR = Path(__file__).resolve().parents[1] / "kernels"

@@ -16,6 +16,7 @@ from hvpoison import stepsize
 from hvpoison.stepsize import auto_eta
 from hvpoison.data import DataError, load_task
 from hvpoison.hypergrad import dense_hessian
+from hvpoison.experiments.steps import format_task_table, task_table
 
 SHARED = Path(os.environ.get("HVPOISON_TEST_DATA",
                              Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -239,12 +240,12 @@ def test_auto_eta_is_c_over_L_and_the_table():
     L = stepsize.curvature_bound(obj, X, y, BOUNDS)
     assert stepsize.auto_eta(obj, X, y, BOUNDS) == pytest.approx(stepsize.C / L, rel=1e-12)
     assert stepsize.auto_eta(obj, X, y, BOUNDS, c=1.4) == pytest.approx(1.4 / L, rel=1e-12)
-    (row,) = stepsize.task_table(tasks=["mnist-mini"])
+    (row,) = task_table(tasks=["mnist-mini"])
     assert row["L"] == pytest.approx(row["L_data"] + math.exp(4.0), rel=1e-12)
     assert row["auto_eta"] == pytest.approx(1.0 / row["L"]) and row["eta"] == 0.1
     assert row["eta_L"] == pytest.approx(0.1 * row["L"])
     assert row["lam_max"] == pytest.approx(math.log(2 / 0.1 - row["L_data"]))
-    assert "| mnist-mini |" in stepsize.format_table([row])
+    assert "| mnist-mini |" in format_task_table([row])
 
 
 # -- gradient descent at auto_eta over the lam bounds --------------------------------------

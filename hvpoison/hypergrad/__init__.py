@@ -1,8 +1,8 @@
 """Hypergradients: implicit (Eq. 4), RMD (Alg. 1) and FMD through T steps of Eq. 6."""
 from .fmd import fmd
-from .implicit import dense_hessian, implicit_hypergrad, solve_hvp, train_stationary
+from .implicit import dense_hessian, eq4, implicit_hypergrad, solve_hvp, train_stationary
 from .result import ConvergenceWarning, DivergenceError, Hypergrad
 from .rmd import rmd, unroll
 
-__all__ = ["implicit_hypergrad", "solve_hvp", "dense_hessian", "train_stationary", "rmd", "fmd", "unroll",
+__all__ = ["implicit_hypergrad", "eq4", "solve_hvp", "dense_hessian", "train_stationary", "rmd", "fmd", "unroll",
            "ConvergenceWarning", "DivergenceError", "Hypergrad"]

@@ -5,8 +5,9 @@ At ``w*`` with ``grad_w L(w*; D_tr', lam) = 0`` the implicit function theorem gi
     ``H u = grad_w l(w*; D_val)``,   ``grad_{X_p} = -M_X^T u``,   ``grad_lam = -M_lam^T u``
 
 with ``H = grad_w^2 L``, ``M_X = grad_{X_p} grad_w L`` and ``M_lam = grad_lam grad_w L``
-(only products with ``u`` are formed).  :func:`solve_hvp` is the one linear-solve entry
-point: it takes a Hessian-vector product and solves ``H u = b`` by conjugate gradients
+(only products with ``u`` are formed): :func:`eq4`, the one place these three lines are
+written, given a stationary point and a linear solve.  :func:`solve_hvp` is the one
+linear-solve entry point: it takes a Hessian-vector product and solves ``H u = b`` by conjugate gradients
 (SciPy's ``cg`` over a ``LinearOperator``; cupyx on the GPU) or densely for small ``P``.
 """
 from __future__ import annotations
@@ -135,7 +136,7 @@ def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000,
     ||(H + mu I) u - b|| / ||b||``.
 
     ``damping > 0`` filters the near-null curvature directions that ``H^{-1}`` amplifies
-    (the damped hypergradient of :class:`hvpoison.methods.Implicit`); as ``mu -> 0`` the
+    (the damped hypergradient of :class:`hvpoison.victims.Implicit`); as ``mu -> 0`` the
     solution tends to the undamped one.
     """
     if solver not in SOLVERS:
@@ -187,6 +188,23 @@ def solve_hvp(hvp, b, *, solver="auto", tol=1e-10, maxiter=None, dense_max=2000,
                "converged": converged}
 
 
+def eq4(point, grad_out, solve, rows=None):
+    """Eq. 4 at a stationary ``point`` (a :class:`~hvpoison.objective.Point` at ``w*``):
+    ``u = solve(grad_out)`` for ``(H + mu I) u = grad_w l(w*; D_val)`` (``solve(b) -> (u,
+    info)``: :func:`solve_hvp`, or the Exact victim's preconditioned
+    :meth:`~hvpoison.victims.Newton.solve`), then ``grad_{X_p} = -M_X^T u`` on the
+    poisoning ``rows`` (an index array; None: not formed) and ``grad_lam = -M_lam^T u``.
+
+    Returns ``(dXp, dlam, info)``: ``dXp`` ``(len(rows), d)`` or None, ``dlam`` in the shape
+    of ``lam`` (None without a penalty), ``info`` the solve's."""
+    u, info = solve(grad_out)
+    if rows is None:
+        mx, ml = None, point.hvp_lw(u)
+    else:
+        _, mx, ml = point.hvp_mixed(u, rows=rows)
+    return (None if mx is None else -mx), (None if ml is None else -ml), info
+
+
 def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None, *,
                        solver="auto", train_tol=1e-10, train_maxiter=1000,
                        method="trust-ncg", polish=3, tol=1e-10, maxiter=None,
@@ -223,12 +241,12 @@ def implicit_hypergrad(obj, Xtr, ytr, poison_idx, Xval, yval, lam=None, w0=None,
     rows = _checks.rows("poison_idx", poison_idx, data.X.shape[0], point.xp)
     val = obj.linearize(w_star, obj.as_prepared(Xval, yval, None, ("Xval", "yval"),
                                                 w_star.dtype))
-    u, lin_info = solve_hvp(lambda v: point.hvp(v), val.grad(), solver=solver, tol=tol,
-                            maxiter=maxiter, dense_max=dense_max, damping=damping)
-    _, mx, ml = point.hvp_mixed(u, rows=rows, with_x=rows is not None)
+    dXp, dlam, lin_info = eq4(point, val.grad(), lambda b: solve_hvp(
+        point.hvp, b, solver=solver, tol=tol, maxiter=maxiter, dense_max=dense_max,
+        damping=damping), rows)
     return Hypergrad(
-        dXp=None if mx is None else -mx,
-        dlam=None if ml is None else -ml,
+        dXp=dXp,
+        dlam=dlam,
         value=float(val.loss()),
         info={"w": w_star, "train": train_info, "linear": lin_info},
     )

@@ -118,7 +118,7 @@ class Model:
     def predict_proba(self, w, X):
         """``sigma(f(X; w))``, the probability of class 1 (Sect. III's ``CE(y, sigma(f))``),
         shape ``(n,)``."""
-        from ._logistic import sigmoid
+        from ..logistic import sigmoid
 
         return sigmoid(get_array_module(w), self.decision_function(w, X))
 
