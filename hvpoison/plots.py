@@ -98,59 +98,10 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     plt = pyplot()
     settings = summary["settings"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
-    ax = axes[0, 0]
-    victims = summary.get("victims", ["gd"])
-    for j, v in enumerate(victims):          # the first victim solid, others dashed
-        metric = "test_error" if victims == ["gd"] else f"test_error@{v}"
-        for s, t in settings.items():
-            if metric in t:
-                kw = style(s, summary)
-                if len(victims) > 1:
-                    kw = {**kw, "label": f"{kw['label']}, {v} victim",
-                          "ls": "-" if j == 0 else "--", "mfc": None if j == 0 else "none"}
-                series(ax, t, metric, 0, **kw)
-    ax.set_ylabel("test error")
-    ax.set_title("Test error under attack")
-    ax.legend()
-    ax = axes[0, 1]
-    styles = ["-", "--", ":", "-."]
-    for s, t in settings.items():
-        if "lam" in t and s.startswith("learned"):
-            for c in range(len(t["lam"]["mean"][0])):
-                lab = _label(s, summary) + (f", layer {c + 1}" if len(t["lam"]["mean"][0]) > 1
-                                          else "")
-                series(ax, t, "lam", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
-    ax.set_ylabel("learned λ (log scale)")
-    ax.set_title("Learned regularisation")
-    if ax.lines:
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no learned λ in this experiment", ha="center", va="center",
-                transform=ax.transAxes, color="0.4")
-    ax = axes[1, 0]
-    for s, t in settings.items():
-        n_layers = len(t["w_norm2"]["mean"][0])
-        for c in range(n_layers):
-            lab = _label(s, summary) + (f", layer {c + 1}" if n_layers > 1 else "")
-            series(ax, t, "w_norm2", c, color=COLORS.get(s), ls=styles[c % 4], label=lab)
-    ax.set_yscale("log")
-    ax.set_ylabel("||w||² / P")
-    ax.set_title("Weight norm")
-    ax.legend()
-    ax = axes[1, 1]
-    ks = sorted({m.split("@")[1] for t in settings.values() for m in t if m.startswith("kuncheva@")},
-                key=int)
-    for s, t in settings.items():
-        for i, k in enumerate(ks):
-            if f"kuncheva@{k}" in t:
-                series(ax, t, f"kuncheva@{k}", 0, color=COLORS.get(s), ls=styles[i % 4])
-    ax.set_ylabel("Kuncheva's consistency index")
-    ax.set_title("Stability of the selected features")
-    if ks:      # colours are the settings (as in the other panels); line styles the k
-        from matplotlib.lines import Line2D
-
-        ax.legend([Line2D([], [], color="k", ls=styles[i % 4]) for i in range(len(ks))],
-                  [f"top {k} features" for k in ks], loc="lower left")
+    _panel_test_error(axes[0, 0], summary)
+    _panel_lam(axes[0, 1], summary)
+    _panel_weights(axes[1, 0], summary)
+    _panel_kuncheva(axes[1, 1], settings)
     fracs = max((t["fraction"] for t in settings.values()), key=len)
     for a in axes.flat:
         _pct(a)
@@ -161,6 +112,74 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
     paths = save(fig, out, formats)
     plt.close(fig)
     return paths
+
+
+#: the line styles of the layers (and of Kuncheva's k), in turn
+_LINES = ["-", "--", ":", "-."]
+
+
+def _panel_test_error(ax, summary):
+    """The test error per setting; with several victims, each (the first solid)."""
+    victims = summary.get("victims", ["gd"])
+    for j, v in enumerate(victims):          # the first victim solid, others dashed
+        metric = "test_error" if victims == ["gd"] else f"test_error@{v}"
+        for s, t in summary["settings"].items():
+            if metric in t:
+                kw = style(s, summary)
+                if len(victims) > 1:
+                    kw = {**kw, "label": f"{kw['label']}, {v} victim",
+                          "ls": "-" if j == 0 else "--", "mfc": None if j == 0 else "none"}
+                series(ax, t, metric, 0, **kw)
+    ax.set_ylabel("test error")
+    ax.set_title("Test error under attack")
+    ax.legend()
+
+
+def _panel_lam(ax, summary):
+    """The learned lam per learned setting, one line per layer (or a note: none)."""
+    for s, t in summary["settings"].items():
+        if "lam" in t and s.startswith("learned"):
+            for c in range(len(t["lam"]["mean"][0])):
+                lab = _label(s, summary) + (f", layer {c + 1}" if len(t["lam"]["mean"][0]) > 1
+                                          else "")
+                series(ax, t, "lam", c, color=COLORS.get(s), ls=_LINES[c % 4], label=lab)
+    ax.set_ylabel("learned λ (log scale)")
+    ax.set_title("Learned regularisation")
+    if ax.lines:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no learned λ in this experiment", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+
+
+def _panel_weights(ax, summary):
+    """``||W_k||^2/P_k`` per setting, one line per layer, on a log scale."""
+    for s, t in summary["settings"].items():
+        n_layers = len(t["w_norm2"]["mean"][0])
+        for c in range(n_layers):
+            lab = _label(s, summary) + (f", layer {c + 1}" if n_layers > 1 else "")
+            series(ax, t, "w_norm2", c, color=COLORS.get(s), ls=_LINES[c % 4], label=lab)
+    ax.set_yscale("log")
+    ax.set_ylabel("||w||² / P")
+    ax.set_title("Weight norm")
+    ax.legend()
+
+
+def _panel_kuncheva(ax, settings):
+    """Kuncheva's index per setting (colour) and ``k`` (line style)."""
+    ks = sorted({m.split("@")[1] for t in settings.values() for m in t if m.startswith("kuncheva@")},
+                key=int)
+    for s, t in settings.items():
+        for i, k in enumerate(ks):
+            if f"kuncheva@{k}" in t:
+                series(ax, t, f"kuncheva@{k}", 0, color=COLORS.get(s), ls=_LINES[i % 4])
+    ax.set_ylabel("Kuncheva's consistency index")
+    ax.set_title("Stability of the selected features")
+    if ks:      # colours are the settings (as in the other panels); line styles the k
+        from matplotlib.lines import Line2D
+
+        ax.legend([Line2D([], [], color="k", ls=_LINES[i % 4]) for i in range(len(ks))],
+                  [f"top {k} features" for k in ks], loc="lower left")
 
 
 def _image(x):
@@ -206,18 +225,12 @@ def plot_poison(folder, out, *, setting=None, rep=0, n=8, formats=("png", "pdf")
     them from, with their (flipped) labels; image tasks show the images, 2-D tasks a
     scatter with an arrow from each clone to its poisoning point. Returns the paths, or
     ``[]`` when the records hold no starting points (results of hvpoison < 0.2)."""
-    import numpy as np
-
     from .experiments.store import Store
 
     store = Store(folder)
-    records = [r for r in store.all_records() if r.get("b") and r["rep"] == rep]
-    if setting is not None:
-        records = [r for r in records if r["setting"] == setting]
-    if not records:
+    rec = _last_batch(store, rep, setting)
+    if rec is None:
         return []
-    order = {s: i for i, s in enumerate(dict.fromkeys(r["setting"] for r in records))}
-    rec = max(records, key=lambda r: (-order[r["setting"]], r["b"]))
     z = store.load_arrays(store.key(rep, rec["setting"], rec["b"]))
     if "X0" not in z:
         return []
@@ -226,39 +239,65 @@ def plot_poison(folder, out, *, setting=None, rep=0, n=8, formats=("png", "pdf")
     title = (f"{_run_of(folder, rec['setting'])}: {len(Xp)} poisoning points of batch "
              f"{rec['b']} ({rec['fraction']:.0%} poisoned), repetition {rep}")
     if X0.shape[1] == 2:
-        fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
-        for lab, c in ((0, "#1f77b4"), (1, "#d62728")):
-            m = yp == lab
-            ax.scatter(*X0[m].T, s=25, facecolors="none", edgecolors=c,
-                       label=f"validation clone (label {1 - lab})")
-            ax.scatter(*Xp[m].T, s=30, color=c, marker="x", label=f"poison, label {lab}")
-            for a, b in zip(X0[m], Xp[m]):
-                ax.annotate("", b, a, arrowprops={"arrowstyle": "->", "color": c,
-                                                  "alpha": 0.5})
-        ax.legend(fontsize=8)
-        ax.set_title(title, fontsize=10)
+        fig = _poison_scatter(plt, X0, Xp, yp, title)
     else:
-        k = min(n, len(Xp))
-        pick = np.linspace(0, len(Xp) - 1, k).round().astype(int)
-        fig, axes = plt.subplots(2, k, figsize=(1.6 * k, 3.8), constrained_layout=True,
-                                 squeeze=False)
-        for j, i in enumerate(pick):
-            for row, (x, lab, name) in enumerate(((X0[i], 1 - yp[i], "validation row"),
-                                                  (Xp[i], yp[i], "poison"))):
-                ax = axes[row, j]
-                img, cmap = _image(x)
-                if img is None:
-                    ax.imshow(np.asarray(x)[None, :], aspect="auto", cmap="coolwarm")
-                else:
-                    ax.imshow(img, cmap=cmap, vmin=None if cmap is None else 0,
-                              vmax=None if cmap is None else 1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.grid(False)
-                ax.set_title(f"{name}\nlabel {int(lab)}", fontsize=8)
-        move = np.abs(Xp - X0).sum(axis=1).mean()
-        fig.suptitle(f"{title}\ntop: the validation rows they were cloned from; bottom: "
-                     f"the optimised points (mean L1 move {move:.1f})", fontsize=9)
+        fig = _poison_images(plt, X0, Xp, yp, n, title)
     paths = save(fig, out, formats)
     plt.close(fig)
     return paths
+
+
+def _last_batch(store, rep, setting):
+    """The record of the last batch of ``setting`` (default: the first attacked one) in
+    repetition ``rep``; None if there is none."""
+    records = [r for r in store.all_records() if r.get("b") and r["rep"] == rep]
+    if setting is not None:
+        records = [r for r in records if r["setting"] == setting]
+    if not records:
+        return None
+    order = {s: i for i, s in enumerate(dict.fromkeys(r["setting"] for r in records))}
+    return max(records, key=lambda r: (-order[r["setting"]], r["b"]))
+
+
+def _poison_scatter(plt, X0, Xp, yp, title):
+    """2-D points: each clone (hollow) with an arrow to its poisoning point (a cross)."""
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    for lab, c in ((0, "#1f77b4"), (1, "#d62728")):
+        m = yp == lab
+        ax.scatter(*X0[m].T, s=25, facecolors="none", edgecolors=c,
+                   label=f"validation clone (label {1 - lab})")
+        ax.scatter(*Xp[m].T, s=30, color=c, marker="x", label=f"poison, label {lab}")
+        for a, b in zip(X0[m], Xp[m]):
+            ax.annotate("", b, a, arrowprops={"arrowstyle": "->", "color": c,
+                                              "alpha": 0.5})
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _poison_images(plt, X0, Xp, yp, n, title):
+    """``n`` points, evenly picked: the validation rows on top, the poison below."""
+    import numpy as np
+
+    k = min(n, len(Xp))
+    pick = np.linspace(0, len(Xp) - 1, k).round().astype(int)
+    fig, axes = plt.subplots(2, k, figsize=(1.6 * k, 3.8), constrained_layout=True,
+                             squeeze=False)
+    for j, i in enumerate(pick):
+        for row, (x, lab, name) in enumerate(((X0[i], 1 - yp[i], "validation row"),
+                                              (Xp[i], yp[i], "poison"))):
+            ax = axes[row, j]
+            img, cmap = _image(x)
+            if img is None:
+                ax.imshow(np.asarray(x)[None, :], aspect="auto", cmap="coolwarm")
+            else:
+                ax.imshow(img, cmap=cmap, vmin=None if cmap is None else 0,
+                          vmax=None if cmap is None else 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            ax.set_title(f"{name}\nlabel {int(lab)}", fontsize=8)
+    move = np.abs(Xp - X0).sum(axis=1).mean()
+    fig.suptitle(f"{title}\ntop: the validation rows they were cloned from; bottom: "
+                 f"the optimised points (mean L1 move {move:.1f})", fontsize=9)
+    return fig

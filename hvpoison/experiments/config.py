@@ -210,10 +210,18 @@ class Experiment:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> "Experiment":
-        from ..data.tasks import TASKS
+        """Check every value, alone and against the others; raises ``ValueError`` naming
+        the first bad key (in the order below), else returns ``self``."""
+        for check in (self._validate_choices, self._validate_settings,
+                      self._validate_method, self._validate_victims,
+                      self._validate_attack_steps, self._validate_values,
+                      self._validate_counts, self._validate_rates, self._validate_budget):
+            check(_bad)
+        return self
 
-        def bad(key, expected, got):
-            raise ValueError(f"{key}: expected {expected}, got {got!r}")
+    def _validate_choices(self, bad):
+        """The task, the model kind and the penalty: one of the known names."""
+        from ..data.tasks import TASKS
 
         tasks = sorted(TASKS) + ["synthetic2d"]
         if self.data.task not in tasks:
@@ -222,6 +230,9 @@ class Experiment:
             bad("model.kind", "'lr' or 'mlp'", self.model.kind)
         if self.defense.penalty not in ("l2", "l1"):
             bad("defense.penalty", "'l2' or 'l1'", self.defense.penalty)
+
+    def _validate_settings(self, bad):
+        """``[defense] settings``: a non-empty list of distinct settings the model has."""
         if not self.defense.settings:
             bad("defense.settings", f"a non-empty list from {list(SETTINGS)}", [])
         for s in self.defense.settings:
@@ -232,6 +243,9 @@ class Experiment:
         if "learned_per_layer" in self.defense.settings and self.model.kind == "lr":
             bad("defense.settings", "'learned_per_layer' only with model.kind = 'mlp'",
                 self.defense.settings)
+
+    def _validate_method(self, bad):
+        """``[attack] method`` and ``victim``: known names that go together."""
         a = self.attack
         if a.method not in METHODS + ("all",):
             bad("attack.method", f"one of {list(METHODS) + ['all']}", a.method)
@@ -240,7 +254,10 @@ class Experiment:
         if a.method == "alg2" and a.victim != "gd":
             bad("attack.victim", "'gd' with attack.method = 'alg2' (Alg. 2 differentiates "
                 "T gradient steps; use method = 'strong' against 'exact')", a.victim)
-        v = self.test.victims
+
+    def _validate_victims(self, bad):
+        """``[test] victims``, and the Exact victim only where it has a unique optimum."""
+        a, v = self.attack, self.test.victims
         if not v or any(x not in VICTIMS for x in v) or len(set(v)) != len(v):
             bad("test.victims", f"a non-empty list of distinct entries from {list(VICTIMS)}", v)
         exact_needs = "model.kind = 'lr' and defense.penalty = 'l2'"
@@ -252,6 +269,10 @@ class Experiment:
         if a.victim == "exact" and "none" in self.defense.settings:
             bad("defense.settings", "no 'none' with attack.victim = 'exact' (an unpenalised "
                 "LR need not have an optimum)", self.defense.settings)
+
+    def _validate_attack_steps(self, bad):
+        """``[attack] placement``, ``iters`` and ``alpha``, as the method takes them."""
+        a = self.attack
         if a.placement not in ("replace", "add"):
             bad("attack.placement", "'replace' or 'add'", a.placement)
         if a.iters is not None and a.iters <= 0:
@@ -262,7 +283,9 @@ class Experiment:
             bad("attack.alpha", f"no value with attack.method = {a.method!r} ("
                 + ("it takes no step)" if a.method == "flip" else
                    "each method takes its own step)"), a.alpha)
-        self._validate_values(bad)
+
+    def _validate_counts(self, bad):
+        """The sizes and counts: positive integers (``attack.n_batches``: non-negative)."""
         for key, v in (("repetitions", self.repetitions), ("data.n_tr", self.data.n_tr),
                        ("data.n_test", self.data.n_test),
                        ("attack.n_poison", self.attack.n_poison),
@@ -273,6 +296,9 @@ class Experiment:
                 bad(key, "a positive integer", v)
         if self.attack.n_batches < 0:
             bad("attack.n_batches", "a non-negative integer", self.attack.n_batches)
+
+    def _validate_rates(self, bad):
+        """The step sizes: positive finite numbers (the ``eta``: or ``"auto"``)."""
         for key, v in (("attack.eta", self.attack.eta),
                        ("attack.alpha_lam", self.attack.alpha_lam),
                        ("test.eta", self.test.eta), ("attack.alpha", self.attack.alpha)):
@@ -281,14 +307,15 @@ class Experiment:
             if v is not None and not (v > 0 and math.isfinite(v)):
                 bad(key, "a positive finite number" + (" or 'auto'" if key.endswith(".eta")
                                                        else ""), v)
+
+    def _validate_budget(self, bad):
+        """``[attack] memory``, and the replaced rows: at most the training set."""
         if self.attack.memory not in ("store", "checkpoint", "reverse"):
             bad("attack.memory", "'store', 'checkpoint' or 'reverse'", self.attack.memory)
         if self.attack.placement == "replace" and \
                 self.attack.n_poison * self.attack.n_batches > self.data.n_tr:
             bad("attack.n_poison * attack.n_batches", f"at most data.n_tr = {self.data.n_tr}",
                 self.attack.n_poison * self.attack.n_batches)
-        return self
-
 
     def _validate_values(self, bad):
         """The ranges of the keys a record would otherwise trip over only when it starts."""
@@ -336,6 +363,11 @@ class Experiment:
             bad("model.hidden" if m.hidden != Model().hidden else "model.slope",
                 "no value with model.kind = 'lr' (they set the MLP's layers)",
                 m.hidden if m.hidden != Model().hidden else m.slope)
+
+
+def _bad(key, expected, got):
+    """Raise the ``ValueError`` of a bad value: ``"key: expected ..., got ..."``."""
+    raise ValueError(f"{key}: expected {expected}, got {got!r}")
 
 
 def _flat(d, prefix=""):

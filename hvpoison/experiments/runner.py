@@ -156,12 +156,7 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
     exp = Experiment.from_dict(exp_dict)
     a, b, sd = exp.attack, unit.b, seeds(exp, unit.rep)
     obj, lam, learn = victim(exp, unit.setting, split.Xtr.shape[1], lam_cv)
-    X, y = split.Xtr.copy(), split.ytr.copy()
-    if a.placement == "add":             # the earlier batches' points, after the clean rows
-        X, y = (np.concatenate([X] + [Xp for _, Xp, _ in blocks]),
-                np.concatenate([y] + [yp for _, _, yp in blocks]))
-    for rows, Xp, yp in blocks:
-        X[rows], y[rows] = Xp, yp
+    X, y = _training_set(split, blocks, a.placement)
     t0 = time.perf_counter()
     batch = attack(obj, split.Xtr, split.ytr, split.Xval, split.yval, n_poison=a.n_poison,
                    n_batches=b, iters=a.iters, T=a.T, eta=a.eta, alpha=a.alpha,
@@ -180,8 +175,6 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
     main = tests[exp.test.victims[0]]
     if main is None:                          # the first victim does not apply: the paper's
         main = victim_test(exp, "gd", obj, batch, split, lam0, sd["init"], eta)
-    old = np.concatenate([r for r, _, _ in blocks]) if blocks else np.array([], np.int64)
-    rows = np.setdiff1d(batch.poison_idx, old)
     record = {
         "rep": unit.rep, "setting": unit.setting, "b": b, "fraction": batch.fraction,
         "test_error": main["test_error"], "train_error": main["train_error"],
@@ -197,11 +190,31 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
         record["victims"] = {v: None if t is None else
                              {k: t[k] for k in ("test_error", "train_error", "val_loss")}
                              for v, t in tests.items()}
+    return record, _unit_arrays(batch, blocks, b)
+
+
+def _training_set(split, blocks, placement):
+    """``(X, y)``: the clean training set with the earlier batches' points ``blocks`` in
+    their rows (``"add"``: appended after the clean rows first)."""
+    X, y = split.Xtr.copy(), split.ytr.copy()
+    if placement == "add":               # the earlier batches' points, after the clean rows
+        X, y = (np.concatenate([X] + [Xp for _, Xp, _ in blocks]),
+                np.concatenate([y] + [yp for _, _, yp in blocks]))
+    for rows, Xp, yp in blocks:
+        X[rows], y[rows] = Xp, yp
+    return X, y
+
+
+def _unit_arrays(batch, blocks, b) -> dict:
+    """The arrays of batch ``b``'s record: the rows it poisoned (not those of ``blocks``),
+    its points and labels there, and the clones they started as (where known)."""
+    old = np.concatenate([r for r, _, _ in blocks]) if blocks else np.array([], np.int64)
+    rows = np.setdiff1d(batch.poison_idx, old)
     arrays = {"rows": rows, "Xp": np.asarray(batch.X[rows]), "yp": np.asarray(batch.y[rows]),
               "b": np.asarray(b)}
     if batch.X0 is not None:                              # the clones the points started as
         arrays["X0"] = np.asarray(batch.X0)
-    return record, arrays
+    return arrays
 
 
 def victim_eta(exp, obj, split, lam0, learned):
@@ -493,23 +506,48 @@ def check(exp: Experiment, out, data_dir=None) -> Store:
 
 def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data_dir,
                 max_records, reuse):
+    """:func:`run` inside the folder's lock: open the store, plan the units, copy what
+    ``reuse`` offers, report, run the rest on the executor, summarise."""
+    _open_store(exp, store, overwrite, progress)
+    units = _plan(exp)
+    copied = _copy_undefended(exp, store, reuse,
+                              [_key(store, u) for u in units if u.setting == "none"])
+    done = {u for u in units if store.has(_key(store, u))}
+    report = _reporter(exp, store, progress, len(units), len(done), copied)
+    ex = _executor(n_jobs, scheduler, client)
+    with _one_blas_thread_per_worker(n_jobs if client is None and scheduler is None else 1):
+        _Driver(exp, store, ex, units, done, report, data_dir).drive(max_records)
+    return summarize(exp, store)
+
+
+def _open_store(exp, store, overwrite, progress):
+    """Open the folder for ``exp``; each corrupt record found (quarantined, to be redone) is
+    a line on stderr with a progress report, else a ``UserWarning``."""
     store.open(exp, overwrite=overwrite)
-    for _, message in store.validate(exp):           # corrupt records: quarantined, redone
+    for _, message in store.validate(exp):
         if progress:
             sys.stderr.write(f"warning: {message}\n")
         else:
-            warnings.warn(message, UserWarning, stacklevel=3)
-    exp_dict, fingerprint = exp.to_dict(), exp.fingerprint()
+            warnings.warn(message, UserWarning, stacklevel=4)     # at the caller of run()
+
+
+def _plan(exp) -> list:
+    """Every unit of ``exp``, in submission order: the lam_CV searches, then each
+    repetition's settings' batches ``0..n_batches``."""
     reps, settings, nb = range(exp.repetitions), exp.defense.settings, exp.attack.n_batches
     units = [Unit(r, "cv") for r in reps if "cv" in settings]
     units += [Unit(r, s, b) for r in reps for s in settings for b in range(nb + 1)]
+    return units
 
-    def key(u):
-        return store.key(u.rep, u.setting, u.b)
 
-    copied = _copy_undefended(exp, store, reuse, [key(u) for u in units if u.setting == "none"])
-    done = {u for u in units if store.has(key(u))}
-    total, n_done, n_new = len(units), len(done), 0
+def _key(store, u) -> str:
+    """The record key of unit ``u``."""
+    return store.key(u.rep, u.setting, u.b)
+
+
+def _reporter(exp, store, progress, total, n_done, copied):
+    """The progress report (``progress`` itself if callable, a :class:`Progress` if true,
+    else None); a :class:`Progress` first says what is left to compute and what was copied."""
     report = progress if callable(progress) else \
         (Progress(exp.name, start_done=n_done) if progress else None)
     if isinstance(report, Progress):
@@ -518,72 +556,97 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
         if copied:
             sys.stderr.write(f"{len(copied)} records of the undefended victim copied from "
                              f"{', '.join(sorted(set(copied.values())))}\n")
+    return report
 
+
+def _executor(n_jobs, scheduler, client):
+    """Dask with a ``scheduler`` or ``client``, else ``n_jobs`` local processes (1: inline)."""
     if scheduler is not None or client is not None:
-        ex = _Dask(client, scheduler)
-    else:
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            raise ValueError(f"n_jobs: expected a positive integer, got {n_jobs!r}")
-        ex = _Pool(n_jobs) if n_jobs > 1 else _Inline()
-    splits = {}
+        return _Dask(client, scheduler)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"n_jobs: expected a positive integer, got {n_jobs!r}")
+    return _Pool(n_jobs) if n_jobs > 1 else _Inline()
 
-    def split_of(rep):
-        if rep not in splits:
-            splits[rep] = ex.split(exp, rep, data_dir)
-        return splits[rep]
 
-    def ready(u):
-        if u in done:
+class _Driver:
+    """Keeps every ready unit in flight on the executor and saves each result as it
+    arrives; ``done`` (the units recorded) grows as they do."""
+
+    def __init__(self, exp, store, ex, units, done, report, data_dir):
+        self.exp, self.store, self.ex, self.units = exp, store, ex, units
+        self.done, self.report, self.data_dir = done, report, data_dir
+        self.exp_dict, self.fingerprint = exp.to_dict(), exp.fingerprint()
+        self.splits, self.running = {}, {}
+        self.n_done, self.n_new = len(done), 0
+
+    def split_of(self, rep):
+        """Repetition ``rep``'s split, loaded (or submitted) once."""
+        if rep not in self.splits:
+            self.splits[rep] = self.ex.split(self.exp, rep, self.data_dir)
+        return self.splits[rep]
+
+    def ready(self, u) -> bool:
+        """Whether ``u`` is still to do and the units it needs are recorded."""
+        if u in self.done:
             return False
         if u.b is None:                                   # the lam_CV search
             return True
-        if u.b and Unit(u.rep, u.setting, u.b - 1) not in done:
+        if u.b and Unit(u.rep, u.setting, u.b - 1) not in self.done:
             return False
-        return u.setting != "cv" or Unit(u.rep, "cv") in done
+        return u.setting != "cv" or Unit(u.rep, "cv") in self.done
 
-    def submit(u):
-        sp = split_of(u.rep)
+    def submit(self, u):
+        """Submit ``u`` with what it needs from the records; returns its future."""
+        store, sp = self.store, self.split_of(u.rep)
         if u.b is None:
-            return ex.submit(run_cv, exp_dict, u.rep, sp)
+            return self.ex.submit(run_cv, self.exp_dict, u.rep, sp)
         lam_cv = store.load(store.key(u.rep, "cv"))["lam_cv"] if u.setting == "cv" else None
         blocks = poison_blocks(store, u.rep, u.setting, u.b - 1)
         lam0 = store.load(store.key(u.rep, u.setting, 0))["lam0"] if u.b else None
-        tick = report.ticker(key(u)) if isinstance(report, Progress) and \
-            type(ex) is _Inline else None              # in this process: a live line
-        return ex.submit(run_unit, exp_dict, u, sp, blocks, lam_cv, lam0, tick)
+        tick = self.report.ticker(_key(store, u)) if isinstance(self.report, Progress) and \
+            type(self.ex) is _Inline else None         # in this process: a live line
+        return self.ex.submit(run_unit, self.exp_dict, u, sp, blocks, lam_cv, lam0, tick)
 
-    running = {}
-    with _one_blas_thread_per_worker(n_jobs if client is None and scheduler is None else 1):
+    def fill(self, max_records):
+        """Submit ready units, in order, up to the executor's capacity (and ``max_records``)."""
+        limit = self.ex.capacity if max_records is None else \
+            min(self.ex.capacity, max_records - self.n_new)
+        for u in self.units:
+            if len(self.running) >= limit:
+                break
+            if u not in self.running.values() and self.ready(u):
+                self.running[self.submit(u)] = u
+
+    def save(self, f):
+        """Record the result of the finished future ``f`` and report it."""
+        u = self.running.pop(f)
+        try:
+            result = f.result()
+        except Exception as exc:
+            raise RuntimeError(f"{_key(self.store, u)} failed: {type(exc).__name__}: {exc}") \
+                from exc
+        rec, arrays = (result, None) if u.b is None else result
+        rec["fingerprint"] = self.fingerprint      # whose record this is
+        self.store.save(_key(self.store, u), rec, arrays)
+        self.done.add(u)
+        self.n_done += 1
+        self.n_new += 1
+        if self.report:
+            self.report(self.n_done, len(self.units), _key(self.store, u), rec)
+
+    def drive(self, max_records=None):
+        """Run until no unit is ready (or ``max_records`` new records); whatever happens,
+        cancel what is in flight, close the executor and summarise what is done."""
         try:
             while True:
-                limit = ex.capacity if max_records is None else \
-                    min(ex.capacity, max_records - n_new)
-                for u in units:
-                    if len(running) >= limit:
-                        break
-                    if u not in running.values() and ready(u):
-                        running[submit(u)] = u
-                if not running:
+                self.fill(max_records)
+                if not self.running:
                     break
-                for f in ex.wait(list(running)):
-                    u = running.pop(f)
-                    try:
-                        result = f.result()
-                    except Exception as exc:
-                        raise RuntimeError(f"{key(u)} failed: {type(exc).__name__}: {exc}") \
-                            from exc
-                    rec, arrays = (result, None) if u.b is None else result
-                    rec["fingerprint"] = fingerprint      # whose record this is
-                    store.save(key(u), rec, arrays)
-                    done.add(u)
-                    n_done += 1
-                    n_new += 1
-                    if report:
-                        report(n_done, total, key(u), rec)
+                for f in self.ex.wait(list(self.running)):
+                    self.save(f)
         finally:
-            for f in running:
+            for f in self.running:
                 f.cancel()
-            ex.close()
-            if n_new:
-                summarize(exp, store)       # what is done so far, also when interrupted
-    return summarize(exp, store)
+            self.ex.close()
+            if self.n_new:
+                summarize(self.exp, self.store)    # what is done so far, also when interrupted
