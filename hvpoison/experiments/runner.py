@@ -238,10 +238,10 @@ def victim_test(exp, name, obj, batch, split, lam0, seed, eta):
     trained on the clean set; None where the victim does not apply (``"exact"`` without
     an L2 penalty)."""
     from ..evaluate import error, feature_weights, kuncheva, weight_norms
-    from ..victims import GD, Exact
+    from ..victims import as_victim
 
-    victim = GD(exp.test.T, eta) if name == "gd" else Exact()
-    if name == "exact" and (Exact.unsupported(obj) or batch.lam is None):
+    victim = as_victim(name, exp.test.T, eta)
+    if name == "exact" and (victim.unsupported(obj) or batch.lam is None):
         return None
     w = victim.fit(obj, batch.X, batch.y, batch.lam, seed=seed)
     w_clean = w if batch.fraction == 0 else victim.fit(obj, split.Xtr, split.ytr, lam0,
