@@ -275,7 +275,8 @@ def _cmd_reproduce(args) -> int:
               + (", strong attack" if args.attack == "strong" else "") + ")", file=sys.stderr)
         paths, secs = reproduce(n, quick=args.quick, out=args.out, n_jobs=args.jobs,
                                 data_dir=args.data_dir, progress=not args.quiet,
-                                tasks=args.tasks, attack=args.attack)
+                                tasks=args.tasks, attack=args.attack,
+                                recompute=args.recompute)
         print(f"{n}: {', '.join(map(str, paths))} ({secs:.0f} s)")
     return 0
 
@@ -490,10 +491,15 @@ def _add_plot(sub):
 
 def _add_reproduce(sub):
     c = sub.add_parser("reproduce", formatter_class=_Fmt, help="regenerate a figure of the paper",
-                       description="Run (or resume) the experiments behind a figure and "
-                       "write its data (JSON) and plot (PNG, PDF). --quick takes minutes; "
-                       "the full protocol is in reproduce/README.md.",
+                       description="Draw a figure from the finished summaries of its "
+                       "experiments in --out (a copy of the committed reproduce/runs/ "
+                       "works: seconds, no dataset), running (or resuming) only those whose "
+                       "summary is missing, or all with --recompute; write its data (JSON) "
+                       "and plot (PNG, PDF). --quick takes minutes; the full protocol is in "
+                       "reproduce/README.md.",
                        epilog="examples:\n  hvpoison reproduce fig1\n"
+                       "  cp -r reproduce/runs /tmp/runs && hvpoison reproduce fig2 fig6 "
+                       "--out /tmp/runs\n"
                        "  hvpoison reproduce fig2 fig5 --quick --data-dir ../shared/datasets\n"
                        "  hvpoison reproduce all --jobs 2\n"
                        "  hvpoison reproduce fig2 fig8 --attack strong --jobs 2")
@@ -505,7 +511,11 @@ def _add_reproduce(sub):
     c.add_argument("--attack", default="alg2", choices=["alg2", "strong"],
                    help="the paper's Alg. 2, or the strongest attack found (fig2, fig8: "
                    "one run per victim it anticipates; reproduce/README.md)")
-    c.add_argument("--out", default=os.path.join("reproduce", "out"), help="output folder")
+    c.add_argument("--out", default=os.path.join("reproduce", "out"),
+                   help="output folder, and where the summaries are looked for")
+    c.add_argument("--recompute", action="store_true",
+                   help="run (or resume) every experiment of the figure again instead of "
+                   "redrawing it from the finished summaries in --out")
     c.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes")
     c.add_argument("--data-dir", help="directory with the dataset files")
     c.add_argument("--quiet", action="store_true", help="no per-record progress lines")
