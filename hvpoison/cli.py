@@ -275,7 +275,8 @@ def _cmd_reproduce(args) -> int:
               + (", strong attack" if args.attack == "strong" else "") + ")", file=sys.stderr)
         paths, secs = reproduce(n, quick=args.quick, out=args.out, n_jobs=args.jobs,
                                 data_dir=args.data_dir, progress=not args.quiet,
-                                tasks=args.tasks, attack=args.attack)
+                                tasks=args.tasks, attack=args.attack,
+                                recompute=args.recompute)
         print(f"{n}: {', '.join(map(str, paths))} ({secs:.0f} s)")
     return 0
 
@@ -369,6 +370,7 @@ def _run_options(p, default_out=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hvpoison`` parser: the global options, then one sub-parser per command."""
     from . import __version__
 
     p = argparse.ArgumentParser(
@@ -379,7 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"hvpoison {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_demo, _add_attack, _add_run, _add_plot, _add_reproduce, _add_data,
+                _add_bench, _add_check):
+        add(sub)
+    return p
 
+
+def _add_demo(sub):
     c = sub.add_parser("demo", formatter_class=_Fmt, help="the main job on the embedded data",
                        description="Attack LR on the embedded MNIST 0-vs-8 subset at 0-20 %% "
                        "poisoning for lam none / large / learned; print the table, write a "
@@ -390,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="smaller and faster (for tests)")
     c.set_defaults(func=_cmd_demo)
 
+
+def _add_attack(sub):
     c = sub.add_parser("attack", formatter_class=_Fmt, help="attack one lam setting",
                        description="Alg. 2 at cumulative poisoning fractions against one "
                        "victim; records, table and plot go to --out.",
@@ -399,6 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "--victim exact --victims exact gd\n"
                        "  hvpoison attack --task fmnist --model mlp --lam learned_per_layer "
                        "--data-dir ../shared/datasets")
+    _attack_problem_options(c)
+    _attack_method_options(c)
+    c.add_argument("--repetitions", type=_positive_int, default=1)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--data-dir", help="directory with the dataset files (else $HVPOISON_DATA, "
+                   "the cache, a download)")
+    _run_options(c)
+    c.set_defaults(func=_cmd_attack)
+
+
+def _attack_problem_options(c):
+    """``hvpoison attack``: the task, the model and the defence."""
     c.add_argument("--task", default="mnist-mini",
                    help="mnist | fmnist | cifar10 | mnist-mini | synthetic2d")
     c.add_argument("--model", default="lr", choices=["lr", "mlp"])
@@ -410,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-test", type=_positive_int, default=2000)
     c.add_argument("--n-poison", type=_positive_int, default=40)
     c.add_argument("--n-batches", type=int, default=5)
+
+
+def _attack_method_options(c):
+    """``hvpoison attack``: the attack's method, its victim and its steps."""
     c.add_argument("--method", default="alg2", choices=["alg2", "strong", "flip", "all"],
                    help="alg2: the paper's Alg. 2; strong: the strongest recipe measured per "
                    "victim and model (not the strongest in every setting); flip: initDp's "
@@ -435,13 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--alpha", type=float, default=None,
                    help="outer step for X_p (alg2: 4 for cifar10, 1 otherwise; strong: "
                    "Adam's step as a fraction of the box, 0.02)")
-    c.add_argument("--repetitions", type=_positive_int, default=1)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--data-dir", help="directory with the dataset files (else $HVPOISON_DATA, "
-                   "the cache, a download)")
-    _run_options(c)
-    c.set_defaults(func=_cmd_attack)
 
+
+def _add_run(sub):
     c = sub.add_parser("run", formatter_class=_Fmt, help="run or resume an experiment file",
                        description="Run the experiment described by a TOML file (see "
                        "hvpoison.experiments.config); resumes what is already in --out.",
@@ -456,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(c)
     c.set_defaults(func=_cmd_run)
 
+
+def _add_plot(sub):
     c = sub.add_parser("plot", formatter_class=_Fmt, help="plot a results folder",
                        description="Test error, learned lam, ||w||^2/P and Kuncheva's index "
                        "vs the poisoning fraction, as PNG and PDF.",
@@ -464,11 +488,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output path without suffix (default RESULTS/summary)")
     c.set_defaults(func=_cmd_plot)
 
+
+def _add_reproduce(sub):
     c = sub.add_parser("reproduce", formatter_class=_Fmt, help="regenerate a figure of the paper",
-                       description="Run (or resume) the experiments behind a figure and "
-                       "write its data (JSON) and plot (PNG, PDF). --quick takes minutes; "
-                       "the full protocol is in reproduce/README.md.",
+                       description="Draw a figure from the finished summaries of its "
+                       "experiments in --out (a copy of the committed reproduce/runs/ "
+                       "works: seconds, no dataset), running (or resuming) only those whose "
+                       "summary is missing, or all with --recompute; write its data (JSON) "
+                       "and plot (PNG, PDF). --quick takes minutes; the full protocol is in "
+                       "reproduce/README.md.",
                        epilog="examples:\n  hvpoison reproduce fig1\n"
+                       "  cp -r reproduce/runs /tmp/runs && hvpoison reproduce fig2 fig6 "
+                       "--out /tmp/runs\n"
                        "  hvpoison reproduce fig2 fig5 --quick --data-dir ../shared/datasets\n"
                        "  hvpoison reproduce all --jobs 2\n"
                        "  hvpoison reproduce fig2 fig8 --attack strong --jobs 2")
@@ -480,12 +511,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--attack", default="alg2", choices=["alg2", "strong"],
                    help="the paper's Alg. 2, or the strongest attack found (fig2, fig8: "
                    "one run per victim it anticipates; reproduce/README.md)")
-    c.add_argument("--out", default=os.path.join("reproduce", "out"), help="output folder")
+    c.add_argument("--out", default=os.path.join("reproduce", "out"),
+                   help="output folder, and where the summaries are looked for")
+    c.add_argument("--recompute", action="store_true",
+                   help="run (or resume) every experiment of the figure again instead of "
+                   "redrawing it from the finished summaries in --out")
     c.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes")
     c.add_argument("--data-dir", help="directory with the dataset files")
     c.add_argument("--quiet", action="store_true", help="no per-record progress lines")
     c.set_defaults(func=_cmd_reproduce)
 
+
+def _add_data(sub):
     c = sub.add_parser("data", formatter_class=_Fmt, help="fetch, check or describe datasets",
                        description="fetch: download into the cache (checksums verified); "
                        "check: verify the files found; info: search order and tasks.",
@@ -499,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="fetch: download again")
     c.set_defaults(func=_cmd_data)
 
+
+def _add_bench(sub):
     c = sub.add_parser("bench", formatter_class=_Fmt, help="time gradient, H v and RMD",
                        description="Median times of loss+gradient, H v, the mixed products "
                        "and one RMD hypergradient for LR and the MLP (see bench/ for peers).",
@@ -507,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="fewer repetitions")
     c.set_defaults(func=_cmd_bench)
 
+
+def _add_check(sub):
     c = sub.add_parser("check", formatter_class=_Fmt,
                        help="verify the derivative engine against finite differences",
                        description="Every derivative of the engine (gradient, H v, the mixed "
@@ -515,7 +556,6 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  hvpoison check --seed 3")
     c.add_argument("--seed", type=int, default=0, help="seed of the random problems")
     c.set_defaults(func=_cmd_check)
-    return p
 
 
 def main(argv=None) -> int:

@@ -248,20 +248,30 @@ class Store:
     def different(self, meta, exp) -> str:
         """The error for a folder that holds another experiment: the keys that differ,
         with both values, and every way on."""
-        from .config import differing_keys
-
         count = len(list(self.records.glob("r*.json"))) if self.records.is_dir() else 0
-        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
-            what = "an experiment.json without a configuration"
-        else:
-            diffs = differing_keys(meta["config"], exp.to_dict())
-            what = ("; ".join(f"{k} = {a!r} there, {b!r} here" for k, a, b in diffs[:8])
-                    + (f" (and {len(diffs) - 8} more)" if len(diffs) > 8 else "")) if diffs \
-                else (f"the same keys, but fingerprint {meta.get('fingerprint')} there and "
-                      f"{exp.fingerprint()} here (another hvpoison's recipe)")
+        what = difference(meta, exp)
         return (f"--out: {self.out} holds {count} records of a different experiment ({what});"
                 " choose another folder (--out), run the folder's own experiment to resume "
                 "it, or pass --overwrite to discard its records")
+
+
+def difference(meta, exp) -> str:
+    """How the experiment of ``meta`` (an ``experiment.json``) differs from ``exp``: the keys
+    that differ, with both values (a key missing there: its default), or the fingerprints
+    when no key does."""
+    from .config import Experiment, differing_keys
+
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        return "an experiment.json without a configuration"
+    there = meta["config"]
+    with contextlib.suppress(ValueError, TypeError, KeyError):     # its defaults filled in
+        there = Experiment.from_dict(there).to_dict()
+    diffs = differing_keys(there, exp.to_dict())
+    if not diffs:
+        return (f"the same keys, but fingerprint {meta.get('fingerprint')} there and "
+                f"{exp.fingerprint()} here (another hvpoison's recipe)")
+    return ("; ".join(f"{k} = {a!r} there, {b!r} here" for k, a, b in diffs[:8])
+            + (f" (and {len(diffs) - 8} more)" if len(diffs) > 8 else ""))
 
 
 _FIELDS = {"unit": ("rep", "setting", "b", "fraction", "test_error", "train_error", "lam",

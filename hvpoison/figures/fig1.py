@@ -13,7 +13,9 @@ trainings are batched over the grid (:func:`train_grid`), and a test checks them
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -92,8 +94,7 @@ def compute(quick=False) -> dict:
                     std=cfg["std"])
     lo, hi = s.box
     xs = ys = np.linspace(lo, hi, cfg["grid"])
-    out = {"config": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                      for k, v in cfg.items()},
+    out = {"config": settings(quick),
            "Xtr": s.Xtr, "ytr": s.ytr, "Xval": s.Xval, "yval": s.yval, "xs": xs, "ys": ys}
     for name, lam in (("none", None), ("l2", cfg["lam"])):
         x0, xp, X, y, obj = optimise_point(s, lam, cfg)
@@ -107,6 +108,42 @@ def compute(quick=False) -> dict:
     out["lam_map"] = best_lam_map(s, xs, ys, 1.0, cfg["lam_grid"], cfg["T"], cfg["eta"])
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def settings(quick=False) -> dict:
+    """The settings of a mode as :func:`compute` records them (``config``, JSON types)."""
+    cfg = QUICK if quick else FULL
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in cfg.items()}
+
+
+ARRAYS = ("Xtr", "ytr", "Xval", "yval", "xs", "ys", "lam_map")
+POINT_ARRAYS = ("x0", "xp", "w_clean", "w_poisoned", "error_map")       # per "none", "l2"
+
+
+def load(path, quick=False) -> dict:
+    """What :func:`compute` returned, read back from its JSON at ``path``, arrays restored;
+    ``ValueError`` when the file is not that, or holds another mode's settings."""
+    redo = "pass --recompute to compute it again (the file is overwritten)"
+    try:
+        res = json.loads(Path(path).read_text())
+        got = res["config"]
+        if not isinstance(got, dict):
+            raise TypeError(f"config is {type(got).__name__}, not a table")
+        for k in ARRAYS:
+            res[k] = np.asarray(res[k], dtype=float)
+        for name in ("none", "l2"):
+            res[name].update({k: np.asarray(res[name][k], dtype=float) for k in POINT_ARRAYS})
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"--out: expected {path} to hold Fig. 1's numbers, got a file that "
+                         f"does not ({type(exc).__name__}: {exc}); {redo}") from None
+    want = settings(quick)
+    if got != want:
+        diffs = "; ".join(f"{k} = {got.get(k)!r} there, {want.get(k)!r} here"
+                          for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
+        raise ValueError(f"--out: expected {path} to hold Fig. 1 in "
+                         f"{'quick' if quick else 'full'} mode, got other settings ({diffs}); "
+                         f"{redo}")
+    return res
 
 
 def plot(res, path, formats=("png", "pdf")):
