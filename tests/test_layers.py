@@ -1,4 +1,5 @@
-"""The house's shape, checked: imports only point down (docs/architecture.md).
+"""The house's shape, checked: imports only point down (docs/architecture.md), and no function
+is longer than 60 lines of code.
 
 Every import is read from the source (``ast``), lazy ones inside functions included, and
 resolved to an absolute ``hvpoison.*`` name (the top-level ``kernels/`` folder is
@@ -100,3 +101,37 @@ def test_the_rule_sees_a_lazy_upward_import(tmp_path, monkeypatch):
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     assert [m for _, m in _imports(path) if _within(m, ABOVE_ENGINE)] == \
         ["hvpoison.experiments.protocol", "hvpoison.experiments"]
+# -- function length ---------------------------------------------------------------------
+MAX_LINES = 60
+
+
+def code_lines(src_lines, node):
+    """Lines of code of a function: its docstring, comments and blank lines not counted
+    (a nested function's lines count toward its parent too)."""
+    body = node.body
+    doc = None
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        doc = (body[0].lineno, body[0].end_lineno)
+    return sum(1 for i in range(node.lineno, node.end_lineno + 1)
+               if not (doc and doc[0] <= i <= doc[1])
+               and src_lines[i - 1].strip() and not src_lines[i - 1].strip().startswith("#"))
+
+
+def test_no_function_is_longer_than_60_lines_of_code():
+    long = []
+    for path in _sources():
+        src = path.read_text()
+        lines = src.splitlines()
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = code_lines(lines, node)
+                if n > MAX_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {n}")
+    assert long == []
+
+
+def test_the_length_count_skips_docstrings_and_comments():
+    src = 'def f():\n    """doc\n    more"""\n    # note\n\n    return 1\n'
+    node = ast.parse(src).body[0]
+    assert code_lines(src.splitlines(), node) == 2
