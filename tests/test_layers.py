@@ -135,3 +135,16 @@ def test_the_length_count_skips_docstrings_and_comments():
     src = 'def f():\n    """doc\n    more"""\n    # note\n\n    return 1\n'
     node = ast.parse(src).body[0]
     assert code_lines(src.splitlines(), node) == 2
+
+
+def test_setup_cfg_ships_every_package():
+    """A non-editable ``pip install .`` ships only the packages setup.cfg lists (the
+    hvpoison.victims package was once missing there, and only CI's clean install saw it)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "hvpoison").rglob("__init__.py")} | {"hvpoison.kernels"}
+    assert found - listed == set()
