@@ -102,6 +102,20 @@ def params(name, w, n_params):
     return w
 
 
+def params_many(name, W, n_params):
+    """``K >= 1`` flat float32/float64 parameter vectors as the rows of a finite ``(K,
+    n_params)`` array (several starts of one training, trained together)."""
+    if not _is_array(W):
+        fail(name, f"a 2-D float array of shape (K, {n_params})", describe(W), TypeError)
+    if W.dtype not in (np.float32, np.float64):
+        fail(name, "dtype float32 or float64", describe(W), TypeError)
+    if W.ndim != 2 or W.shape[0] == 0 or W.shape[1] != n_params:
+        fail(name, f"shape (K, {n_params}) with K >= 1 (one start per row)", describe(W))
+    if not _all_finite(get_array_module(W), W):
+        fail(name, "finite values", "NaN or inf")
+    return W
+
+
 def vector_like(name, v, w):
     """A direction with the length of ``w``; cast to ``w``'s dtype and module."""
     xp = get_array_module(w)

@@ -305,6 +305,27 @@ class Objective:
                          _checks.describe(grad_out))
         return Point(self, w, data, grad_out)
 
+    def grad_many(self, W, data, out=None):
+        """``grad_w L`` of Eq. 1 (Eq. 6's ``g``) at ``K`` parameter vectors, the rows of
+        ``W`` ``(K, P)``, on :class:`Prepared` ``data``: ``(K, P)``, a new array or written
+        into ``out``; row ``j`` is ``linearize(W[j], data).grad()`` to rounding. The model
+        part comes from :meth:`Model.forward_grad_many
+        <hvpoison.models.base.Model.forward_grad_many>` (the MLP: one blocked pass, ``X``
+        read once for all ``K``; other models one start at a time), the penalty's is added
+        per start (``P`` numbers each). Checks only ``W``'s shape and dtype (``O(1)``), as
+        :meth:`linearize`: the gradient-descent loop of :func:`~hvpoison.hypergrad.rmd.
+        unroll_many` calls it on data checked once."""
+        if getattr(W, "ndim", None) != 2 or W.shape[1] != self.model.n_params or \
+                W.dtype != data.dtype:
+            _checks.fail("W", f"shape (K, {self.model.n_params}) and dtype {data.dtype} (the "
+                         "data's)", _checks.describe(W))
+        out = data.xp.empty_like(W) if out is None else out
+        self.model.forward_grad_many(W, data.X, data.y, out)
+        if data.e is not None:
+            for j in range(W.shape[0]):
+                self.penalty.add_grad(data.xp, W[j], data.e, out[j])
+        return out
+
     def at(self, w, X, y=None, lam=None):
         """Check ``w`` ``(P,)`` (finite) and the data once and return the :class:`Point`
         (Eq. 1 at ``w`` on ``X`` ``(n, d)``, ``y`` ``(n,)``, or on :class:`Prepared` ``X``)

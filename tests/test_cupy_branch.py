@@ -174,6 +174,18 @@ def test_training_and_evaluation_on_device_equal_numpy(cp, model):
         close(hv.Exact().fit(obj, c(X), c(y), -2.0), hv.Exact().fit(obj, X, y, -2.0), 1e-8)
 
 
+@pytest.mark.parametrize("model", MODELS, ids=repr)
+def test_several_starts_trained_together_on_device_equal_numpy(cp, model):
+    """``GD.fit_many`` (the MLP's blocked pass: its batched matmuls take the copy branch
+    off numpy) stays on the device and equals numpy's."""
+    obj = hv.Objective(model, "l2")
+    X, y, _, _, w, _ = problem(model)
+    W0 = np.stack([w, 0.5 * w, -w])
+    c = cp.asarray
+    close(hv.GD(30, 0.3).fit_many(obj, c(X), c(y), -2.0, W0=c(W0)),
+          hv.GD(30, 0.3).fit_many(obj, X, y, -2.0, W0=W0), 1e-10)
+
+
 # -- the attack ----------------------------------------------------------------------------------
 CASES = [(hv.LR(12), "alg2", "gd"), (hv.LR(12), "strong", "gd"), (hv.LR(12), "strong", "exact"),
          (hv.MLP((12, 6, 4, 1)), "alg2", "gd"), (hv.MLP((12, 6, 4, 1)), "strong", "gd")]

@@ -76,6 +76,30 @@ def unroll(obj, w0, X, y=None, lam=None, T=None, eta=None, keep=None):
     return w_T
 
 
+def unroll_many(obj, W0, X, y=None, lam=None, T=None, eta=None):
+    """``W_T`` ``(K, P)``: ``K`` independent runs of Eq. 6 (Alg. 1 line [F]), one from each
+    row of ``W0`` ``(K, P)``, on the same ``X`` ``(n, d)``, ``y`` ``(n,)`` (or
+    :class:`~hvpoison.objective.Prepared` ``X``), taken in step together: ``W_{t+1} = W_t -
+    eta G(W_t)`` with row ``j`` of ``G`` start ``j``'s gradient
+    (:meth:`~hvpoison.objective.Objective.grad_many`: for the MLP one blocked pass that
+    reads ``X`` once for all ``K``). Row ``j`` equals :func:`unroll` from ``W0[j]`` to
+    rounding, and is checked as :func:`unroll` checks its ``w_T`` (:func:`check_diverged`,
+    in row order: the first diverged start raises its :class:`DivergenceError`). ``eta``: a
+    positive number (``"auto"`` depends on each start: :func:`unroll` per start)."""
+    W0 = _checks.params_many("W0", W0, obj.model.n_params)
+    data = obj.as_prepared(X, y, lam, dtype=W0.dtype)
+    T = _checks.positive_int("T", T)
+    eta = _checks.positive_float("eta", eta)
+    W, G = W0.copy(), data.xp.empty_like(W0)
+    with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
+        for _ in range(T):
+            obj.grad_many(W, data, out=G)                 # every start's g, X read once
+            W -= eta * G                                  # [F] for every start, in place
+    for j in range(W.shape[0]):
+        check_diverged(obj, W0[j], W[j], data, T, eta)
+    return W
+
+
 EXPLODED = 1e8      # |w_T| beyond this (and beyond 1e8 |w_0|) is divergence, not learning
 
 

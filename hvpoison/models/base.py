@@ -51,6 +51,12 @@ with_loss=False)``).
 ``hvp_fresh(w, X, y, V, out_g, out_hv)``
     ``forward_r``, the loss, ``backward_r``: ``H V`` (and the gradient) at a fresh point;
     LR fuses one direction into one read of ``X`` (``ops.lr_hvp_fresh``).
+``forward_grad_many(W, X, y, out) -> z``
+    ``forward_grad`` for ``K`` independent parameter vectors ``W`` ``(K, P)`` on one ``X``:
+    each start's gradient (less the penalty) into ``out`` ``(K, P)``, the logits ``(K, n)``
+    returned (GD's several starts trained in step, :meth:`GD.fit_many
+    <hvpoison.victims.gd.GD.fit_many>`). The default runs one ``forward_grad`` per start;
+    the MLP reads ``X`` once per pass for all ``K`` (``X [W_1^1 ... W_1^K]``).
 ``mixed_x(w, bwd, rbwd, v, rows) -> (len(rows), d)``
     line 4: ``R_v{grad_X} = grad_X (v^T grad_w)`` for the selected rows only (``v``
     ``(P,)``).
@@ -105,6 +111,16 @@ class Model:
             for (a, b, c), (fi, fo) in zip(self._offsets, self.shapes)
         ]
 
+    def unpack_many(self, W):
+        """:meth:`unpack` for ``K`` parameter vectors at once, ``W`` ``(K, P)`` (C order):
+        ``[(W_1, b_1), ...]`` as views with ``W_k`` ``(K, fan_in, fan_out)`` and ``b_k``
+        ``(K, fan_out)``; start ``j``'s ``W_k[j]`` is ``unpack(W[j])[k][0]``."""
+        K = W.shape[0]
+        return [
+            (W[:, a:b].reshape(K, fi, fo), W[:, b:c])
+            for (a, b, c), (fi, fo) in zip(self._offsets, self.shapes)
+        ]
+
     # -- predictions -----------------------------------------------------------------
     def _check_wX(self, w, X):
         _checks.params("w", w, self.n_params)
@@ -149,6 +165,20 @@ class Model:
         tape = self.forward(w, X)
         _, residual, curv = ops.impl("sigmoid_ce", xp)(xp, tape.z, y, with_loss=False)
         return tape, self.backward(w, tape, residual, out), residual, curv
+
+    def forward_grad_many(self, W, X, y, out):
+        """:meth:`forward_grad` for ``K`` independent parameter vectors ``W`` ``(K, P)`` on
+        the same ``X`` ``(n, d)``, ``y`` ``(n,)``: line 1 seeded with each start's residual
+        into ``out[j]`` (``out`` ``(K, P)``: row ``j`` is Eq. 6's ``g`` of start ``j`` less
+        the penalty); returns the logits ``(K, n)``. Here one :meth:`forward_grad` per start
+        (the fallback every model has; LR uses it); the MLP overrides it with one blocked
+        computation that reads ``X`` once for all ``K`` (:meth:`MLP.forward_grad_many
+        <hvpoison.models.mlp.MLP.forward_grad_many>`)."""
+        xp = get_array_module(W)
+        z = xp.empty((W.shape[0], X.shape[0]), dtype=W.dtype)
+        for j in range(W.shape[0]):
+            z[j] = self.forward_grad(W[j], X, y, out[j])[0].z
+        return z
 
     def hvp_fresh(self, w, X, y, V, out_g, out_hv):
         """The model part of ``H V`` (Eq. 4) at a fresh point into ``out_hv`` (``(P,)`` or

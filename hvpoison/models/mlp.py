@@ -29,6 +29,13 @@ one GEMM ``X [W_1  V_1]`` ``(n, (1 + m) h_1)``; ``backward_r`` runs lines 1 and 
 first layer's weight products as one GEMM ``X^T [delta_1  R delta_1]``, so ``grad`` and
 ``H v`` at a fresh point read ``X`` twice instead of four times (``H v`` alone: also
 twice, instead of three times).
+
+Several starts. ``K`` independent parameter vectors ``W`` ``(K, P)`` on the same ``X`` (the
+GD victim's fixed Xavier draws, trained in step: ``GD.fit_many``) share each pass's products
+with the data: every layer is kept side by side as ``(n, K h_k)``, so the forward pass's
+first layer is one GEMM ``X [W_1^1 ... W_1^K]`` ``(n, d) @ (d, K h_1)`` and line 1's
+``X^T [delta_1^1 ... delta_1^K]`` one ``(K h_1, n) @ (n, d)``; the small later layers are
+batched matmuls over the starts (:meth:`MLP.forward_many`, :meth:`MLP.backward_many`).
 """
 from __future__ import annotations
 
@@ -85,6 +92,25 @@ def _weight_rgrad(O3, a, Rdelta, Ra, delta):
     O3[...] = _xt(a, Rdelta.reshape(n, m * fo)).reshape(m, fo, fi).transpose(2, 1, 0)
     if Ra is not None:        # R a^T delta: (fo, m fi), [o, j fi + i] -> O3[i, o, j]
         O3 += _xt(Ra.reshape(n, m * fi), delta).reshape(fo, m, fi).transpose(2, 0, 1)
+
+
+def _starts(A, K):
+    """Start ``j``'s block of ``A`` ``(n, K h)`` (columns ``j h .. (j + 1) h``) for every
+    ``j`` at once: the strided view ``(K, n, h)`` (no copy for a C-order ``A``)."""
+    return A.reshape(A.shape[0], K, -1).transpose(1, 0, 2)
+
+
+def _per_start(xp, A, B):
+    """``A[j] @ B[j]`` for every start ``j`` (``A`` ``(K, n, a)``, e.g. a :func:`_starts`
+    view, ``B`` ``(K, a, b)``) as one batched matmul, returned as ``(n, K b)`` in C order
+    (start ``j``'s block in columns ``j b .. (j + 1) b``, the multi-start layout); numpy
+    writes it there directly (a strided ``out``), other modules through one copy."""
+    K, n, b = A.shape[0], A.shape[1], B.shape[2]
+    if xp is np:
+        out = np.empty((n, K, b), dtype=A.dtype)
+        np.matmul(A, B, out=out.transpose(1, 0, 2))
+        return out.reshape(n, K * b)
+    return xp.ascontiguousarray(xp.matmul(A, B).transpose(1, 0, 2)).reshape(n, K * b)
 
 
 class MLP(Model):
@@ -285,6 +311,84 @@ class MLP(Model):
         if rtape.Rz.ndim == 1:            # one direction: (n, h_k), as mixed_x takes them
             Rdeltas = [R[:, 0] for R in Rdeltas]
         return SimpleNamespace(Rdeltas=Rdeltas)
+
+    # -- K independent starts at once (GD.fit_many), every layer (n, K h) ------------
+    def forward_many(self, W, X):
+        """The forward pass for ``K`` parameter vectors ``W`` ``(K, P)`` on one ``X`` ``(n,
+        d)``, reading ``X`` once for all of them. Every layer is kept side by side, ``(n, K
+        h_k)`` with start ``j`` in columns ``j h_k .. (j + 1) h_k``, and per start each line
+        is :meth:`forward`'s:
+
+        - ``Z_1 = X [W_1^1 ... W_1^K]``: one GEMM ``(n, d) @ (d, K h_1)`` (the stacked
+          weights ``(d, K h_1)`` are one copy of ``K d h_1`` numbers);
+        - ``Z_k += [b_k^1 ... b_k^K]``, ``D_k = phi'(Z_k)``, ``a_k = Z_k * D_k`` on the
+          whole ``(n, K h_k)`` block (the fused op ``bias_leaky_relu``);
+        - ``Z_k = a_{k-1} W_k`` for ``k > 1``, per start: one batched matmul ``(K, n,
+          h_{k-1}) @ (K, h_{k-1}, h_k)`` on the strided view of ``a_{k-1}``
+          (:func:`_per_start`: the layers after the first are small);
+        - ``z = Z_L`` ``(n, K)``, returned as ``tape.z`` ``(K, n)`` (row ``j``: start
+          ``j``'s logits).
+
+        Returns the tape (``a[k]``, ``D[k]`` ``(n, K h_k)``, ``a[0] = X``, ``z``, ``K``)."""
+        xp, layers, K, n = get_array_module(W), self.unpack_many(W), W.shape[0], X.shape[0]
+        fi, fo = self.shapes[0]
+        W1 = xp.ascontiguousarray(layers[0][0].transpose(1, 0, 2)).reshape(fi, K * fo)
+        Z = _xw(X, W1)                                   # X [W_1^1 ... W_1^K], (n, K h_1)
+        a, D = [X], []
+        for k, (Wk, bk) in enumerate(layers):
+            if k > 0:                                    # a_{k-1} W_k, per start
+                Z = _per_start(xp, _starts(a[k], K), Wk)
+            if k == len(layers) - 1:                     # h_L = 1: Z is (n, K)
+                Z += bk.reshape(-1)
+                return SimpleNamespace(a=a, D=D, z=xp.ascontiguousarray(Z.T), K=K)
+            Z = Z if xp is np else xp.ascontiguousarray(Z)
+            Dk, Ak = ops.impl("bias_leaky_relu", xp)(xp, Z, bk.reshape(-1), self.slope)
+            D.append(Dk)
+            a.append(Ak)
+
+    def backward_many(self, W, tape, dz, out):
+        """Line 1 for ``K`` starts on :meth:`forward_many`'s tape: the seeds ``dz`` ``(K,
+        n)`` (row ``j``: start ``j``'s ``s``), ``grad_w sum_i dz_ji z_ji`` into ``out[j]``
+        (``out`` ``(K, P)``). The deltas are kept side by side, ``(n, K h_k)``, and per
+        start each line is :meth:`backward`'s:
+
+        - ``delta_L = [s^1 ... s^K]`` ``(n, K)``;
+        - ``grad_W_k = a_{k-1}^T delta_k`` for ``k > 1``: one batched matmul ``(K, h_k, n)
+          @ (K, n, h_{k-1})`` on the strided views, written transposed;
+        - ``grad_W_1``: ``X^T [delta_1^1 ... delta_1^K]`` as one GEMM ``(K h_1, n) @ (n,
+          d)`` (:func:`_xt`'s orientation; one read of ``X`` for all starts);
+        - ``grad_b_k = 1^T delta_k``: one column sum of ``(n, K h_k)``;
+        - ``delta_{k-1} = (delta_k W_k^T) * D_{k-1}``: a batched matmul ``(K, n, h_k) @
+          (K, h_k, h_{k-1})`` into ``(n, K h_{k-1})`` (:func:`_per_start`), then the mask
+          in place."""
+        xp, layers, grads, K = get_array_module(W), self.unpack_many(W), \
+            self.unpack_many(out), W.shape[0]
+        delta = xp.ascontiguousarray(dz.T)               # delta_L = s, (n, K)
+        for k in range(len(layers) - 1, -1, -1):
+            (fi, fo), (gW, gb) = self.shapes[k], grads[k]
+            if k == 0:                                   # X^T [delta_1^1 ... delta_1^K]
+                gW[...] = _xt(tape.a[0], delta).reshape(K, fo, fi).transpose(0, 2, 1)
+            else:                                        # a_{k-1}^T delta_k, per start
+                gW[...] = xp.matmul(_starts(delta, K).transpose(0, 2, 1),
+                                    _starts(tape.a[k], K)).transpose(0, 2, 1)
+            gb[...] = delta.sum(axis=0).reshape(K, fo)
+            if k > 0:                                    # (delta_k W_k^T) * D_{k-1}
+                delta = _per_start(xp, _starts(delta, K), layers[k][0].transpose(0, 2, 1))
+                delta *= tape.D[k - 1]
+
+    def forward_grad_many(self, W, X, y, out):
+        """:meth:`forward_many`, each start's residual (the dispatched ``sigmoid_ce`` on
+        its row of logits, as :meth:`forward_grad`) and :meth:`backward_many` into ``out``
+        ``(K, P)``: Eq. 6's ``g`` less the penalty for ``K`` starts ``W`` ``(K, P)`` with
+        two reads of ``X`` ``(n, d)`` for all of them (``2 K`` apart); ``y`` ``(n,)``.
+        Returns the logits ``(K, n)``."""
+        xp = get_array_module(W)
+        tape, sigmoid_ce = self.forward_many(W, X), ops.impl("sigmoid_ce", xp)
+        residual = xp.empty_like(tape.z)
+        for j in range(W.shape[0]):
+            residual[j] = sigmoid_ce(xp, tape.z[j], y, with_loss=False)[1]
+        self.backward_many(W, tape, residual, out)
+        return tape.z
 
     def mixed_x(self, w, bwd, rbwd, v, rows):
         W1, V1 = self.unpack(w)[0][0], self.unpack(v)[0][0]

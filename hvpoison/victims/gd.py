@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _checks
 from ..backend import get_array_module
-from ..hypergrad.rmd import MEMORY, alg1, forward_steps, unroll
+from ..hypergrad.rmd import MEMORY, alg1, forward_steps, unroll, unroll_many
 from ..models.lr import LR
 from ..objective import Objective
 from ..stepsize import AUTO, check_eta, curvature, resolve_eta
@@ -126,6 +126,21 @@ class GD:
         w0 = self.initial(obj, seed, data.X) if w0 is None else w0
         return unroll(obj, w0, data, T=self.T, eta=self.eta)
 
+    def fit_many(self, obj, X, y=None, lam=None, *, W0):
+        """``W_T`` ``(K, P)``: :meth:`fit` from each row of ``W0`` ``(K, P)`` (``K``
+        independent trainings on ``X`` ``(n, d)``, ``y`` ``(n,)`` or Prepared ``X``), taken
+        in step together (:func:`~hvpoison.hypergrad.rmd.unroll_many`: for the MLP each
+        step reads ``X`` once for all ``K`` starts); row ``j`` equals ``fit(obj, X, y, lam,
+        w0=W0[j])`` to rounding, and a diverged start raises the
+        :class:`~hvpoison.hypergrad.result.DivergenceError` :meth:`fit` raises (the first
+        in row order). ``eta="auto"`` depends on each start's ``w_0``: one :meth:`fit` per
+        start."""
+        W0 = _checks.params_many("W0", W0, obj.model.n_params)
+        data = obj.as_prepared(X, y, lam, dtype=W0.dtype)
+        if self.eta == AUTO:
+            return data.xp.stack([self.fit(obj, data, w0=w0) for w0 in W0])
+        return unroll_many(obj, W0, data, T=self.T, eta=self.eta)
+
 
 
 
@@ -221,14 +236,20 @@ class RMD:
     def final(self, ctx, st, Xc, yc, lam_k):
         """The attacker's objective at ``Xc``, as the victim trains: from one fresh
         ``initW`` draw, or the mean over the batch's fixed ``eval_starts`` draws (a diverged
-        training raises :class:`~hvpoison.hypergrad.result.DivergenceError` here)."""
+        training raises :class:`~hvpoison.hypergrad.result.DivergenceError` here). The
+        fixed draws train together (:meth:`GD.fit_many`: one blocked computation that reads
+        ``X`` once per step for all of them), each as :meth:`GD.fit` would."""
         low = st["ctx"]                    # in the hypergradient's precision
         starts = st.get("eval_w0") or [
             ctx.init_w() if not (self.warm and st["w"] is not None) else st["w"]]
         data = low.prepared(Xc.astype(low.dtype, copy=False),
                             yc.astype(low.dtype, copy=False), lam_k)
-        losses = [float(ctx.obj.val_loss(ctx.victim.fit(ctx.obj, data, w0=w0.astype(
-            low.dtype, copy=False)), low.out)) for w0 in starts]
+        starts = [w0.astype(low.dtype, copy=False) for w0 in starts]
+        if len(starts) > 1 and hasattr(ctx.victim, "fit_many"):   # all starts in step,
+            trained = ctx.victim.fit_many(ctx.obj, data, W0=ctx.xp.stack(starts))  # X read
+        else:                                                      # once per step for all
+            trained = [ctx.victim.fit(ctx.obj, data, w0=w0) for w0 in starts]
+        losses = [float(ctx.obj.val_loss(w, low.out)) for w in trained]
         return ctx.sign * sum(losses) / len(losses)
 
 
