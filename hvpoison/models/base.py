@@ -114,7 +114,8 @@ class Model:
     def unpack_many(self, W):
         """:meth:`unpack` for ``K`` parameter vectors at once, ``W`` ``(K, P)`` (C order):
         ``[(W_1, b_1), ...]`` as views with ``W_k`` ``(K, fan_in, fan_out)`` and ``b_k``
-        ``(K, fan_out)``; start ``j``'s ``W_k[j]`` is ``unpack(W[j])[k][0]``."""
+        ``(K, fan_out)`` (those shapes; the groups ``w_k`` of Eq. 1 per start); start ``j``'s
+        ``W_k[j]`` is ``unpack(W[j])[k][0]``."""
         K = W.shape[0]
         return [
             (W[:, a:b].reshape(K, fi, fo), W[:, b:c])

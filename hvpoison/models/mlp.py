@@ -314,8 +314,8 @@ class MLP(Model):
 
     # -- K independent starts at once (GD.fit_many), every layer (n, K h) ------------
     def forward_many(self, W, X):
-        """The forward pass for ``K`` parameter vectors ``W`` ``(K, P)`` on one ``X`` ``(n,
-        d)``, reading ``X`` once for all of them. Every layer is kept side by side, ``(n, K
+        """The forward pass (Sect. V's MLP, inside each step of Eq. 6) for ``K`` parameter
+        vectors ``W`` ``(K, P)`` on one ``X`` ``(n, d)``, reading ``X`` once for all of them. Every layer is kept side by side, ``(n, K
         h_k)`` with start ``j`` in columns ``j h_k .. (j + 1) h_k``, and per start each line
         is :meth:`forward`'s:
 
@@ -347,7 +347,8 @@ class MLP(Model):
             a.append(Ak)
 
     def backward_many(self, W, tape, dz, out):
-        """Line 1 for ``K`` starts on :meth:`forward_many`'s tape: the seeds ``dz`` ``(K,
+        """Line 1 (the gradient of Eq. 1's data term) for ``K`` starts on
+        :meth:`forward_many`'s tape: the seeds ``dz`` ``(K,
         n)`` (row ``j``: start ``j``'s ``s``), ``grad_w sum_i dz_ji z_ji`` into ``out[j]``
         (``out`` ``(K, P)``). The deltas are kept side by side, ``(n, K h_k)``, and per
         start each line is :meth:`backward`'s:
