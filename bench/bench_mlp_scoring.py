@@ -45,7 +45,7 @@ from bench_attack import evaluate, hv_attack, objective  # noqa: E402
 
 import hvpoison as hv  # noqa: E402
 from hvpoison.experiments.protocol import ETA  # noqa: E402
-from hvpoison.methods import Method, Normalised, strong_mlp  # noqa: E402
+from hvpoison.methods import strong_mlp  # noqa: E402
 from hvpoison.victims import RMD  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
