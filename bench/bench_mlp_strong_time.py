@@ -10,7 +10,7 @@ On secml's protocol (:mod:`attack_protocol`: ``n_tr = 1000``, 40 points a batch,
 leaner ``strong_mlp`` (``bench_attack.LEAN_STRONG_MLP``: 32 hyperiterations, every 8th
 iterate scored), one after
 the other in one process, BLAS pinned to one thread, the order alternated over ``--repeat``
-rounds so that a change in the machine's load hits both. Prints a markdown table; the
+rounds so that a change in the machine's load hits every recipe. Prints a markdown table; the
 attack-strength comparison (every batch, scored by retraining) is ``bench_attack.py --model
 mlp --attacks strong/gd old-strong/gd``.
 """
