@@ -115,12 +115,18 @@ def attacker_val(rule, obj, Xtr, ytr, w_clean, m=N_VAL, seed=0):
                      f"got {rule!r}")
 
 
+def candidates(results, eps, name):
+    """The keys ``rule/eps/name`` of attack ``name`` at budget ``eps`` that carry the
+    attacker's criterion (``attacker_error``)."""
+    return [k for k, r in results.items() if k != "clean" and r["eps"] == eps
+            and k.endswith(f"/{name}") and "attacker_error" in r]
+
+
 def selected(results, eps, name):
     """The blind choice among the rules run: the key ``rule/eps/name`` whose poisoned
     victim has the highest error on the *clean training rows* (the attacker's own data;
     the test set is never looked at), or None."""
-    keys = [k for k, r in results.items() if k != "clean" and r["eps"] == eps
-            and k.endswith(f"/{name}") and "attacker_error" in r]
+    keys = candidates(results, eps, name)
     return max(keys, key=lambda k: (results[k]["attacker_error"], k)) if keys else None
 
 
@@ -225,15 +231,14 @@ def report(results):
             k = selected(results, eps, name)
             if k is None:
                 continue
-            n = sum(1 for j, r in results.items() if j != "clean" and r["eps"] == eps
-                    and j.endswith(f"/{name}") and "attacker_error" in r)
             r = results[k]
-            lines.append(f"| {name} | {eps:g} % | {n} | {k.split('/')[0]} | "
+            lines.append(f"| {name} | {eps:g} % | {len(candidates(results, eps, name))} | "
+                         f"{k.split('/')[0]} | "
                          f"{r['test_error']:.4f} | {r['rise_pp']:+.2f} |")
     lines += ["", f"Published anchor ({a['source']}): +{a['rise_pp']} pp over "
               f"{100 * a['base']:.1f} % at eps = {100 * a['eps']:g} %."]
     for name in names:
-        k = selected(results, 3, name)
+        k = selected(results, 100 * a["eps"], name)
         if k is not None:
             r = results[k]
             lines.append(f"- `{name}`, the blind choice (`{k.split('/')[0]}`): "

@@ -23,7 +23,8 @@ the attacker (its validation set and the clean training set, never the test set)
   same flip points).
 
 Every poisoned set is then retrained from 3 Xavier starts (seeds 0-2) and scored on the
-test set, as ``bench_attack.py --model mlp`` does; ``flip`` is printed beside.
+test set, as ``bench_attack.py --model mlp`` does; ``--score flip`` scores the flip
+starts themselves (no optimisation) the same way.
 """
 from __future__ import annotations
 
