@@ -25,7 +25,10 @@ victim only (no Exact victim for a non-convex model): ``flip``, ``alg2``, ``stro
 (``hvpoison.methods.strong_mlp``) and ``old-strong/gd``, the MLP's ``strong`` before
 2026-12-05 (RMD + Alg. 2's normalised step, 100 hyperiterations, the last iterate; for the
 speed comparison of issue 26, ``--attacks`` selects it), and ``lean-strong/gd``
-(``strong_mlp`` with 32 hyperiterations and every 8th iterate scored; also only when named).
+(``strong_mlp`` with 32 hyperiterations and every 8th iterate scored; also only when named),
+``bounded0.1-strong/gd`` and ``bounded1-strong/gd`` (``strong_mlp(delta=...)``: the
+attacker's loss, differentiated and scored, is the bounded cross-entropy
+``hvpoison.logistic.bounded_ce``; only when named).
 The GD victim's test error is averaged over three seeded Xavier starts (seeds 0-2; the
 attacker never sees them, it draws its own from its own stream).
 
@@ -61,10 +64,11 @@ from hvpoison.victims import GD, Exact  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "out")
+BOUNDED = ("bounded0.1-strong/gd", "bounded1-strong/gd")
 ATTACKS = ("flip", "alg2", "strong/exact", "strong/gd", "old-strong/gd", "lean-strong/gd",
-           "secml")
-MLP_ATTACKS = ("flip", "alg2", "strong/gd", "old-strong/gd", "lean-strong/gd")
-MLP_RECIPES = ("old-strong/gd", "lean-strong/gd")   # run only when --attacks names them
+           *BOUNDED, "secml")
+MLP_ATTACKS = ("flip", "alg2", "strong/gd", "old-strong/gd", "lean-strong/gd", *BOUNDED)
+MLP_RECIPES = ("old-strong/gd", "lean-strong/gd", *BOUNDED)  # run only when named
 
 
 def objective(model, d):
@@ -79,7 +83,9 @@ def hv_attack(name, sp, task, seed, model="lr"):
                       "alg2": ("alg2", "gd"), "strong/exact": ("strong", "exact"),
                       "strong/gd": ("strong", "gd"),
                       "old-strong/gd": (OLD_STRONG_MLP, "gd"),
-                      "lean-strong/gd": (LEAN_STRONG_MLP, "gd")}[name]
+                      "lean-strong/gd": (LEAN_STRONG_MLP, "gd"),
+                      **{b: (bounded_strong_mlp(float(b[7:b.index("-")])), "gd")
+                         for b in BOUNDED}}[name]
     t0 = time.perf_counter()
     batches = hv.attack(obj, sp.Xtr, sp.ytr, sp.Xval, sp.yval, n_poison=proto.N_POISON,
                         n_batches=proto.N_BATCHES, lam=proto.LAM, box=(0.0, 1.0), seed=seed,
@@ -94,6 +100,12 @@ OLD_STRONG_MLP = Method(RMD(), Normalised(1.0), 100, name="old-strong")
 # A leaner strong_mlp for the speed target (issue 26): 32 hyperiterations instead of 40,
 # every 8th iterate scored instead of every 4th (5 checks of 6 starts instead of 11).
 LEAN_STRONG_MLP = dataclasses.replace(strong_mlp(iters=32), check_every=8, name="lean-strong")
+
+
+def bounded_strong_mlp(delta):
+    """``strong_mlp`` whose outer loss -- differentiated and scored -- is the bounded
+    cross-entropy with ``delta`` (``hvpoison.logistic.bounded_ce``; issue 26)."""
+    return dataclasses.replace(strong_mlp(delta=delta), name=f"bounded{delta:g}-strong")
 
 
 def secml_attack(task, seed, python):

@@ -221,7 +221,7 @@ def strong(victim, iters=None, alpha=None, memory="store", model=None):
                   100 if iters is None else iters, True, name="strong")
 
 
-def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6):
+def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6, delta=0.0):
     """The MLP against the GD victim: Alg. 2's normalised step (``alpha``, 1.0) for
     ``iters`` (40) hyperiterations, the hypergradient in float32, and every 4th iterate --
     initDp's flip points first -- scored as the victim trains (the validation loss, mean
@@ -231,8 +231,10 @@ def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6):
     start (bench/RESULTS.md, 2026-12-05). With a learned ``lam``, when an earlier iterate
     wins, the defender's ``lam`` is learned again on the returned points
     (:func:`hvpoison.attack.relearn_lam`): the attacker chooses its points, never the
-    defender's ``lam``."""
-    return Method(RMD(memory, eval_starts=eval_starts, dtype="float32"),
+    defender's ``lam``. ``delta > 0``: the attacker's loss, differentiated and scored, is
+    the bounded cross-entropy (:func:`hvpoison.logistic.bounded_ce`; measured in
+    bench/RESULTS.md, 2026-12-06)."""
+    return Method(RMD(memory, eval_starts=eval_starts, dtype="float32", delta=delta),
                   Normalised(1.0 if alpha is None else alpha), 40 if iters is None else iters,
                   keep_best=True, name="strong", check_every=4)
 

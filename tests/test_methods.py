@@ -531,6 +531,35 @@ def test_rmd_over_several_starts_is_the_mean_of_separate_ones():
     np.testing.assert_allclose(g1, parts[0].dXp, rtol=2e-3, atol=1e-6)
 
 
+def test_rmd_with_a_bounded_outer_loss_keeps_the_defenders_dlam_on_the_cross_entropy():
+    """``RMD(delta=...)``: the attacker's value and ``dX_p`` are the bounded loss's
+    (``hv.rmd(..., delta=)``, finite-difference checked in test_rmd.py), while the
+    defender's ``dlam`` stays the validation cross-entropy's (Eq. 3)."""
+    from hvpoison.attack import Context
+
+    rng = np.random.default_rng(4)
+    obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
+    X, y = rng.random((30, 3)), (rng.random(30) < 0.5).astype(float)
+    Xv, yv = rng.random((10, 3)), (rng.random(10) < 0.5).astype(float)
+    rows = np.arange(4)
+
+    def ctx():
+        c = Context.make(obj, Xv, yv, GD(25, 0.3), lam=-2.0, rows=rows, seed=5)
+        c.data = obj.prepare(X, y, -2.0)
+        return c
+
+    m = RMD(delta=0.1)
+    c = ctx()
+    v, g, dlam = m(c, m.start(c), X, y, np.asarray(-2.0), True)
+    w0 = ctx().init_w()
+    bounded = hv.rmd(obj, w0, X, y, rows, Xv, yv, -2.0, 25, 0.3, delta=0.1)
+    ce = hv.rmd(obj, w0, X, y, rows, Xv, yv, -2.0, 25, 0.3)
+    assert float(v) == pytest.approx(bounded.value, rel=1e-12)
+    np.testing.assert_allclose(g, bounded.dXp, rtol=1e-12)
+    np.testing.assert_allclose(dlam, ce.dlam, rtol=1e-12)
+    assert not np.allclose(bounded.dlam, ce.dlam)
+
+
 def test_rmd_truncated_to_a_horizon_differentiates_the_last_steps():
     """``RMD(horizon=h)``: Alg. 1 through the last ``h`` of the victim's ``T`` steps, from
     ``w_{T-h}`` (truncated back-propagation)."""
@@ -555,13 +584,14 @@ def test_rmd_truncated_to_a_horizon_differentiates_the_last_steps():
     (dict(dtype="float16"), "dtype: expected None, 'float32' or 'float64'"),
     (dict(horizon=-1), "horizon: expected an integer >= 0"),
     (dict(eta_scale=0), "eta_scale: expected a positive"),
+    (dict(delta=-1.0), "delta: expected a finite number >= 0"),
 ])
 def test_rmd_options_are_checked(kw, msg):
     with pytest.raises((ValueError, TypeError), match=msg):
         RMD(**kw)
 
 
-@pytest.mark.parametrize("recipe", ["custom", "strong_mlp"])
+@pytest.mark.parametrize("recipe", ["custom", "strong_mlp", "strong_mlp_bounded"])
 def test_checked_keep_best_never_returns_less_than_the_starting_points(data, recipe):
     """``keep_best`` with ``check_every``: the attacker's objective of initDp's points
     (measured on the batch's fixed starts) is a candidate, so the returned points are never
@@ -572,7 +602,8 @@ def test_checked_keep_best_never_returns_less_than_the_starting_points(data, rec
     X, y, Xv, yv = data
     obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
     m = Method(RMD(eval_starts=2), Normalised(3.0), 6, keep_best=True, check_every=2) \
-        if recipe == "custom" else strong_mlp(iters=6, alpha=3.0)
+        if recipe == "custom" else strong_mlp(iters=6, alpha=3.0,
+                                              delta=1.0 if recipe.endswith("bounded") else 0.0)
     want = [0, 2, 4] if recipe == "custom" else [0, 4]
     for b in hv.attack(obj, X, y, Xv, yv, n_poison=4, n_batches=2, T=30, eta=0.3, lam=-2.0,
                        seed=1, box=(-2.0, 2.0), method=m)[1:]:

@@ -67,6 +67,46 @@ def test_rmd_matches_finite_differences_of_the_unrolled_loss(name, model, penalt
     assert rel_err(np.atleast_1d(r.dlam), fd) <= 1e-6
 
 
+@pytest.mark.parametrize("model", [hv.LR(3), hv.MLP((3, 4, 3, 1), 0.1)], ids=["lr", "mlp"])
+@pytest.mark.parametrize("delta", [0.05, 1.0])
+def test_rmd_of_the_bounded_outer_loss_matches_finite_differences(model, delta):
+    """``delta > 0``: Alg. 1 differentiates the bounded cross-entropy (``bounded_ce``) of
+    ``w_T`` on the outer set; its value and ``dX_p``, ``dlam`` against central differences
+    of the unrolled loss."""
+    from hvpoison.logistic import bounded_ce
+
+    obj = hv.Objective(model, "l2")
+    X, y, Xv, yv, idx = _data(model.n_features)
+    w0 = np.random.default_rng(2).normal(size=model.n_params) * 0.3
+    r = hv.rmd(obj, w0, X, y, idx, Xv, yv, -1.0, T, ETA, delta=delta)
+
+    def F(X_, lam_):
+        w_T = hv.unroll(obj, w0, X_, y, lam_, T, ETA)
+        return float(bounded_ce(np, model.forward(w_T, Xv).z, yv, delta)[0])
+
+    assert r.value == pytest.approx(F(X, -1.0), rel=1e-13)
+    assert r.value < hv.rmd(obj, w0, X, y, idx, Xv, yv, -1.0, T, ETA).value   # below CE
+    U = np.zeros_like(X)
+    U[idx] = np.random.default_rng(3).normal(size=(len(idx), X.shape[1]))
+    fd = (F(X + H * U, -1.0) - F(X - H * U, -1.0)) / (2 * H)
+    assert rel_err(np.sum(r.dXp * U[idx]), fd) <= 1e-6
+    assert rel_err(r.dlam, (F(X, -1.0 + H) - F(X, -1.0 - H)) / (2 * H)) <= 1e-6
+
+
+def test_bounded_ce_is_the_cross_entropy_at_delta_zero_and_bounded_above():
+    from hvpoison.logistic import bounded_ce, mean_ce
+
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=50) * 20, (rng.random(50) < 0.5) * 1.0
+    loss, res = bounded_ce(np, z, y, 0.0)
+    assert float(loss) == pytest.approx(float(mean_ce(np, z, y)), rel=1e-9)
+    np.testing.assert_allclose(res, (1 / (1 + np.exp(-z)) - y) / 50, atol=1e-15)
+    for delta in (0.01, 0.1, 1.0):          # every row at most log((1 + delta) / delta)
+        worst = bounded_ce(np, np.full(4, 50.0), np.zeros(4), delta)[0]
+        assert float(worst) == pytest.approx(np.log((1 + delta) / delta), rel=1e-12)
+        assert float(bounded_ce(np, z, y, delta)[0]) < float(loss)
+
+
 def _shape(like, arr):
     return float(arr[0]) if np.ndim(like) == 0 else arr
 
@@ -128,15 +168,16 @@ def test_rmd_converges_to_the_implicit_hypergradient_as_T_grows():
     (dict(T=2.5), TypeError, "T: expected a positive integer"),
     (dict(eta=-1.0), ValueError, "eta: expected a positive finite number"),
     (dict(poison_idx=np.array([99])), ValueError, r"poison_idx: expected indices in \[0, 16\)"),
+    (dict(delta=-0.1), ValueError, "delta: expected a finite number >= 0"),
 ])
 def test_rmd_bad_input(kw, exc, msg):
     obj = hv.Objective(hv.LR(3), "l2")
     X, y, Xv, yv, idx = _data(3)
-    a = dict(poison_idx=idx, T=5, eta=0.1, memory="store")
+    a = dict(poison_idx=idx, T=5, eta=0.1, memory="store", delta=0.0)
     a.update(kw)
     with pytest.raises(exc, match=msg):
         hv.rmd(obj, np.zeros(4), X, y, a["poison_idx"], Xv, yv, 0.0, a["T"], a["eta"],
-               memory=a["memory"])
+               memory=a["memory"], delta=a["delta"])
 
 
 def test_kept_points_stay_at_their_own_step():

@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import _checks
 from ..backend import get_array_module
+from ..logistic import bounded_ce
 from ..stepsize import curvature, resolve_eta
 from .result import DivergenceError, Hypergrad, warn
 
@@ -156,7 +157,7 @@ def _reverse_step(point, dw, rows, eta, dXp, dlam, hv_buf):
     dw -= Hv                                                     # [R3]
 
 
-def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
+def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store", delta=0.0):
     """Hypergradient of ``l(w_T; D_val)`` by reverse-mode differentiation (Alg. 1).
 
     Parameters
@@ -168,6 +169,8 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
     Xval, yval : ``(m, d)``, ``(m,)``  the set the outer loss is measured on
     lam : None, scalar or ``(n_lam,)``;  T : int;  eta : float  (Eq. 6)
     memory : "store" | "checkpoint" | "reverse"  (see the module docstring)
+    delta : float >= 0  the outer loss: the mean cross-entropy (0) or the bounded
+        cross-entropy :func:`hvpoison.logistic.bounded_ce` with this ``delta``
 
     Raises :class:`DivergenceError` (naming ``T``, ``eta``, ``lam`` and the bound ``2 / L``)
     when the steps diverge, as :func:`unroll` and :func:`hvpoison.train` do: never a
@@ -181,10 +184,11 @@ def rmd(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T, eta, memory="store"):
     """
     if memory not in MEMORY:
         _checks.fail("memory", f"one of {MEMORY}", repr(memory))
+    _checks.nonnegative_float("delta", delta)
     data, rows, val, T, eta = check_inputs(obj, w0, Xtr, ytr, poison_idx, Xval, yval, lam, T,
                                            eta)
     with np.errstate(over="ignore", invalid="ignore"):    # divergence is reported below
-        hg = alg1(obj, w0, data, rows, val, T, eta, memory)
+        hg = alg1(obj, w0, data, rows, val, T, eta, memory, delta)
     hg.value = float(hg.value)        # the one wait for the device, after the reverse pass
     check_hypergrad(obj, w0, hg, data, T, eta)
     return hg
@@ -205,19 +209,33 @@ def check_hypergrad(obj, w0, hg, data, T, eta):
                 "or lam")
 
 
-def alg1(obj, w0, data, rows, val, T, eta, memory):
+def outer_bounded(obj, w, val, delta):
+    """``(l, grad_w l)`` of the bounded cross-entropy (:func:`hvpoison.logistic.bounded_ce`)
+    on the Prepared outer set ``val`` at ``w`` ``(P,)``: Alg. 1's [I] for ``delta > 0``."""
+    tape = obj.model.forward(w, val.X)
+    value, dz = bounded_ce(val.xp, tape.z, val.y, delta)
+    dw = val.xp.empty_like(w)
+    obj.model.backward(w, tape, dz, dw)
+    return value, dw
+
+
+def alg1(obj, w0, data, rows, val, T, eta, memory, delta=0.0):
     """Alg. 1 on inputs validated by the caller (:func:`check_inputs`; the attack's inner
     loop, which checks once per run, calls it directly): ``data`` and ``val`` the
     :class:`~hvpoison.objective.Prepared` training and outer sets, ``rows`` an ``xp`` index
     array (or None). Nothing here waits for the device: ``value`` comes back as a 0-d
     array, so Alg. 2 (:func:`hvpoison.attack`) queues hyperiteration after hyperiteration
     on a GPU. (``memory="reverse"`` is the exception: its drift check reads two norms.)
+    ``delta > 0``: the outer loss is the bounded cross-entropy
+    (:func:`hvpoison.logistic.bounded_ce`) instead of the mean cross-entropy.
     """
     xp = data.xp
     P = w0.shape[0]
     info = {"memory": memory, "T": T, "grads": 0, "hvps": T, "stored_states": 0}
 
     def outer(w_T):                                              # [I]
+        if delta:
+            return outer_bounded(obj, w_T, val, delta)
         pt = obj.linearize(w_T, val)
         return pt.loss(), pt.grad()                              # loss: a 0-d array
 

@@ -24,6 +24,7 @@ import numpy as np
 from .. import _checks
 from ..backend import get_array_module
 from ..hypergrad.rmd import MEMORY, alg1, forward_steps, unroll, unroll_many
+from ..logistic import bounded_ce
 from ..models.lr import LR
 from ..objective import Objective
 from ..stepsize import AUTO, check_eta, curvature, resolve_eta
@@ -155,7 +156,10 @@ class RMD:
     between iterates, is the mean over that many draws fixed for the batch (common random
     numbers: two candidates are compared on the same starts), else one fresh draw.
     ``dtype="float32"``: the hypergradient is computed in single precision (about 2.5x
-    faster on the CPU; the points and ``lam`` stay in the data's dtype)."""
+    faster on the CPU; the points and ``lam`` stay in the data's dtype). ``delta > 0``: the
+    attacker's outer loss (the hypergradient's and :meth:`final`'s) is the bounded
+    cross-entropy :func:`hvpoison.logistic.bounded_ce` instead of the mean cross-entropy;
+    the defender's ``dlam`` stays the validation cross-entropy's (Eq. 3)."""
 
     memory: str = "store"
     warm: bool = False
@@ -164,6 +168,7 @@ class RMD:
     dtype: str | None = None
     horizon: int = 0
     eta_scale: float = 1.0
+    delta: float = 0.0
 
     def __post_init__(self):
         if self.memory not in MEMORY:
@@ -180,6 +185,7 @@ class RMD:
                 self.horizon < 0:
             _checks.fail("horizon", "an integer >= 0 (0: all T steps)", repr(self.horizon))
         _checks.positive_float("eta_scale", self.eta_scale)
+        _checks.nonnegative_float("delta", self.delta)
 
     def check(self, victim, obj):
         """An error naming ``victim`` unless it trains by gradient steps: Alg. 1 needs its
@@ -223,11 +229,12 @@ class RMD:
             if self.horizon and self.horizon < T:            # truncated: the last steps only
                 w0 = unroll_quiet(ctx.obj, w0, data, T - self.horizon, eta)
                 T = self.horizon
-            hg = alg1(ctx.obj, w0, data, ctx.rows, low.out, T, eta, self.memory)   # [A5]
+            hg = alg1(ctx.obj, w0, data, ctx.rows, low.out, T, eta, self.memory,  # [A5]
+                      self.delta)
         if self.warm:
             st["w"] = hg.info["w_T"]
         dlam = hg.dlam
-        if need_dlam and ctx.target:                  # the defender's: the validation loss
+        if need_dlam and (ctx.target or self.delta):  # the defender's: the validation CE
             with np.errstate(over="ignore", invalid="ignore"):
                 dlam = alg1(ctx.obj, w0, data, None, low.val, ctx.victim.T, ctx.victim.eta,
                             self.memory).dlam
@@ -249,7 +256,9 @@ class RMD:
             trained = ctx.victim.fit_many(ctx.obj, data, W0=ctx.xp.stack(starts))  # X read
         else:                                                      # once per step for all
             trained = [ctx.victim.fit(ctx.obj, data, w0=w0) for w0 in starts]
-        losses = [float(ctx.obj.val_loss(w, low.out)) for w in trained]
+        losses = [float(ctx.obj.val_loss(w, low.out) if not self.delta else
+                        bounded_ce(ctx.xp, ctx.obj.model.forward(w, low.out.X).z,
+                                   low.out.y, self.delta)[0]) for w in trained]
         return ctx.sign * sum(losses) / len(losses)
 
 
