@@ -28,7 +28,9 @@ speed comparison of issue 26, ``--attacks`` selects it), and ``lean-strong/gd``
 (``strong_mlp`` with 32 hyperiterations and every 8th iterate scored; also only when named),
 ``bounded0.1-strong/gd`` and ``bounded1-strong/gd`` (``strong_mlp(delta=...)``: the
 attacker's loss, differentiated and scored, is the bounded cross-entropy
-``hvpoison.logistic.bounded_ce``; only when named).
+``hvpoison.logistic.bounded_ce``; only when named), and ``all/gd`` (``method="all"``: the
+flip, alg2 and strong chains, per fraction the batch with the highest attacker objective;
+only when named).
 The GD victim's test error is averaged over three seeded Xavier starts (seeds 0-2; the
 attacker never sees them, it draws its own from its own stream).
 
@@ -67,8 +69,9 @@ OUT = os.path.join(HERE, "out")
 BOUNDED = ("bounded0.1-strong/gd", "bounded1-strong/gd")
 ATTACKS = ("flip", "alg2", "strong/exact", "strong/gd", "old-strong/gd", "lean-strong/gd",
            *BOUNDED, "secml")
-MLP_ATTACKS = ("flip", "alg2", "strong/gd", "old-strong/gd", "lean-strong/gd", *BOUNDED)
-MLP_RECIPES = ("old-strong/gd", "lean-strong/gd", *BOUNDED)  # run only when named
+MLP_ATTACKS = ("flip", "alg2", "strong/gd", "old-strong/gd", "lean-strong/gd", *BOUNDED,
+               "all/gd")
+MLP_RECIPES = ("old-strong/gd", "lean-strong/gd", *BOUNDED, "all/gd")  # only when named
 
 
 def objective(model, d):
@@ -83,7 +86,7 @@ def hv_attack(name, sp, task, seed, model="lr"):
                       "alg2": ("alg2", "gd"), "strong/exact": ("strong", "exact"),
                       "strong/gd": ("strong", "gd"),
                       "old-strong/gd": (OLD_STRONG_MLP, "gd"),
-                      "lean-strong/gd": (LEAN_STRONG_MLP, "gd"),
+                      "lean-strong/gd": (LEAN_STRONG_MLP, "gd"), "all/gd": ("all", "gd"),
                       **{b: (bounded_strong_mlp(float(b[7:b.index("-")])), "gd")
                          for b in BOUNDED}}[name]
     t0 = time.perf_counter()

@@ -72,6 +72,19 @@ def poisoned_sets(name, sp, task, seed):
     return sets, float(z["seconds"])
 
 
+def chosen(sets, sp, task, seed):
+    """Per fraction, the attacker among ``flip``, ``alg2``, ``strong/gd`` whose kept set
+    equals ``method="all"``'s (``"?"`` when none kept here does)."""
+    out = []
+    for b, (X, y) in enumerate(sets):
+        names = [n for n in ("flip", "alg2", "strong/gd") if os.path.exists(
+            os.path.join(SETS, f"{task}-s{seed}-{n.replace('/', '_')}.npz"))]
+        same = [n for n in names if np.array_equal(
+            poisoned_sets(n, sp, task, seed)[0][b][0], X)]
+        out.append(same[0] if same else "?")
+    return out
+
+
 def test_errors(X, y, sp, task, starts):
     """Test error of the GD victim retrained on ``(X, y)`` from each Xavier start
     ``0 .. starts-1`` (as ``GD.fit(seed=s)``; a diverged start: NaN)."""
@@ -123,6 +136,8 @@ def main(argv=None):
                     sets, secs = poisoned_sets(name, sp, task, seed)
                 errs = [test_errors(X, y, sp, task, args.starts) for X, y in sets]
                 results[key] = {"errors": errs, "seconds": secs}
+                if name == "all/gd":       # which chain each fraction came from
+                    results[key]["chosen"] = chosen(sets, sp, task, seed)
                 print(f"# {key:<32} attack {secs:6.1f} s, scoring "
                       f"{time.perf_counter() - t0:5.1f} s: "
                       + " ".join(f"{np.nanmean(e):.3f}" for e in errs),
@@ -165,6 +180,10 @@ def report(results):
               f"cells (so a 3-start mean carries about ±{sd / np.sqrt(3):.3f}, a "
               f"{K}-start mean ±{sd / np.sqrt(K):.3f})."]
     lines += ["", *targets(results, splits, names, K), "", *against(results, splits, names, K)]
+    picks = [f"{k.split('/')[0]} {k.split('/')[1]}: {', '.join(v['chosen'])}"
+             for k, v in sorted(results.items()) if "chosen" in v]
+    if picks:
+        lines += ["", "`all/gd` took, per fraction: " + "; ".join(picks)]
     return "\n".join(lines)
 
 
@@ -197,7 +216,7 @@ def targets(results, splits, names, K):
     the paired margins over max(flip, alg2) with their standard errors."""
     out = []
     for n in names:
-        if "strong" not in n:
+        if "strong" not in n and n != "all/gd":
             continue
         for label, cols in (("3-start", slice(0, 3)), (f"{K}-start", slice(0, K))):
             ok_every, ok20, worst = 0, 0, []

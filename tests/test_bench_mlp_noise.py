@@ -64,3 +64,12 @@ def test_against_sums_the_fractions_paired_over_starts():
     assert lines[0].startswith("- `flip` − `strong/gd`") and "mnist 0 -0.060±0.000" in lines[0]
     assert "**all splits -0.060 ± 0.000**" in lines[0]
     assert "mnist 0 -0.030±0.000" in lines[1]          # alg2: 0.23 - 0.26
+
+
+def test_report_names_the_chain_method_all_took():
+    res = _results(0.09)
+    res["mnist/0/all/gd"] = {**res["mnist/0/strong/gd"],
+                             "chosen": ["strong/gd", "alg2", "flip", "strong/gd", "alg2"]}
+    text = bn.report(res)
+    assert "`all/gd` took, per fraction: mnist 0: strong/gd, alg2, flip, strong/gd, alg2" in text
+    assert any(line.startswith("- `all/gd`, 6-start means") for line in text.splitlines())
