@@ -558,6 +558,16 @@ def test_rmd_with_a_bounded_outer_loss_keeps_the_defenders_dlam_on_the_cross_ent
     np.testing.assert_allclose(g, bounded.dXp, rtol=1e-12)
     np.testing.assert_allclose(dlam, ce.dlam, rtol=1e-12)
     assert not np.allclose(bounded.dlam, ce.dlam)
+    # the keep-best's score: the bounded loss of each fixed start's w_T, averaged
+    from hvpoison.logistic import bounded_ce
+
+    m = RMD(delta=0.1, eval_starts=2)
+    c = ctx()
+    st = m.start(c)
+    want = np.mean([bounded_ce(np, obj.model.forward(GD(25, 0.3).fit(obj, X, y, -2.0, w0=w),
+                                                     Xv).z, yv, 0.1)[0]
+                    for w in st["eval_w0"]])
+    assert m.final(c, st, X, y, np.asarray(-2.0)) == pytest.approx(float(want), rel=1e-10)
 
 
 def test_rmd_truncated_to_a_horizon_differentiates_the_last_steps():

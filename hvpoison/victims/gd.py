@@ -256,10 +256,15 @@ class RMD:
             trained = ctx.victim.fit_many(ctx.obj, data, W0=ctx.xp.stack(starts))  # X read
         else:                                                      # once per step for all
             trained = [ctx.victim.fit(ctx.obj, data, w0=w0) for w0 in starts]
-        losses = [float(ctx.obj.val_loss(w, low.out) if not self.delta else
-                        bounded_ce(ctx.xp, ctx.obj.model.forward(w, low.out.X).z,
-                                   low.out.y, self.delta)[0]) for w in trained]
+        losses = [self.outer_loss(ctx.obj, w, low.out) for w in trained]
         return ctx.sign * sum(losses) / len(losses)
+
+    def outer_loss(self, obj, w, out):
+        """The attacker's loss of ``w`` ``(P,)`` on the Prepared outer set ``out``: the mean
+        cross-entropy, or with ``delta > 0`` the bounded one (a float)."""
+        if not self.delta:
+            return float(obj.val_loss(w, out))
+        return float(bounded_ce(out.xp, obj.model.forward(w, out.X).z, out.y, self.delta)[0])
 
 
 def unroll_quiet(obj, w0, data, T, eta):
