@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import attack_protocol as proto  # noqa: E402
-from common import header  # noqa: E402
+from common import header, merged_results  # noqa: E402
 
 import hvpoison as hv  # noqa: E402
 from hvpoison.experiments.protocol import ETA  # noqa: E402
@@ -167,10 +167,7 @@ def main(argv=None):
                     help="print the report of these result files merged, run nothing")
     args = ap.parse_args(argv)
     if args.report:
-        merged = {}
-        for path in args.report:
-            merged.update(json.load(open(path)))
-        print(report(merged))
+        print(report(merged_results(args.report)))
         return
     allowed = MLP_ATTACKS if args.model == "mlp" else [a for a in ATTACKS
                                                        if a not in MLP_RECIPES]

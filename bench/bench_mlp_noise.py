@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 import attack_protocol as proto  # noqa: E402
 from bench_attack import MLP_ATTACKS, hv_attack, objective  # noqa: E402
-from common import header  # noqa: E402
+from common import header, merged_results  # noqa: E402
 
 import hvpoison as hv  # noqa: E402
 from hvpoison.experiments.protocol import ETA  # noqa: E402
@@ -50,11 +50,15 @@ SETS = os.path.join(OUT, "mlp_sets")
 FRACTIONS = [b * proto.N_POISON / proto.N_TR for b in range(proto.N_BATCHES + 1)]
 
 
+def _kept_path(task, seed, name):
+    return os.path.join(SETS, f"{task}-s{seed}-{name.replace('/', '_')}.npz")
+
+
 def poisoned_sets(name, sp, task, seed):
     """``([(X_b, y_b)], seconds)`` for b = 1..5: from ``mlp_sets/`` when kept, else by
     running the attacker (``bench_attack.hv_attack``) and keeping its poisoned rows."""
     os.makedirs(SETS, exist_ok=True)
-    path = os.path.join(SETS, f"{task}-s{seed}-{name.replace('/', '_')}.npz")
+    path = _kept_path(task, seed, name)
     rows = proto.init_rows(seed)[0]
     if not os.path.exists(path):
         sets, secs = hv_attack(name, sp, task, seed, "mlp")
@@ -75,14 +79,10 @@ def poisoned_sets(name, sp, task, seed):
 def chosen(sets, sp, task, seed):
     """Per fraction, the attacker among ``flip``, ``alg2``, ``strong/gd`` whose kept set
     equals ``method="all"``'s (``"?"`` when none kept here does)."""
-    out = []
-    for b, (X, y) in enumerate(sets):
-        names = [n for n in ("flip", "alg2", "strong/gd") if os.path.exists(
-            os.path.join(SETS, f"{task}-s{seed}-{n.replace('/', '_')}.npz"))]
-        same = [n for n in names if np.array_equal(
-            poisoned_sets(n, sp, task, seed)[0][b][0], X)]
-        out.append(same[0] if same else "?")
-    return out
+    kept = {n: poisoned_sets(n, sp, task, seed)[0] for n in ("flip", "alg2", "strong/gd")
+            if os.path.exists(_kept_path(task, seed, n))}
+    return [next((n for n, other in kept.items() if np.array_equal(other[b][0], X)), "?")
+            for b, (X, _) in enumerate(sets)]
 
 
 def test_errors(X, y, sp, task, starts):
@@ -116,10 +116,7 @@ def main(argv=None):
     ap.add_argument("--report", nargs="+", metavar="JSON", default=None)
     args = ap.parse_args(argv)
     if args.report:
-        merged = {}
-        for p in args.report:
-            merged.update(json.load(open(p)))
-        print(report(merged))
+        print(report(merged_results(args.report)))
         return
     results = json.load(open(args.json)) if os.path.exists(args.json) else {}
     for task in args.tasks:

@@ -3,6 +3,18 @@
 from hvpoison.benchmarks import cpu_per_wall, header, median_time, pin_one_cpu  # noqa: F401
 
 
+def merged_results(paths):
+    """The result dicts of the JSON files ``paths`` merged (later files win on a key):
+    the scripts' ``--report`` over runs split across processes."""
+    import json
+
+    merged = {}
+    for path in paths:
+        with open(path) as f:
+            merged.update(json.load(f))
+    return merged
+
+
 def peer_net(shapes, leaky):
     """Our net for the autodiff peers (PyTorch, JAX), on the flat parameter vector in
     ``model.unpack``'s layout (per layer ``W_k`` row-major, then ``b_k``): ``f(w, A) ->

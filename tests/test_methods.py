@@ -499,10 +499,10 @@ def test_flip_returns_the_attacks_own_starting_points(data):
     np.testing.assert_array_equal(learned.X[learned.poison_idx], learned.X0)
 
 
-def test_rmd_over_several_starts_is_the_mean_of_separate_ones():
-    """``RMD(starts=2)``: the mean of the hypergradients from the two ``initW`` draws the
-    batch's stream gives, each an Alg. 1 hypergradient (checked against finite differences
-    in test_rmd.py)."""
+def _small_rmd_problem():
+    """A small MLP problem for RMD's own options: ``(obj, X, y, Xv, yv, rows, ctx)`` with
+    ``ctx()`` a fresh attack context (GD(25, 0.3), ``lam = -2``, the batch stream of seed
+    5), so two calls draw the same ``initW`` sequence."""
     from hvpoison.attack import Context
 
     rng = np.random.default_rng(4)
@@ -515,6 +515,15 @@ def test_rmd_over_several_starts_is_the_mean_of_separate_ones():
         c = Context.make(obj, Xv, yv, GD(25, 0.3), lam=-2.0, rows=rows, seed=5)
         c.data = obj.prepare(X, y, -2.0)
         return c
+
+    return obj, X, y, Xv, yv, rows, ctx
+
+
+def test_rmd_over_several_starts_is_the_mean_of_separate_ones():
+    """``RMD(starts=2)``: the mean of the hypergradients from the two ``initW`` draws the
+    batch's stream gives, each an Alg. 1 hypergradient (checked against finite differences
+    in test_rmd.py)."""
+    obj, X, y, Xv, yv, rows, ctx = _small_rmd_problem()
 
     c = ctx()
     v2, g2, l2 = RMD(starts=2)(c, RMD(starts=2).start(c), X, y, np.asarray(-2.0), True)
@@ -535,18 +544,7 @@ def test_rmd_with_a_bounded_outer_loss_keeps_the_defenders_dlam_on_the_cross_ent
     """``RMD(delta=...)``: the attacker's value and ``dX_p`` are the bounded loss's
     (``hv.rmd(..., delta=)``, finite-difference checked in test_rmd.py), while the
     defender's ``dlam`` stays the validation cross-entropy's (Eq. 3)."""
-    from hvpoison.attack import Context
-
-    rng = np.random.default_rng(4)
-    obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
-    X, y = rng.random((30, 3)), (rng.random(30) < 0.5).astype(float)
-    Xv, yv = rng.random((10, 3)), (rng.random(10) < 0.5).astype(float)
-    rows = np.arange(4)
-
-    def ctx():
-        c = Context.make(obj, Xv, yv, GD(25, 0.3), lam=-2.0, rows=rows, seed=5)
-        c.data = obj.prepare(X, y, -2.0)
-        return c
+    obj, X, y, Xv, yv, rows, ctx = _small_rmd_problem()
 
     m = RMD(delta=0.1)
     c = ctx()
