@@ -194,15 +194,15 @@ def _attack(args) -> int:
         defense.update(settings=["large"], lam_large=setting)
     else:
         defense["settings"] = [setting]
-    from .experiments.protocol import ALPHA, TASK_ETA    # per-task steps (README, Defaults)
+    from .experiments.protocol import TASK_ETA, attack_alpha   # per-task steps (README)
 
     eta = args.eta if args.eta is not None else TASK_ETA.get(args.task, 0.1)
 
     if args.alpha is not None and args.method == "all":
         raise ValueError(f"--alpha: expected no value with --method all (each method takes "
                          f"its own step), got {args.alpha!r}")
-    alpha = args.alpha if args.alpha is not None or args.method != "alg2" else \
-        ALPHA.get(args.task, 1.0)
+    alpha = args.alpha if args.alpha is not None else \
+        attack_alpha(args.task, args.method, args.model, args.victim)
     model = {"kind": args.model}
     if args.hidden:
         model["hidden"] = args.hidden
@@ -459,8 +459,9 @@ def _attack_method_options(c):
                    help="inner step, or 'auto' (c / L from the Hessian) (default per task: "
                         "about 1.4/L, see README)")
     c.add_argument("--alpha", type=float, default=None,
-                   help="outer step for X_p (alg2: 4 for cifar10, 1 otherwise; strong: "
-                   "Adam's step as a fraction of the box, 0.02)")
+                   help="outer step for X_p (alg2, and strong on the MLP: the normalised "
+                   "step's length, 4 for cifar10, 1 otherwise; strong on LR: Adam's step as a "
+                   "fraction of the box, 0.02)")
 
 
 def _add_run(sub):

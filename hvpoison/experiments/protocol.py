@@ -57,13 +57,28 @@ def _suffix(method, victim):
     return "" if (method, victim) == ("alg2", "gd") else f"-{method}-{victim}"
 
 
+def attack_alpha(task, method="alg2", model="lr", victim="gd"):
+    """The outer step ``alpha`` for ``method`` against ``victim`` on ``task`` with ``model``
+    (``"lr"`` / ``"mlp"``): ``ALPHA[task]`` (1 for a task not listed) wherever the step is
+    Alg. 2's normalised one -- ``alg2``, and ``strong`` on the MLP against the GD victim
+    (:func:`hvpoison.methods.strong_mlp`: the same per-pixel move needs the same task
+    scaling) -- and None where the method takes its own (``strong`` on LR: Adam's 0.02;
+    ``flip``: no step; ``all``: each method its own). The experiments here and the CLI's
+    ``attack`` read it from here."""
+    normalised = method == "alg2" or (method == "strong" and model == "mlp" and victim == "gd")
+    return ALPHA.get(task, 1.0) if normalised else None
+
+
 def _attack_choice(cfg, method, victim, victims, quick):
     if (method, victim) != ("alg2", "gd"):
         cfg["attack"].update(method=method, victim=victim)
-    if method != "alg2":      # the strong method's own step, and its own iters but in
-        del cfg["attack"]["alpha"]          # quick mode (small sizes: as alg2's there)
-        if not quick:
-            del cfg["attack"]["iters"]
+    alpha = attack_alpha(cfg["data"]["task"], method, cfg["model"]["kind"], victim)
+    if alpha is None:         # the method's own step (strong on LR: Adam's)
+        del cfg["attack"]["alpha"]
+    else:
+        cfg["attack"]["alpha"] = alpha
+    if method != "alg2" and not quick:    # the strong method's own iters but in quick mode
+        del cfg["attack"]["iters"]        # (small sizes: as alg2's there)
     if victims is not None:
         cfg["test"]["victims"] = list(victims)
     return cfg
