@@ -158,3 +158,39 @@ def test_the_protocol_is_the_one_the_committed_runs_used():
     assert exp.attack.iters is None and exp.attack.method == "strong"
     assert exp.fingerprint() != Experiment.from_dict(protocol.lr_config("mnist", "l2")).fingerprint()
     assert set(FIGURES) == set(protocol.FIGURES)
+
+
+def test_the_mlp_strong_attack_takes_the_task_step_as_alg2_does(monkeypatch):
+    """protocol.attack_alpha: Alg. 2's normalised step scaled per task (4 on CIFAR-10) for
+    alg2 and the MLP's strong, in the experiments and in ``hvpoison attack``; LR's strong
+    (Adam) and flip take none; MNIST's MLP strong keeps its fingerprint (1.0 = default)."""
+    import hvpoison.cli as cli
+    from hvpoison.experiments import protocol
+
+    for task in protocol.TASKS:
+        strong = protocol.mlp_config(task, "l2", method="strong")["attack"]["alpha"]
+        assert strong == protocol.mlp_config(task, "l2")["attack"]["alpha"] == \
+            protocol.ALPHA[task]
+    assert protocol.ALPHA["cifar10"] == 4.0
+    assert "alpha" not in protocol.lr_config("cifar10", "l2", method="strong")["attack"]
+    assert protocol.attack_alpha("cifar10", "flip", "mlp") is None
+    assert protocol.attack_alpha("cifar10", "strong", "lr") is None
+    mnist = protocol.mlp_config("mnist", "l2", method="strong")
+    bare = json.loads(json.dumps(mnist))
+    del bare["attack"]["alpha"]
+    assert Experiment.from_dict(mnist).fingerprint() == Experiment.from_dict(bare).fingerprint()
+    c10 = protocol.mlp_config("cifar10", "l2", method="strong")
+    bare = json.loads(json.dumps(c10))
+    del bare["attack"]["alpha"]
+    assert Experiment.from_dict(c10).fingerprint() != Experiment.from_dict(bare).fingerprint()
+
+    built = {}
+    monkeypatch.setattr(cli, "_run_and_report",
+                        lambda exp, out, args, title: built.update(exp=exp, title=title))
+    for method, model, alpha in (("strong", "mlp", 4.0), ("alg2", "mlp", 4.0),
+                                 ("strong", "lr", None)):
+        assert main(["attack", "--task", "cifar10", "--model", model, "--method", method]) == 0
+        assert built["exp"].attack.alpha == alpha, (method, model)
+    assert main(["attack", "--task", "cifar10", "--model", "mlp", "--method", "strong",
+                 "--alpha", "2"]) == 0
+    assert built["exp"].attack.alpha == 2.0
