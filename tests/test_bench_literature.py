@@ -57,3 +57,45 @@ def test_attack_names():
     for bad in ("alg2", "strong:0", "strong:x", "flip:3"):
         with pytest.raises(Exception, match="expected flip, strong or strong:K"):
             bl.attack_name(bad)
+
+
+def test_blind_choice_by_the_cross_validated_criterion_skips_runs_without_it():
+    r = {"clean": {},
+         "margin/3/strong": {"eps": 3, "attacker_error": 0.030, "attacker_cv_error": 0.040,
+                             "test_error": 0.010},
+         "margin7/3/strong": {"eps": 3, "attacker_error": 0.031, "attacker_cv_error": 0.039,
+                              "test_error": 0.090},
+         "all/3/strong": {"eps": 3, "attacker_error": 0.050, "test_error": 0.5}}   # no cv
+    assert bl.selected(r, 3, "strong", "train") == "all/3/strong"
+    assert bl.selected(r, 3, "strong", "cv") == "margin/3/strong"
+    with pytest.raises(KeyError):
+        bl.selected(r, 3, "strong", "test")
+
+
+def test_cv_error_holds_each_clean_row_out_once_and_uses_the_points(clean):
+    import hvpoison as hv
+    X, y, _ = clean
+    obj = hv.Objective(hv.LR(X.shape[1]), "l2")
+    e0 = bl.cv_error(obj, X, y, X[:0], y[:0])
+    # the same split by hand: two seeded halves, each scored by a fit on the other
+    parts = np.array_split(np.random.default_rng(0).permutation(len(X)), 2)
+    wrong = 0
+    for a, b in ((parts[0], parts[1]), (parts[1], parts[0])):
+        w = bl.Exact().fit(obj, X[a], y[a], bl.LAM)
+        wrong += (obj.model.predict(w, X[b]) != y[b]).sum()
+    assert e0 == pytest.approx(wrong / len(X))
+    # points that copy every row with its label flipped, many times over, wreck the victim
+    Xp, yp = np.repeat(X, 5, axis=0), np.repeat(1 - y, 5)
+    assert bl.cv_error(obj, X, y, Xp, yp) > e0 + 0.2
+
+
+def test_paired_se_is_zero_when_nothing_changes_and_counts_changed_rows(clean):
+    import hvpoison as hv
+    X, y, _ = clean
+    model = hv.LR(X.shape[1])
+    w = bl.Exact().fit(hv.Objective(model, "l2"), X, y, bl.LAM)
+    assert bl.paired_se_pp(model, w, w, X, y) == 0.0
+    flipped = -w                                   # every prediction turned round
+    d = np.where(model.predict(w, X) != y, -1.0, 1.0)
+    assert bl.paired_se_pp(model, flipped, w, X, y) == pytest.approx(
+        100 * d.std(ddof=1) / np.sqrt(len(X)))
