@@ -37,6 +37,9 @@
     T = 200                      # the gd victim's steps and step size
     eta = 0.1
     kuncheva_k = [50, 100, 200]
+    starts = 1                   # the MLP's gd victim: trained from this many Xavier
+                                 # draws per record, its test error the mean (> 1 only
+                                 # for model.kind = "mlp"; LR's GD starts from zeros)
 
 Every key has a default (``Experiment()``); an unknown key or a value of the wrong type is
 an error naming it.
@@ -139,6 +142,7 @@ class Test:
     T: int = 200
     eta: float = 0.1               # or "auto": the attack's rule, on the clean data
     kuncheva_k: list = field(default_factory=lambda: [50, 100, 200])
+    starts: int = 1                # the MLP's GD victim: Xavier draws per record (mean)
 
 
 @dataclass
@@ -207,6 +211,8 @@ class Experiment:
             d["test"]["victims"] = [v for v in d["test"]["victims"] if v != "exact"]
         if d["test"]["victims"] == ["gd"]:
             del d["test"]["victims"]
+        if d["test"]["starts"] == 1:                           # as before starts existed
+            del d["test"]["starts"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> "Experiment":
@@ -291,11 +297,15 @@ class Experiment:
                        ("attack.n_poison", self.attack.n_poison),
                        ("attack.T", self.attack.T),
                        ("attack.restarts", self.attack.restarts), ("test.T", self.test.T),
+                       ("test.starts", self.test.starts),
                        ("defense.cv_folds", self.defense.cv_folds)):
             if v <= 0:
                 bad(key, "a positive integer", v)
         if self.attack.n_batches < 0:
             bad("attack.n_batches", "a non-negative integer", self.attack.n_batches)
+        if self.test.starts > 1 and self.model.kind != "mlp":
+            bad("test.starts", "1 with model.kind = 'lr' (its GD victim starts from zeros: "
+                "every start is the same)", self.test.starts)
 
     def _validate_rates(self, bad):
         """The step sizes: positive finite numbers (the ``eta``: or ``"auto"``)."""

@@ -180,6 +180,7 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
         "test_error": main["test_error"], "train_error": main["train_error"],
         "lam": _plain(batch.lam), "lam0": _plain(lam0),
         "w_norm2": main["w_norm2"], "kuncheva": main["kuncheva"],
+        **({"test_errors": main["test_errors"]} if "test_errors" in main else {}),
         "outer": batch.trace.get("outer", []), "outer_final": batch.trace.get("final"),
         "lam_trace": batch.trace.get("lam", []), "seeds": sd,
         "seconds": {"attack": t1 - t0, "test": time.perf_counter() - t1},
@@ -230,30 +231,48 @@ def victim_eta(exp, obj, split, lam0, learned):
     return resolve_eta("auto", obj, data, tuple(exp.attack.lam_bounds) if learned else None)
 
 
+def start_seeds(seed, starts):
+    """The seeds of the ``starts`` Xavier draws the GD victim is tested from: ``seed``
+    itself first (so ``starts = 1`` is the single start of before), then ``starts - 1``
+    derived from it."""
+    extra = np.random.SeedSequence([int(seed), 1]).generate_state(starts - 1) \
+        if starts > 1 else []
+    return [int(seed)] + [int(s) for s in extra]
+
+
 def victim_test(exp, name, obj, batch, split, lam0, seed, eta):
     """The test of one victim (``"gd"``: ``[test] T`` steps of ``eta`` (:func:`victim_eta`)
-    from ``model.init(seed)``;
+    from ``model.init(s)`` for each of the ``[test] starts`` seeds :func:`start_seeds`;
     ``"exact"``: trained to optimality) on the batch's poisoned set: test and training
-    error, validation loss, ``||W_k||^2/P_k`` and Kuncheva's index against the same victim
-    trained on the clean set; None where the victim does not apply (``"exact"`` without
-    an L2 penalty)."""
+    error and validation loss (means over the starts; ``test_errors``: each start's when
+    there are several), ``||W_k||^2/P_k`` and Kuncheva's index against the same victim
+    trained on the clean set (from the first start); None where the victim does not apply
+    (``"exact"`` without an L2 penalty)."""
     from ..evaluate import error, feature_weights, kuncheva, weight_norms
     from ..victims import as_victim
 
     victim = as_victim(name, exp.test.T, eta)
     if name == "exact" and (victim.unsupported(obj) or batch.lam is None):
         return None
-    w = victim.fit(obj, batch.X, batch.y, batch.lam, seed=seed)
+    fits = [victim.fit(obj, batch.X, batch.y, batch.lam, seed=s)
+            for s in (start_seeds(seed, exp.test.starts) if name == "gd" else [seed])]
+    w = fits[0]
     w_clean = w if batch.fraction == 0 else victim.fit(obj, split.Xtr, split.ytr, lam0,
                                                        seed=seed)
     d = split.Xtr.shape[1]
     fw, fw_clean = feature_weights(obj.model, w), feature_weights(obj.model, w_clean)
-    return {"test_error": error(obj.model, w, split.Xte, split.yte),
-            "train_error": error(obj.model, w, batch.X, batch.y),
-            "val_loss": float(obj.val_loss(w, split.Xval, split.yval)),
-            "w_norm2": weight_norms(obj.model, w).tolist(),
-            "kuncheva": {str(k): kuncheva(fw, fw_clean, k) for k in exp.test.kuncheva_k
-                         if k < d}}
+    errors = [error(obj.model, v, split.Xte, split.yte) for v in fits]
+    out = {"test_error": float(np.mean(errors)),
+           "train_error": float(np.mean([error(obj.model, v, batch.X, batch.y)
+                                         for v in fits])),
+           "val_loss": float(np.mean([obj.val_loss(v, split.Xval, split.yval)
+                                      for v in fits])),
+           "w_norm2": weight_norms(obj.model, w).tolist(),
+           "kuncheva": {str(k): kuncheva(fw, fw_clean, k) for k in exp.test.kuncheva_k
+                        if k < d}}
+    if len(fits) > 1:
+        out["test_errors"] = errors
+    return out
 
 
 def poison_blocks(store, rep, setting, n_batches) -> list:
