@@ -153,6 +153,7 @@ ATTACK_FLAGS = {"defense.lam_large": "--lam", "defense.settings": "--lam",
                 "attack.alpha": "--alpha", "attack.n_poison": "--n-poison",
                 "attack.n_batches": "--n-batches", "attack.method": "--method",
                 "attack.victim": "--victim", "test.victims": "--victims",
+                "test.starts": "--test-starts",
                 "data.task": "--task", "data.n_tr": "--n-tr", "data.n_test": "--n-test",
                 "model.kind": "--model", "model.hidden": "--hidden",
                 "repetitions": "--repetitions", "seed": "--seed"}
@@ -168,12 +169,14 @@ def in_flags(message: str, flags=ATTACK_FLAGS) -> str:
     return pattern.sub(lambda m: flags[m.group(1)], message)
 
 
-def attack_out(task, model, penalty, lam, method, victim, victims, seed) -> str:
+def attack_out(task, model, penalty, lam, method, victim, victims, seed, starts=1) -> str:
     """The default results folder of ``hvpoison attack``: every choice a natural second run
-    changes is in its name (``results/attack-mnist-lr-l2-lam-6.9-alg2-gd-seed0``), so such
-    a run gets its own folder instead of being refused by (or overwriting) the first."""
+    changes is in its name (``results/attack-mnist-lr-l2-lam-6.9-alg2-gd-seed0``;
+    ``-starts3`` for ``--test-starts 3``), so such a run gets its own folder instead of
+    being refused by (or overwriting) the first."""
     lam_part = f"lam{lam:g}" if isinstance(lam, float) else lam
     tested = "" if victims in (None, [victim]) else "-test-" + "+".join(victims)
+    tested += f"-starts{starts}" if starts != 1 else ""
     return os.path.join("results", f"attack-{task}-{model}-{penalty}-{lam_part}-{method}-"
                         f"{victim}{tested}-seed{seed}")
 
@@ -215,9 +218,10 @@ def _attack(args) -> int:
                    "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha,
                    "method": args.method, "victim": args.victim,
                    "placement": args.placement},
-        "test": {"T": args.T, "eta": eta, "victims": args.victims or [args.victim]}})
+        "test": {"T": args.T, "eta": eta, "victims": args.victims or [args.victim],
+                 "starts": args.test_starts}})
     out = args.out or attack_out(args.task, args.model, args.penalty, args.lam, args.method,
-                                 args.victim, args.victims, args.seed)
+                                 args.victim, args.victims, args.seed, args.test_starts)
     _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (method {args.method} "
                                    f"against victim {args.victim}, eta = {eta}, alpha = "
                                    f"{'the method default' if alpha is None else alpha})")
@@ -448,6 +452,9 @@ def _attack_method_options(c):
     c.add_argument("--victims", nargs="+", choices=["gd", "exact"],
                    help="victims that train each poisoned set for the test error (default: "
                    "--victim)")
+    c.add_argument("--test-starts", type=_positive_int, default=1,
+                   help="MLP: train each poisoned set from this many Xavier draws and report "
+                   "the mean test error (one start's error can vary by about 0.1 on MNIST)")
     c.add_argument("--iters", type=_positive_int, default=None,
                    help="hyperiterations per batch (default: 30 for alg2, 100 for strong, "
                    "40 for the MLP's strong)")

@@ -61,3 +61,21 @@ def test_the_record_is_the_mean_over_the_starts_and_its_first_is_the_single_star
     assert len(set(three["test_errors"])) > 1                  # the draws differ
     assert np.array_equal(np.load(tmp_path / "one" / "records" / "r000-large-b1.npz")["Xp"],
                           np.load(tmp_path / "three" / "records" / "r000-large-b1.npz")["Xp"])
+
+
+def test_cli_attack_test_starts(tmp_path, monkeypatch, capsys):
+    from hvpoison.cli import attack_out, main
+
+    assert attack_out("fmnist", "mlp", "l2", "large", "strong", "gd", None, 0, 3).endswith(
+        "attack-fmnist-mlp-l2-large-strong-gd-starts3-seed0")
+    assert "starts" not in attack_out("fmnist", "mlp", "l2", "large", "strong", "gd", None, 0)
+    assert main(["attack", "--task", "synthetic2d", "--model", "mlp", "--hidden", "4",
+                 "--lam", "large", "--n-tr", "40", "--n-test", "300", "--n-poison", "4",
+                 "--n-batches", "1", "--iters", "2", "-T", "20", "--eta", "0.5",
+                 "--test-starts", "2", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    rec = json.loads((tmp_path / "a" / "records" / "r000-large-b1.json").read_text())
+    assert len(rec["test_errors"]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert main(["attack", "--test-starts", "2"]) == 2           # LR: one line, named flag
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--test-starts: expected 1 with --model = 'lr'" in err[-1]
