@@ -246,6 +246,21 @@ def relearn_lam(ctx, method, Xc, yc, lam0, iters, alpha_lam, lam_bounds):
     return lam_k, to_numpy(ctx.xp.stack(lams)).tolist()
 
 
+def checked_at(ctx, method, state, Xc, yc, lam, candidates, checks):
+    """``check_lam="final"``: each candidate ``(k, X_p)`` scored as the victim trains at the
+    one ``lam`` (the batch's last), appended to ``checks``; returns the best as
+    ``(score, k, X_p, lam)``. ``Xc``'s rows are restored."""
+    last, best = Xc[ctx.rows].copy(), None
+    for k, Xp in candidates:
+        Xc[ctx.rows] = Xp
+        score = method.hypergrad.final(ctx, state, Xc, yc, lam)
+        checks.append([k, score])
+        if best is None or score > best[0]:
+            best = (score, k, Xp, lam)
+    Xc[ctx.rows] = last
+    return best
+
+
 def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, lam_bounds,
                 callback, r):
     """Alg. 2 for batch ``ctx.b`` from one initDp draw: ``(Xc, yc, trace, lam_k, X0)``."""
@@ -260,12 +275,15 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
     best, checks = None, []
     moves = bool(ctx.b) and getattr(method.step, "moves", True)   # flip's Hold: no X_p steps
     checked = method.keep_best and moves and method.check_every
+    deferred = [] if checked and learn_lam and method.check_lam == "final" else None
     with _no_waiting(xp):
         for k in range(iters if (moves or learn_lam) else 1):
             Xp_k = Xc[ctx.rows].copy() if method.keep_best and moves else None
-            if checked and k % method.check_every == 0:   # the attacker's objective, as the
-                score = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)  # victim trains
-                checks.append([k, score])
+            if checked and k % method.check_every == 0 and deferred is not None:
+                deferred.append((k, Xp_k))                 # scored at the last lam, below
+            elif checked and k % method.check_every == 0:  # the attacker's objective, as
+                score = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)  # the victim
+                checks.append([k, score])                                      # trains
                 if best is None or score > best[0]:        # k = 0: initDp's points
                     best = (score, k, Xp_k, lam_k)
             value, lam_next = hyperiteration(ctx, method, states, Xc, yc, lam_k, learn_lam,
@@ -281,6 +299,8 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
                          None if lam_k is None else to_numpy(lam_k))
     trace = {"outer": (ctx.sign * to_numpy(xp.stack(outer))).tolist(),    # one read each
              "lam": [None] * len(lams) if lam0 is None else to_numpy(xp.stack(lams)).tolist()}
+    if deferred:                                    # every candidate at the batch's last lam
+        best = checked_at(ctx, method, states[0], Xc, yc, lam_k, deferred, checks)
     if checks:
         trace["checks"] = checks                    # [k, objective] of the checked iterates
     if best is not None:

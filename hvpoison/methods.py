@@ -174,7 +174,13 @@ class Hold:
 @dataclass(frozen=True)
 class Method:
     """A hypergradient, an outer step, ``iters`` hyperiterations per batch, and whether to
-    return the best iterate seen (by the hypergradient's objective) or the last one."""
+    return the best iterate seen (by the hypergradient's objective) or the last one.
+
+    ``check_every > 0``: every such iterate is scored as the victim trains
+    (``hypergrad.final``). ``check_lam``, where the defender learns ``lam``: the ``lam`` each
+    checked iterate is scored at -- ``"own"``, the one it was reached with (``initL``'s
+    weak defender for the first ones), or ``"final"``, the batch's last ``lam`` for every
+    one (scored after the batch, the same defender for all candidates)."""
 
     hypergrad: object = field(default_factory=RMD)
     step: object = field(default_factory=Normalised)
@@ -182,6 +188,7 @@ class Method:
     keep_best: bool = False
     name: str = "custom"
     check_every: int = 0
+    check_lam: str = "own"
 
     def __post_init__(self):
         if not (callable(self.hypergrad) and all(hasattr(self.hypergrad, a) for a in
@@ -199,6 +206,8 @@ class Method:
                 self.check_every < 0 or (self.check_every and not self.keep_best):
             _checks.fail("check_every", "an integer >= 0 (> 0 only with keep_best=True)",
                          repr(self.check_every))
+        if self.check_lam not in ("own", "final"):
+            _checks.fail("check_lam", "'own' or 'final'", repr(self.check_lam))
 
 
 def alg2(iters=None, alpha=None, memory="store"):
@@ -221,7 +230,8 @@ def strong(victim, iters=None, alpha=None, memory="store", model=None):
                   100 if iters is None else iters, True, name="strong")
 
 
-def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6, delta=0.0):
+def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6, delta=0.0,
+               check_lam="own"):
     """The MLP against the GD victim: Alg. 2's normalised step (``alpha``, 1.0; the
     experiments and ``hvpoison attack`` pass the task's, as for Alg. 2: 4 on CIFAR-10,
     :func:`hvpoison.experiments.protocol.attack_alpha`) for
@@ -235,10 +245,13 @@ def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6, delta=0.0)
     (:func:`hvpoison.attack.relearn_lam`): the attacker chooses its points, never the
     defender's ``lam``. ``delta > 0``: the attacker's loss, differentiated and scored, is
     the bounded cross-entropy (:func:`hvpoison.logistic.bounded_ce`; measured in
-    bench/RESULTS.md, 2026-12-06)."""
+    bench/RESULTS.md, 2026-12-06). ``check_lam="final"``: with a learned ``lam``, every
+    checked iterate scored at the batch's last ``lam`` (:class:`Method`); the default,
+    ``"own"``, scores each at the ``lam`` of its hyperiteration, which favours the early
+    iterates (scored against ``initL``'s weak defender; bench/RESULTS.md, 2026-12-06)."""
     return Method(RMD(memory, eval_starts=eval_starts, dtype="float32", delta=delta),
                   Normalised(1.0 if alpha is None else alpha), 40 if iters is None else iters,
-                  keep_best=True, name="strong", check_every=4)
+                  keep_best=True, name="strong", check_every=4, check_lam=check_lam)
 
 
 def flip(victim, iters=None, memory="store"):

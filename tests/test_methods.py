@@ -643,3 +643,63 @@ def test_a_checked_keep_best_relearns_the_defenders_lam_on_the_points_it_returns
     relearned = b.trace["lam_relearned"]
     assert len(relearned) == 8 and float(b.lam) == relearned[-1] != -2.0   # ... not lam0
     assert b.trace["final"] <= max(v for _, v in b.trace["checks"])
+
+
+def _small_lam_problem():
+    rng = np.random.default_rng(0)
+    for _ in range(2):                               # the second draw: seed 1's problem
+        X = rng.random((60, 3))
+        y = (X[:, 0] + 0.3 * rng.standard_normal(60) > 0.5) * 1.0
+        Xv = rng.random((20, 3))
+        yv = (Xv[:, 0] > 0.5) * 1.0
+    return X, y, Xv, yv
+
+
+@pytest.mark.parametrize("check_lam", ["own", "final"])
+def test_check_lam_sets_the_defender_each_candidate_is_scored_against(monkeypatch, check_lam):
+    """``check_lam="own"``: each checked iterate is scored at the ``lam`` it was reached
+    with (initL's for initDp's points); ``"final"``: every one at the batch's last ``lam``,
+    the one the last iterate is scored at."""
+    from hvpoison.methods import strong_mlp
+
+    lams, final = [], RMD.final
+
+    def spy(self, ctx, state, Xc, yc, lam):
+        if ctx.b == 1:                               # the batch that moves X_p
+            lams.append(float(np.asarray(lam).ravel()[0]))
+        return final(self, ctx, state, Xc, yc, lam)
+
+    monkeypatch.setattr(RMD, "final", spy)
+    X, y, Xv, yv = _small_lam_problem()
+    obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
+    b = hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, T=30, eta=0.3, lam=-2.0,
+                  learn_lam=True, seed=1, box=(0.0, 1.0),
+                  method=strong_mlp(iters=8, alpha=1.0, check_lam=check_lam))[-1]
+    assert [k for k, _ in b.trace["checks"]] == [0, 4]
+    checks, last = lams[:2], lams[2]                 # the two checks, then the last iterate
+    if check_lam == "own":
+        assert checks[0] == -2.0 and checks[1] != checks[0]
+    else:
+        assert checks == [last, last] and last != -2.0
+    assert b.trace["final"] >= max(v for _, v in b.trace["checks"]) - 1e-12 or \
+        "lam_relearned" in b.trace
+
+
+def test_check_lam_changes_nothing_where_lam_is_fixed(data):
+    from hvpoison.methods import strong_mlp
+
+    X, y, Xv, yv = data
+    obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
+    runs = [hv.attack(obj, X, y, Xv, yv, n_poison=4, n_batches=2, T=30, eta=0.3, lam=-2.0,
+                      seed=1, box=(-2.0, 2.0), method=strong_mlp(iters=6, alpha=3.0,
+                                                                  check_lam=c))
+            for c in ("own", "final")]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a.X, b.X)
+        assert a.trace.get("checks") == b.trace.get("checks")
+    assert runs[0][-1].trace["checks"]
+
+
+def test_check_lam_is_checked():
+    with pytest.raises(ValueError, match="check_lam: expected 'own' or 'final'"):
+        Method(RMD(), Normalised(1.0), 4, keep_best=True, check_every=2, check_lam="last")
