@@ -18,8 +18,9 @@ above Alg. 2 where ``lam`` is fixed and below it wherever ``lam`` is learned
 Protocol: the experiment ``protocol.mlp_config(task, penalty)`` (the paper's MLP, ``T =
 200``, the task's ``eta`` and step, ``alpha_lam = 0.2``, 5 cumulative batches of 40 points),
 repetition ``r``'s split and attack seed as the runner draws them (``runner.seeds``), the
-setting ``--setting``; attackers ``own`` (``strong_mlp()``, as the committed runs),
-``final`` (``strong_mlp(check_lam="final")``) and ``alg2``. Each poisoned set, with the
+setting ``--setting``; attackers ``own`` (``strong_mlp(check_lam="own")``, as the
+committed runs), ``final`` (``strong_mlp(check_lam="final")``, the default since
+2026-12-06) and ``alg2``. Each poisoned set, with the
 ``lam`` the attack returned, is trained by the GD victim from ``--starts`` Xavier draws
 (``runner.start_seeds``: the first is the record's own) and scored on the test set; the
 same draws for every attacker (paired).
@@ -47,7 +48,7 @@ from hvpoison.methods import alg2, strong_mlp  # noqa: E402
 from hvpoison.victims import as_victim  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METHODS = {"own": lambda a, k: strong_mlp(k, a), "final":
+METHODS = {"own": lambda a, k: strong_mlp(k, a, check_lam="own"), "final":
            lambda a, k: strong_mlp(k, a, check_lam="final"), "alg2": lambda a, k: alg2(k, a)}
 
 

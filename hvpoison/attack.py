@@ -324,7 +324,7 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
            eta=DEFAULT_ETA, alpha=None, alpha_lam=0.2, lam=None, learn_lam=False,
            lam_bounds=(-10.0, 4.0), box=None, target=None, targeted=False,
            w_init=None, restarts=1, seed=0, memory="store", callback=None, start=None,
-           victim="gd", method="alg2", progress=None, placement="replace"):
+           victim="gd", method="alg2", progress=None, placement="replace", check_lam=None):
     """Run Alg. 2 for ``n_batches`` cumulative batches of ``n_poison`` points.
 
     Parameters
@@ -370,6 +370,10 @@ def attack(obj, Xtr, ytr, Xval, yval, *, n_poison=40, n_batches=5, iters=None, T
         rows) or ``"add"`` (the batches are appended after the ``n`` clean rows, which stay
         as given: batch ``b``'s set has ``n + b n_poison`` rows; ``n_poison * n_batches``
         may then exceed ``n``). The points start as label-flipped validation clones either way
+    check_lam : the MLP's ``"strong"`` only, with a learned ``lam``: the ``lam`` its checked
+        iterates are scored at, ``"final"`` (None: the default,
+        :data:`hvpoison.methods.CHECK_LAM`) or ``"own"`` (the recipe before 2026-12-06; see
+        :func:`hvpoison.methods.strong_mlp`)
     start : None, or ``(b0, X, y)``: the poisoned training set after batch ``b0`` of an
         earlier run with the same arguments (with ``"add"``: its ``n + b0 n_poison`` rows);
         the run goes on with batches ``b0+1 .. n_batches`` (only those are returned) and
@@ -445,7 +449,8 @@ def _checked_method(a, victim, model):
     alpha = a["alpha"]
     if isinstance(a["method"], str) and a["method"] == "alg2" and alpha is not None:
         alpha = _checks.positive_float("alpha", alpha)
-    method = as_method(a["method"], victim, a["iters"], alpha, a["memory"], model)
+    method = as_method(a["method"], victim, a["iters"], alpha, a["memory"], model,
+                       a["check_lam"])
     method.hypergrad.check(victim, a["obj"])
     alpha_lam = _alpha_lam(method.step) if a["alpha_lam"] is None else \
         _checks.positive_float("alpha_lam", a["alpha_lam"])
@@ -528,7 +533,9 @@ def _attack_all(kw):
     if kw["start"] is not None:
         _checks.fail("start", "None with method='all' (each method has its own chain)",
                      "a resumed run")
-    runs = {m: attack(**{**kw, "method": m}) for m in methods_for(kw["victim"])}
+    runs = {m: attack(**{**kw, "method": m,                       # check_lam: strong's
+                         "check_lam": kw["check_lam"] if m == "strong" else None})
+            for m in methods_for(kw["victim"])}
     out = []
     for i, batches in enumerate(zip(*runs.values())):
         scores = {m: b.trace["final"] for m, b in zip(runs, batches)}

@@ -153,7 +153,7 @@ ATTACK_FLAGS = {"defense.lam_large": "--lam", "defense.settings": "--lam",
                 "attack.alpha": "--alpha", "attack.n_poison": "--n-poison",
                 "attack.n_batches": "--n-batches", "attack.method": "--method",
                 "attack.victim": "--victim", "test.victims": "--victims",
-                "test.starts": "--test-starts",
+                "test.starts": "--test-starts", "attack.check_lam": "--check-lam",
                 "data.task": "--task", "data.n_tr": "--n-tr", "data.n_test": "--n-test",
                 "model.kind": "--model", "model.hidden": "--hidden",
                 "repetitions": "--repetitions", "seed": "--seed"}
@@ -169,14 +169,17 @@ def in_flags(message: str, flags=ATTACK_FLAGS) -> str:
     return pattern.sub(lambda m: flags[m.group(1)], message)
 
 
-def attack_out(task, model, penalty, lam, method, victim, victims, seed, starts=1) -> str:
+def attack_out(task, model, penalty, lam, method, victim, victims, seed, starts=1,
+               check_lam=None) -> str:
     """The default results folder of ``hvpoison attack``: every choice a natural second run
     changes is in its name (``results/attack-mnist-lr-l2-lam-6.9-alg2-gd-seed0``;
-    ``-starts3`` for ``--test-starts 3``), so such a run gets its own folder instead of
-    being refused by (or overwriting) the first."""
+    ``-starts3`` for ``--test-starts 3``, ``-checklam-own`` for ``--check-lam own``), so
+    such a run gets its own folder instead of being refused by (or overwriting) the
+    first."""
     lam_part = f"lam{lam:g}" if isinstance(lam, float) else lam
     tested = "" if victims in (None, [victim]) else "-test-" + "+".join(victims)
     tested += f"-starts{starts}" if starts != 1 else ""
+    tested += f"-checklam-{check_lam}" if check_lam not in (None, "final") else ""
     return os.path.join("results", f"attack-{task}-{model}-{penalty}-{lam_part}-{method}-"
                         f"{victim}{tested}-seed{seed}")
 
@@ -206,6 +209,11 @@ def _attack(args) -> int:
                          f"its own step), got {args.alpha!r}")
     alpha = args.alpha if args.alpha is not None else \
         attack_alpha(args.task, args.method, args.model, args.victim)
+    if args.check_lam is not None and not (args.model == "mlp" and
+                                           args.method in ("strong", "all")):
+        raise ValueError(f"--check-lam: expected no value unless --model mlp and --method "
+                         f"strong or all (it sets the MLP's strong recipe), got "
+                         f"{args.check_lam!r}")
     model = {"kind": args.model}
     if args.hidden:
         model["hidden"] = args.hidden
@@ -217,11 +225,13 @@ def _attack(args) -> int:
         "attack": {"n_poison": args.n_poison, "n_batches": args.n_batches,
                    "iters": args.iters, "T": args.T, "eta": eta, "alpha": alpha,
                    "method": args.method, "victim": args.victim,
-                   "placement": args.placement},
+                   "placement": args.placement,
+                   **({} if args.check_lam is None else {"check_lam": args.check_lam})},
         "test": {"T": args.T, "eta": eta, "victims": args.victims or [args.victim],
                  "starts": args.test_starts}})
     out = args.out or attack_out(args.task, args.model, args.penalty, args.lam, args.method,
-                                 args.victim, args.victims, args.seed, args.test_starts)
+                                 args.victim, args.victims, args.seed, args.test_starts,
+                                 args.check_lam)
     _run_and_report(exp, out, args, f"hvpoison attack: {exp.name} (method {args.method} "
                                    f"against victim {args.victim}, eta = {eta}, alpha = "
                                    f"{'the method default' if alpha is None else alpha})")
@@ -455,6 +465,10 @@ def _attack_method_options(c):
     c.add_argument("--test-starts", type=_positive_int, default=1,
                    help="MLP: train each poisoned set from this many Xavier draws and report "
                    "the mean test error (one start's error can vary by about 0.1 on MNIST)")
+    c.add_argument("--check-lam", choices=["final", "own"], default=None,
+                   help="the MLP's strong with a learned lam: score its checked iterates at "
+                   "the batch's last lam (final, the default) or each at its own (own, the "
+                   "recipe before 2026-12-06)")
     c.add_argument("--iters", type=_positive_int, default=None,
                    help="hyperiterations per batch (default: 30 for alg2, 100 for strong, "
                    "40 for the MLP's strong)")

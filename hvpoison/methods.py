@@ -217,21 +217,28 @@ def alg2(iters=None, alpha=None, memory="store"):
                   30 if iters is None else iters, name="alg2")
 
 
-def strong(victim, iters=None, alpha=None, memory="store", model=None):
+def strong(victim, iters=None, alpha=None, memory="store", model=None, check_lam=None):
     """The strongest recipe measured for ``victim`` and ``model`` (``alpha``: Adam's ``lr``,
-    0.02; for the MLP the normalised step's length, 1.0)."""
+    0.02; for the MLP the normalised step's length, 1.0; ``check_lam``: the MLP's, see
+    :func:`strong_mlp`)."""
     if victim.name == "exact":           # the last iterate: see the module docstring
         return Method(victim.hypergradient(damping_per_batch=0.006),
                       Adam(0.02 if alpha is None else alpha), 100 if iters is None else iters,
                       False, name="strong")
     if model is not None and not isinstance(model, LR):
-        return strong_mlp(iters, alpha, memory)
+        return strong_mlp(iters, alpha, memory,
+                          check_lam=CHECK_LAM if check_lam is None else check_lam)
     return Method(victim.hypergradient(memory), Adam(0.02 if alpha is None else alpha),
                   100 if iters is None else iters, True, name="strong")
 
 
+#: the MLP's strong: the lam its checked iterates are scored at, with a learned lam
+#: (bench/RESULTS.md, 2026-12-06: "own" kept initDp's points in 4 of 5 batches)
+CHECK_LAM = "final"
+
+
 def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6, delta=0.0,
-               check_lam="own"):
+               check_lam=CHECK_LAM):
     """The MLP against the GD victim: Alg. 2's normalised step (``alpha``, 1.0; the
     experiments and ``hvpoison attack`` pass the task's, as for Alg. 2: 4 on CIFAR-10,
     :func:`hvpoison.experiments.protocol.attack_alpha`) for
@@ -245,10 +252,12 @@ def strong_mlp(iters=None, alpha=None, memory="store", eval_starts=6, delta=0.0,
     (:func:`hvpoison.attack.relearn_lam`): the attacker chooses its points, never the
     defender's ``lam``. ``delta > 0``: the attacker's loss, differentiated and scored, is
     the bounded cross-entropy (:func:`hvpoison.logistic.bounded_ce`; measured in
-    bench/RESULTS.md, 2026-12-06). ``check_lam="final"``: with a learned ``lam``, every
-    checked iterate scored at the batch's last ``lam`` (:class:`Method`); the default,
-    ``"own"``, scores each at the ``lam`` of its hyperiteration, which favours the early
-    iterates (scored against ``initL``'s weak defender; bench/RESULTS.md, 2026-12-06)."""
+    bench/RESULTS.md, 2026-12-06). ``check_lam`` (:class:`Method`), with a learned
+    ``lam``: ``"final"`` (the default since 2026-12-06) scores every checked iterate at the
+    batch's last ``lam``; ``"own"`` (before) each at the ``lam`` of its hyperiteration,
+    which favours initDp's points and the first iterates, scored against ``initL``'s weakly
+    regularised defender (bench/RESULTS.md, 2026-12-06: on MNIST it returned the flip
+    points in 4 of 5 batches)."""
     return Method(RMD(memory, eval_starts=eval_starts, dtype="float32", delta=delta),
                   Normalised(1.0 if alpha is None else alpha), 40 if iters is None else iters,
                   keep_best=True, name="strong", check_every=4, check_lam=check_lam)
@@ -262,9 +271,14 @@ def flip(victim, iters=None, memory="store"):
                   name="flip")
 
 
-def as_method(method, victim, iters=None, alpha=None, memory="store", model=None):
+def as_method(method, victim, iters=None, alpha=None, memory="store", model=None,
+              check_lam=None):
     """``"alg2"`` / ``"strong"`` (for ``victim`` and ``model``) or a :class:`Method`,
-    checked against the victim."""
+    checked against the victim; ``check_lam`` only for the MLP's ``"strong"``."""
+    if check_lam is not None and not (method == "strong" and model is not None and
+                                      not isinstance(model, LR)):
+        _checks.fail("check_lam", "None unless method='strong' on the MLP (the lam its "
+                     "checked iterates are scored at)", repr(check_lam))
     if isinstance(method, Method):
         if iters is not None or alpha is not None:
             _checks.fail("iters/alpha", "None with a Method object (set them in it)",
@@ -273,7 +287,7 @@ def as_method(method, victim, iters=None, alpha=None, memory="store", model=None
     if method == "alg2":
         return alg2(iters, alpha, memory)
     if method == "strong":
-        return strong(victim, iters, alpha, memory, model)
+        return strong(victim, iters, alpha, memory, model, check_lam)
     if method == "flip":
         if alpha is not None:
             _checks.fail("alpha", "None with method='flip' (it takes no step)", repr(alpha))
@@ -281,5 +295,5 @@ def as_method(method, victim, iters=None, alpha=None, memory="store", model=None
     _checks.fail("method", f"one of {METHODS} or a Method", repr(method))
 
 
-__all__ = ["METHODS", "Method", "Normalised", "Adam", "LineSearch", "Hold", "RMD",
+__all__ = ["METHODS", "CHECK_LAM", "Method", "Normalised", "Adam", "LineSearch", "Hold", "RMD",
            "Implicit", "alg2", "strong", "strong_mlp", "flip", "as_method"]

@@ -637,7 +637,7 @@ def test_a_checked_keep_best_relearns_the_defenders_lam_on_the_points_it_returns
     obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
     b = hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, T=30, eta=0.3, lam=-2.0,
                   learn_lam=True, seed=1, box=(0.0, 1.0),
-                  method=strong_mlp(iters=8, alpha=1.0))[-1]
+                  method=strong_mlp(iters=8, alpha=1.0, check_lam="own"))[-1]
     assert b.trace["best"] == 0                       # initDp's points won ...
     np.testing.assert_array_equal(b.X[b.poison_idx], b.X0)
     relearned = b.trace["lam_relearned"]

@@ -30,6 +30,9 @@
                                  # the MLP's strong: its normalised step, 1.0)
     placement = "replace"        # replace: batches take clean rows' places (the paper's);
                                  # add: appended, the clean set kept (the literature's)
+    check_lam = "final"          # the MLP's strong (and all) with a learned lam: score its
+                                 # checked iterates at the batch's last lam; "own": each at
+                                 # its own (the recipe before 2026-12-06)
 
     [test]                       # training after the attack, then the test error
     victims = ["gd", "exact"]    # every poisoned set is trained by each; the first is the
@@ -134,6 +137,7 @@ class Attack:
     restarts: int = 1
     memory: str = "store"
     placement: str = "replace"     # or "add": points appended, the clean set kept
+    check_lam: str = "final"       # the MLP's strong, learned lam: or "own" (before 2026-12-06)
 
 
 @dataclass
@@ -202,6 +206,10 @@ class Experiment:
             1.0 if mlp_strong or not strong else 0.02)
         if mlp_strong:            # the recipe of hvpoison.methods.strong_mlp (2026-12-05)
             a["recipe"] = "strong-mlp-checked"
+        check_lam = a.pop("check_lam")    # "own" hashes as before the key existed; the
+        if d["model"]["kind"] == "mlp" and a["method"] in ("strong", "all") and \
+                check_lam != "own" and not undefended:     # undefended learn no lam
+            a["check_lam"] = check_lam
         if a["method"] == "alg2" and a["victim"] == "gd":      # as before these keys existed
             del a["method"], a["victim"]
         if a["placement"] == "replace":                        # as before placement existed
@@ -281,6 +289,8 @@ class Experiment:
         a = self.attack
         if a.placement not in ("replace", "add"):
             bad("attack.placement", "'replace' or 'add'", a.placement)
+        if a.check_lam not in ("own", "final"):
+            bad("attack.check_lam", "'own' or 'final'", a.check_lam)
         if a.iters is not None and a.iters <= 0:
             bad("attack.iters", "a positive integer", a.iters)
         if a.alpha is not None and not a.alpha > 0:

@@ -163,7 +163,8 @@ def _run_unit(exp_dict, unit, split, blocks, lam_cv, lam0, tick=None):
                    alpha_lam=a.alpha_lam, lam=lam, learn_lam=learn,
                    lam_bounds=tuple(a.lam_bounds), box=split.box, restarts=a.restarts,
                    seed=sd["attack"], memory=a.memory, victim=a.victim, method=a.method,
-                   placement=a.placement,
+                   placement=a.placement, check_lam=a.check_lam if exp.model.kind == "mlp"
+                   and a.method == "strong" else None,
                    start=None if b == 0 else (b - 1, X, y),
                    progress=None if tick is None else
                    (lambda done, total, batch: tick(done, total)))[-1]
