@@ -329,6 +329,8 @@ def section_strong(runs, alg2, strong):
     for v, s in views.items():
         meta = _meta(runs, done[v])
         copied = done[v].get("seconds_copied", 0.0)
+        if alg2["model"] == "mlp" and _check_lam(runs, done[v]) == "own":
+            lines += [OWN_CHECK_LAM, ""]
         lines += [f"**Against {VICTIMS[v]}** — `{done[v]['name']}`: {meta['settings']}; run "
                   f"time {(done[v]['seconds'] - copied) / 60:.1f} min of compute"
                   + (f" (and {copied / 60:.1f} min in the undefended records it copied)"
@@ -497,6 +499,24 @@ def _attack_settings(a):
             + "".join(f", {k} {a[k]}" for k in ("iters", "alpha") if k not in own) + ")")
 
 
+#: the MLP strong runs made with ``check_lam="own"`` (hvpoison.methods.strong_mlp)
+OWN_CHECK_LAM = ("**Its learned-λ rows are a lower bound.** This run scored each checked "
+                 "iterate at the λ it was reached with (`check_lam=\"own\"`, the MLP "
+                 "recipe before 2026-12-06): with λ restarting at initL every batch, that "
+                 "returns the unoptimised flip points in most batches (bench/RESULTS.md, "
+                 "2026-12-06, `bench_mlp_check_lam.py`). Read the learned-λ settings on the "
+                 "worst case below; reproduce/README.md says more.")
+
+
+def _check_lam(runs, s):
+    """``[attack] check_lam`` of the run of summary ``s`` (``"own"`` for a run made before
+    the key existed), or None without its experiment.json."""
+    p = runs / s["name"] / "experiment.json"
+    if not p.is_file():
+        return None
+    return json.loads(p.read_text())["config"]["attack"].get("check_lam", "own")
+
+
 def _meta(runs, s):
     name = s["name"]
     p = runs / name / "experiment.json"
@@ -615,6 +635,13 @@ def main(argv=None):
             for pen in ("l2", "l1"):
                 if any(k[:2] == (model, pen) for k in verdicts):
                     summary += claims_table(verdicts, pen, model)
+        own = sorted(p.parent.name for p in runs.glob("mlp-*-strong-*/experiment.json")
+                     if _check_lam(runs, {"name": p.parent.name}) == "own")
+        if own:
+            summary += ["The MLP's `strong` columns come from runs made with "
+                        "`check_lam=\"own\"` (" + ", ".join(f"`{n}`" for n in own) + "): "
+                        "with a learned λ they under-report the attack (see those sections); "
+                        "judge the MLP's learned-λ claims on the worst case.", ""]
         summary += ["The claims: " + "; ".join(f"*{SHORT[c]}*: {t}" for c, t in
                                               CLAIMS.items()) + ".", ""]
         lines[4:4] = summary
