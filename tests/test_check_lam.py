@@ -32,7 +32,11 @@ def _mlp_strong(**attack):
 
 def test_fingerprints_own_is_the_recipe_before_the_key_final_differs():
     pinned = _mlp_strong()
-    assert pinned["attack"]["check_lam"] == protocol.MLP_STRONG_CHECK_LAM == "own"
+    assert pinned["attack"]["check_lam"] == "own"          # a committed run's recipe ...
+    assert protocol.mlp_config("cifar10", "l1", method="strong")["attack"]["check_lam"] == \
+        "final"                                              # ... not one never committed
+    assert protocol.mlp_strong_check_lam("mnist", "l2") == "own"
+    assert "check_lam" not in protocol.mlp_config("mnist", "l2")["attack"]   # alg2
     before = _mlp_strong()
     del before["attack"]["check_lam"]
     own, final = (Experiment.from_dict(_mlp_strong(check_lam=c)).fingerprint()
