@@ -52,9 +52,10 @@ METHODS = {"own": lambda a, k: strong_mlp(k, a, check_lam="own"), "final":
            lambda a, k: strong_mlp(k, a, check_lam="final"), "alg2": lambda a, k: alg2(k, a)}
 
 
-def run_one(exp, rep, setting, name, starts, data_dir=None):
+def run_one(exp, rep, setting, name, starts, data_dir=None, quick=False):
     """One attacker on repetition ``rep``: per fraction the mean test error over ``starts``
-    Xavier draws, each draw's, the returned ``lam``, the attacker's objective, seconds."""
+    Xavier draws, each draw's, the returned ``lam``, the attacker's objective, seconds.
+    Each method takes its own ``iters`` (``quick``: the protocol's small one)."""
     split, sd, a = load_split(exp, rep, data_dir), seeds(exp, rep), exp.attack
     obj, lam, learn = victim(exp, setting, split.Xtr.shape[1])
     t0 = time.perf_counter()
@@ -62,8 +63,7 @@ def run_one(exp, rep, setting, name, starts, data_dir=None):
                         n_poison=a.n_poison, n_batches=a.n_batches, T=a.T, eta=a.eta,
                         alpha_lam=a.alpha_lam, lam=lam, learn_lam=learn,
                         lam_bounds=tuple(a.lam_bounds), box=split.box, seed=sd["attack"],
-                        method=METHODS[name](a.alpha, a.iters if exp.name.endswith(
-                            "-quick") else None))
+                        method=METHODS[name](a.alpha, a.iters if quick else None))
     secs = time.perf_counter() - t0
     gd, rows = as_victim("gd", exp.test.T, exp.test.eta), []
     for b in batches:
@@ -101,7 +101,8 @@ def main(argv=None):
                    f"{args.setting}/r{rep}/{name}/starts{args.starts}")
             if key in results:
                 continue
-            results[key] = run_one(exp, rep, args.setting, name, args.starts, args.data_dir)
+            results[key] = run_one(exp, rep, args.setting, name, args.starts, args.data_dir,
+                                   args.quick)
             errs = " ".join(f"{r['test_error']:.3f}" for r in results[key]["rows"])
             print(f"# {key}: {errs}  ({results[key]['seconds']:.0f} s)", file=sys.stderr,
                   flush=True)

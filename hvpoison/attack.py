@@ -246,11 +246,12 @@ def relearn_lam(ctx, method, Xc, yc, lam0, iters, alpha_lam, lam_bounds):
     return lam_k, to_numpy(ctx.xp.stack(lams)).tolist()
 
 
-def checked_at(ctx, method, state, Xc, yc, lam, candidates, checks):
-    """``check_lam="final"``: each candidate ``(k, X_p)`` scored as the victim trains at the
-    one ``lam`` (the batch's last), appended to ``checks``; returns the best as
-    ``(score, k, X_p, lam)``. ``Xc``'s rows are restored."""
-    last, best = Xc[ctx.rows].copy(), None
+def checked_at(ctx, method, state, Xc, yc, lam, candidates, checks, best=None):
+    """Each candidate ``(k, X_p)`` scored as the victim trains at ``lam`` (the attacker's
+    objective; with ``check_lam="final"`` the batch's last ``lam`` for all), appended to
+    ``checks``; returns the best of them and ``best`` as ``(score, k, X_p, lam)``.
+    ``Xc``'s rows are restored."""
+    last = Xc[ctx.rows].copy()
     for k, Xp in candidates:
         Xc[ctx.rows] = Xp
         score = method.hypergrad.final(ctx, state, Xc, yc, lam)
@@ -281,11 +282,9 @@ def one_restart(ctx, method, X, y, lam0, n_poison, iters, learn_lam, alpha_lam, 
             Xp_k = Xc[ctx.rows].copy() if method.keep_best and moves else None
             if checked and k % method.check_every == 0 and deferred is not None:
                 deferred.append((k, Xp_k))                 # scored at the last lam, below
-            elif checked and k % method.check_every == 0:  # the attacker's objective, as
-                score = method.hypergrad.final(ctx, states[0], Xc, yc, lam_k)  # the victim
-                checks.append([k, score])                                      # trains
-                if best is None or score > best[0]:        # k = 0: initDp's points
-                    best = (score, k, Xp_k, lam_k)
+            elif checked and k % method.check_every == 0:  # k = 0: initDp's points
+                best = checked_at(ctx, method, states[0], Xc, yc, lam_k, [(k, Xp_k)],
+                                  checks, best)
             value, lam_next = hyperiteration(ctx, method, states, Xc, yc, lam_k, learn_lam,
                                              alpha_lam, lam_bounds)
             outer.append(value)

@@ -621,6 +621,18 @@ def test_checked_keep_best_never_returns_less_than_the_starting_points(data, rec
         assert b.X.dtype == np.float64 and np.all(np.abs(b.X[b.poison_idx]) <= 2.0)
 
 
+def _small_lam_problem():
+    """A small MLP problem with a learned lam on which initDp's points win the checks
+    scored at their own lam (the second seeded draw)."""
+    rng = np.random.default_rng(0)
+    for _ in range(2):                               # the second draw: seed 1's problem
+        X = rng.random((60, 3))
+        y = (X[:, 0] + 0.3 * rng.standard_normal(60) > 0.5) * 1.0
+        Xv = rng.random((20, 3))
+        yv = (Xv[:, 0] > 0.5) * 1.0
+    return X, y, Xv, yv
+
+
 def test_a_checked_keep_best_relearns_the_defenders_lam_on_the_points_it_returns():
     """With a learned ``lam``, an earlier iterate must not come back with the ``lam`` of
     that moment (``lam0`` itself when initDp's points win: the attacker would be choosing
@@ -628,12 +640,7 @@ def test_a_checked_keep_best_relearns_the_defenders_lam_on_the_points_it_returns
     ``iters`` steps from ``lam0``, ``X_p`` held)."""
     from hvpoison.methods import strong_mlp
 
-    rng = np.random.default_rng(0)
-    for _ in range(2):                               # the second draw: seed 1's problem
-        X = rng.random((60, 3))
-        y = (X[:, 0] + 0.3 * rng.standard_normal(60) > 0.5) * 1.0
-        Xv = rng.random((20, 3))
-        yv = (Xv[:, 0] > 0.5) * 1.0
+    X, y, Xv, yv = _small_lam_problem()
     obj = hv.Objective(hv.MLP((3, 4, 1), slope=0.1), "l2")
     b = hv.attack(obj, X, y, Xv, yv, n_poison=6, n_batches=1, T=30, eta=0.3, lam=-2.0,
                   learn_lam=True, seed=1, box=(0.0, 1.0),
@@ -643,16 +650,6 @@ def test_a_checked_keep_best_relearns_the_defenders_lam_on_the_points_it_returns
     relearned = b.trace["lam_relearned"]
     assert len(relearned) == 8 and float(b.lam) == relearned[-1] != -2.0   # ... not lam0
     assert b.trace["final"] <= max(v for _, v in b.trace["checks"])
-
-
-def _small_lam_problem():
-    rng = np.random.default_rng(0)
-    for _ in range(2):                               # the second draw: seed 1's problem
-        X = rng.random((60, 3))
-        y = (X[:, 0] + 0.3 * rng.standard_normal(60) > 0.5) * 1.0
-        Xv = rng.random((20, 3))
-        yv = (Xv[:, 0] > 0.5) * 1.0
-    return X, y, Xv, yv
 
 
 @pytest.mark.parametrize("check_lam", ["own", "final"])
