@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -537,13 +538,31 @@ def _meta(runs, s):
     return {"settings": settings, "machine": machine}
 
 
+def _partial(png, runs):
+    """Whether the figure ``png`` left out experiments (``"not drawn"`` in the
+    ``figN.json`` beside it: a run with ``--tasks``) while ``runs`` has a figure of that name,
+    which a partial one must not replace."""
+    data = png.with_suffix(".json")
+    if not (runs / png.name).is_file() or not data.is_file():
+        return False
+    return "not drawn" in json.loads(data.read_text()).get("sources", {}).values()
+
+
 def sync(out, runs):
-    """Copy the finished experiments' small files from ``out`` to ``runs``."""
+    """Copy the finished experiments' small files from ``out`` to ``runs`` (a figure drawn
+    from fewer experiments than it shows, with ``--tasks``, does not replace the committed
+    one: redraw it from ``runs``)."""
     import shutil
 
     runs.mkdir(parents=True, exist_ok=True)
     for f in [out / "fig1.json", out / "fig1-quick.json", *out.glob("fig*.png")]:
-        if f.is_file():
+        if f.is_file() and f.suffix == ".png" and _partial(f, runs):
+            fig, _, attack = f.stem.partition("-")
+            print(f"{f}: drawn without some of its experiments (--tasks), so not copied over "
+                  f"{runs / f.name}; redraw that one: hvpoison reproduce {fig}"
+                  + (f" --attack {attack}" if attack else "") + f" --out {runs}",
+                  file=sys.stderr)
+        elif f.is_file():
             shutil.copyfile(f, runs / f.name)
     for d in out.iterdir() if out.is_dir() else []:
         p = d / "summary.json"

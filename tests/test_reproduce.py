@@ -161,3 +161,31 @@ def test_cross_eval_names_a_folder_that_is_not_a_results_folder(tmp_path):
                         str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "RESULTS: expected a results folder (with experiment.json)" in r.stderr
+
+
+def test_results_sync_keeps_a_committed_figure_over_a_partial_one(tmp_path, capsys):
+    # a figure drawn with --tasks (some experiments "not drawn") must not replace the
+    # committed figure of that name; a complete one does, and so does a first one
+    sys.path.insert(0, str(ROOT / "reproduce"))
+    import results
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    out.mkdir(), runs.mkdir()
+    (runs / "fig6-strong.png").write_bytes(b"committed")
+    (runs / "fig11-strong.png").write_bytes(b"committed")
+    (out / "fig6-strong.png").write_bytes(b"partial")
+    (out / "fig6-strong.json").write_text(json.dumps(
+        {"sources": {"mlp-mnist-l2-strong-gd": "computed", "mlp-fmnist-l2-strong-gd":
+                     "not drawn"}}))
+    (out / "fig11-strong.png").write_bytes(b"complete")
+    (out / "fig11-strong.json").write_text(json.dumps(
+        {"sources": {"mlp-mnist-l1-strong-gd": "computed"}}))
+    (out / "fig8.png").write_bytes(b"first")
+    (out / "fig8.json").write_text(json.dumps({"sources": {"lr-mnist-l1": "not drawn"}}))
+    results.sync(out, runs)
+    assert (runs / "fig6-strong.png").read_bytes() == b"committed"
+    assert (runs / "fig11-strong.png").read_bytes() == b"complete"
+    assert (runs / "fig8.png").read_bytes() == b"first"
+    err = capsys.readouterr().err
+    assert "fig6-strong.png: drawn without some of its experiments (--tasks), so not copied" \
+        in err and "hvpoison reproduce fig6 --attack strong --out" in err
+    assert "fig11" not in err and "fig8" not in err
