@@ -543,7 +543,7 @@ def _partial(png, runs):
     ``figN.json`` beside it: a run with ``--tasks``) while ``runs`` has a figure of that name,
     which a partial one must not replace."""
     data = png.with_suffix(".json")
-    if not (runs / png.name).is_file() or not data.is_file():
+    if png.suffix != ".png" or not (runs / png.name).is_file() or not data.is_file():
         return False
     return "not drawn" in json.loads(data.read_text()).get("sources", {}).values()
 
@@ -556,14 +556,16 @@ def sync(out, runs):
 
     runs.mkdir(parents=True, exist_ok=True)
     for f in [out / "fig1.json", out / "fig1-quick.json", *out.glob("fig*.png")]:
-        if f.is_file() and f.suffix == ".png" and _partial(f, runs):
+        if not f.is_file():
+            continue
+        if _partial(f, runs):
             fig, _, attack = f.stem.partition("-")
             print(f"{f}: drawn without some of its experiments (--tasks), so not copied over "
                   f"{runs / f.name}; redraw that one: hvpoison reproduce {fig}"
                   + (f" --attack {attack}" if attack else "") + f" --out {runs}",
                   file=sys.stderr)
-        elif f.is_file():
-            shutil.copyfile(f, runs / f.name)
+            continue
+        shutil.copyfile(f, runs / f.name)
     for d in out.iterdir() if out.is_dir() else []:
         p = d / "summary.json"
         if p.is_file() and json.loads(p.read_text())["complete"]:
