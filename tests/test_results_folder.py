@@ -298,6 +298,18 @@ def test_progress_lines_name_the_experiment_and_give_an_eta(tmp_path, capsys):
     assert lines[-1].rstrip().endswith("ETA 0s)")
 
 
+def test_with_jobs_side_by_side_the_eta_waits_for_as_many_records():
+    # the first `jobs` records finish together: a rate from the first would ignore the rest
+    from hvpoison.experiments.runner import Progress
+
+    p = Progress("v", start_done=3, jobs=2)
+    assert p.eta(3, 10).endswith(" so far")
+    assert p.eta(4, 10).endswith(" so far, ETA once 2 records are done")
+    assert ", ETA " in p.eta(5, 10) and "once" not in p.eta(5, 10)
+    assert p.eta(4, 4).endswith(", ETA 0s")              # the last record: none in flight
+    assert "once" not in Progress("v", jobs=1).eta(1, 10)
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom"])
 def test_experiment_files_with_a_byte_order_mark_are_read(tmp_path, encoding):
     from hvpoison.experiments import Experiment

@@ -415,16 +415,23 @@ class Progress:
     """The default progress report of :func:`run`: one line per finished record with the
     experiment's name, the time so far and an ETA (the mean time of this run's records so
     far, times the records left); on a terminal, a line updated within a record as its
-    hyperiterations pass (:meth:`ticker`). Call as ``progress(done, total, key, record)``."""
+    hyperiterations pass (:meth:`ticker`). Call as ``progress(done, total, key, record)``.
 
-    def __init__(self, name="", stream=None, start_done=0):
+    With ``jobs`` records computed side by side, the first ``jobs`` finish at about the same
+    time, one record's time in: a rate taken from the first of them counts the work still
+    in flight as none and overstates the ETA up to ``jobs`` times, so the ETA is given
+    once ``jobs`` records are done."""
+
+    def __init__(self, name="", stream=None, start_done=0, jobs=1):
         self.name, self.stream = name, stream or sys.stderr
-        self.t0, self.start_done = time.perf_counter(), start_done
+        self.t0, self.start_done, self.jobs = time.perf_counter(), start_done, jobs
 
     def eta(self, done, total) -> str:
         new, elapsed = done - self.start_done, time.perf_counter() - self.t0
         if new <= 0:
             return f"{_clock(elapsed)} so far"
+        if new < self.jobs and done < total:
+            return f"{_clock(elapsed)} so far, ETA once {self.jobs} records are done"
         return f"{_clock(elapsed)} so far, ETA {_clock(elapsed / new * (total - done))}"
 
     def __call__(self, done, total, key, rec):
@@ -533,9 +540,10 @@ def _run_locked(exp, store, n_jobs, scheduler, client, overwrite, progress, data
     copied = _copy_undefended(exp, store, reuse,
                               [_key(store, u) for u in units if u.setting == "none"])
     done = {u for u in units if store.has(_key(store, u))}
-    report = _reporter(exp, store, progress, len(units), len(done), copied)
+    local_jobs = n_jobs if client is None and scheduler is None else 1
+    report = _reporter(exp, store, progress, len(units), len(done), copied, local_jobs)
     ex = _executor(n_jobs, scheduler, client)
-    with _one_blas_thread_per_worker(n_jobs if client is None and scheduler is None else 1):
+    with _one_blas_thread_per_worker(local_jobs):
         _Driver(exp, store, ex, units, done, report, data_dir).drive(max_records)
     return summarize(exp, store)
 
@@ -565,11 +573,12 @@ def _key(store, u) -> str:
     return store.key(u.rep, u.setting, u.b)
 
 
-def _reporter(exp, store, progress, total, n_done, copied):
+def _reporter(exp, store, progress, total, n_done, copied, jobs=1):
     """The progress report (``progress`` itself if callable, a :class:`Progress` if true,
-    else None); a :class:`Progress` first says what is left to compute and what was copied."""
+    else None; ``jobs``: the local worker processes); a :class:`Progress` first says what is
+    left to compute and what was copied."""
     report = progress if callable(progress) else \
-        (Progress(exp.name, start_done=n_done) if progress else None)
+        (Progress(exp.name, start_done=n_done, jobs=jobs) if progress else None)
     if isinstance(report, Progress):
         sys.stderr.write(f"{exp.name}: {total - n_done} of {total} records to compute -> "
                          f"{store.out}\n")
