@@ -103,13 +103,14 @@ def _run_and_report(exp, out, args, title):
                   overwrite=args.overwrite, progress=not args.quiet,
                   data_dir=getattr(args, "data_dir", None), reuse=getattr(args, "reuse", ()))
     print(format_table(summary))
-    paths = plot_summary(summary, os.path.join(out, "summary"))
+    floor = _floor(exp, out, args)
+    paths = plot_summary(summary, os.path.join(out, "summary"), floor=floor)
     poison = plot_poison(out, os.path.join(out, "poison"))
     print(f"\nplot: {paths[0]} (and .pdf)"
           + (f"; the poisoning points: {poison[0]}" if poison else "")
           + f"; tables: {out}/summary.csv, {out}/summary.json; "
           f"{time.perf_counter() - t0:.0f} s")
-    return summary
+    return summary, floor
 
 
 def _cmd_demo(args) -> int:
@@ -121,17 +122,40 @@ def _cmd_demo(args) -> int:
                "data": {**DEMO["data"], "n_tr": 500, "n_test": 1000}}
         cfg["attack"]["n_poison"] = 25
     exp = Experiment.from_dict(cfg)
-    summary = _run_and_report(
+    summary, floor = _run_and_report(
         exp, args.out, args,
         "hvpoison demo: the optimal attack (Alg. 2) against logistic regression on the "
         "embedded MNIST 0-vs-8 subset, for lam = none / large constant / learned on the "
         "trusted validation set")
     st = summary["settings"]
     none, learned = st["none"]["test_error"]["mean"], st["learned"]["test_error"]["mean"]
+    flip = floor["settings"]["none"]["test_error"]["mean"]
     print(f"\nwithout regularisation the attack raises the test error from {none[0][0]:.3f} "
-          f"to {none[-1][0]:.3f} at {st['none']['fraction'][-1]:.0%} poisoning; "
-          f"learning lam on the trusted set keeps it at {learned[-1][0]:.3f}.")
+          f"to {none[-1][0]:.3f} at {st['none']['fraction'][-1]:.0%} poisoning (label "
+          f"flipping alone: {flip[-1][0]:.3f}); learning lam on the trusted set keeps it at "
+          f"{learned[-1][0]:.3f}.")
     return 0
+
+
+def _floor(exp, out, args):
+    """The floor beside the attack (:meth:`Experiment.floor`: label flipping alone, not
+    optimised, on the settings with a fixed lam), run into ``out/floor`` and printed;
+    its summary, or None where there is none."""
+    from .experiments import format_table, run
+
+    floor = exp.floor()
+    if floor is None:
+        if exp.attack.method not in ("flip", "all"):
+            print("\nno floor computed: every setting learns lam, and label flipping with a "
+                  "learned lam costs about what the attack does; --method all runs it beside "
+                  "the attack (or --method flip alone)")
+        return None
+    summary = run(floor, os.path.join(out, "floor"), n_jobs=args.jobs,
+                  scheduler=getattr(args, "scheduler", None), overwrite=args.overwrite,
+                  progress=not args.quiet, data_dir=getattr(args, "data_dir", None))
+    print("\nthe floor every attack must beat: label flipping alone (initDp's clones, not "
+          f"optimised; {os.path.join(out, 'floor')}/)\n" + format_table(summary))
+    return summary
 
 
 def _lam_setting(value):
@@ -265,7 +289,9 @@ def _cmd_plot(args) -> int:
     folder = args.results if os.path.isdir(args.results) else \
         os.path.dirname(args.results) or "."
     base = args.out or os.path.join(folder, "summary")
-    for p in plot_summary(summary, base):
+    floor = os.path.join(folder, "floor", "summary.json")      # hvpoison attack / run / demo
+    floor = load_summary(floor) if os.path.isfile(floor) else None
+    for p in plot_summary(summary, base, floor=floor):
         print(p)
     if os.path.isdir(os.path.join(folder, "records")):      # the poisoning points
         for p in plot_poison(folder, os.path.join(os.path.dirname(base) or ".", "poison")):

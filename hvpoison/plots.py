@@ -90,15 +90,16 @@ def series(ax, t, metric, comp, **kw):
     ax.errorbar(x, mu, yerr=sd, capsize=3, **{"marker": "o", "ms": 4, "lw": 1.6, **kw})
 
 
-def plot_summary(summary, out, formats=("png", "pdf")) -> list:
+def plot_summary(summary, out, formats=("png", "pdf"), floor=None) -> list:
     """Write the four-panel figure of ``summary`` (a dict or a path) to ``out`` + each
-    format; returns the written paths."""
+    format; returns the written paths. ``floor``: the summary of the attack's floor
+    (:meth:`hvpoison.experiments.Experiment.floor`), drawn dotted in the test-error panel."""
     if not isinstance(summary, dict):
         summary = load_summary(summary)
     plt = pyplot()
     settings = summary["settings"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
-    _panel_test_error(axes[0, 0], summary)
+    _panel_test_error(axes[0, 0], summary, floor)
     _panel_lam(axes[0, 1], summary)
     _panel_weights(axes[1, 0], summary)
     _panel_kuncheva(axes[1, 1], settings)
@@ -118,8 +119,9 @@ def plot_summary(summary, out, formats=("png", "pdf")) -> list:
 _LINES = ["-", "--", ":", "-."]
 
 
-def _panel_test_error(ax, summary):
-    """The test error per setting; with several victims, each (the first solid)."""
+def _panel_test_error(ax, summary, floor=None):
+    """The test error per setting; with several victims, each (the first solid); the
+    ``floor``'s settings (label flipping alone, the first victim) dotted, in grey tones."""
     victims = summary.get("victims", ["gd"])
     for j, v in enumerate(victims):          # the first victim solid, others dashed
         metric = "test_error" if victims == ["gd"] else f"test_error@{v}"
@@ -130,6 +132,13 @@ def _panel_test_error(ax, summary):
                     kw = {**kw, "label": f"{kw['label']}, {v} victim",
                           "ls": "-" if j == 0 else "--", "mfc": None if j == 0 else "none"}
                 series(ax, t, metric, 0, **kw)
+    metric = "test_error" if victims == ["gd"] else f"test_error@{victims[0]}"
+    for s, t in (floor or {}).get("settings", {}).items():
+        if metric in t:
+            kw = style(s, floor)
+            series(ax, t, metric, 0, **{**kw, "ls": ":", "marker": "x", "alpha": 0.8,
+                                        "label": f"{kw['label']}: label flipping alone "
+                                                 "(floor)"})
     ax.set_ylabel("test error")
     ax.set_title("Test error under attack")
     ax.legend()

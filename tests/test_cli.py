@@ -89,6 +89,12 @@ def test_demo_quick_prints_the_table_and_writes_the_plot(tmp_path, capsys):
     assert "test error, mean ± std" in out and "learning lam on the trusted set" in out
     assert (tmp_path / "d" / "summary.png").stat().st_size > 10_000
     assert (tmp_path / "d" / "summary.pdf").is_file()
+    # beside the attack, its floor: label flipping alone on the settings with a fixed lam
+    floor = json.loads((tmp_path / "d" / "floor" / "summary.json").read_text())
+    assert floor["method"] == "flip" and list(floor["settings"]) == ["none", "large"]
+    assert "the floor every attack must beat" in out and "attack flip against" in out
+    flip = floor["settings"]["none"]["test_error"]["mean"][-1][0]
+    assert f"(label flipping alone: {flip:.3f})" in out
 
 
 def test_attack_run_and_plot_commands(tmp_path, capsys):
@@ -97,6 +103,12 @@ def test_attack_run_and_plot_commands(tmp_path, capsys):
     assert main(["attack", "--lam", "-2.5", "--out", str(tmp_path / "a"), *args]) == 0
     rec = json.loads((tmp_path / "a" / "records" / "r000-large-b1.json").read_text())
     assert rec["lam"] == -2.5 and rec["fraction"] == 0.1
+    floor = json.loads((tmp_path / "a" / "floor" / "records" / "r000-large-b1.json").read_text())
+    assert floor["lam"] == -2.5 and floor["fraction"] == 0.1
+    capsys.readouterr()
+    assert main(["attack", "--lam", "learned", "--out", str(tmp_path / "l"), *args]) == 0
+    assert "no floor computed: every setting learns lam" in capsys.readouterr().out
+    assert not (tmp_path / "l" / "floor").exists()
     cfg = tmp_path / "e.toml"
     cfg.write_text('name = "e"\n[data]\ntask = "synthetic2d"\nn_tr = 40\nn_test = 200\n'
                    '[defense]\nsettings = ["none", "learned"]\n'
@@ -115,6 +127,8 @@ def test_attack_run_and_plot_commands(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plot", str(tmp_path / "r"), "--out", str(tmp_path / "p" / "fig")]) == 0
     assert (tmp_path / "p" / "fig.png").is_file()
+    assert list(json.loads((tmp_path / "r" / "floor" / "summary.json").read_text())
+                ["settings"]) == ["none"]                  # the floor of "none" only
 
 
 def test_data_info_and_bench(capsys):
@@ -137,4 +151,6 @@ def test_demo_shows_the_attack_and_the_defence(tmp_path, capsys):
     assert st["none"]["fraction"][-1] == 0.2
     assert none[-1] >= 2 * none[0]
     assert learned[-1] < 0.6 * none[-1]
+    floor = json.loads((tmp_path / "floor" / "summary.json").read_text())["settings"]
+    assert none[-1] > floor["none"]["test_error"]["mean"][-1][0] + 0.02   # beats its floor
     assert large[0] > none[0]                       # the large constant costs clean accuracy

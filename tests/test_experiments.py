@@ -81,6 +81,27 @@ def test_config_round_trip_and_errors(tmp_path):
         Experiment.from_toml(tmp_path / "missing.toml")
 
 
+def test_the_floor_is_label_flipping_on_the_settings_with_a_fixed_lam():
+    exp = Experiment.from_dict({**SMALL, "defense": {**SMALL["defense"],
+                                                     "settings": ["learned", "none", "large"]},
+                                "attack": {**SMALL["attack"], "alpha": 2.0}})
+    floor = exp.floor()
+    assert floor.name == "small-floor" and floor.defense.settings == ["none", "large"]
+    assert floor.attack.method == "flip" and floor.attack.alpha is None
+    same = floor.to_dict()
+    same["attack"].update(method="alg2", alpha=2.0)
+    same["defense"]["settings"] = exp.defense.settings
+    assert same == {**exp.to_dict(), "name": "small-floor"}   # nothing else changes
+    for attack, settings in [("flip", ["none"]), ("all", ["none"]), ("alg2", ["learned", "cv"])]:
+        e = Experiment.from_dict({**SMALL, "defense": {**SMALL["defense"], "settings": settings},
+                                  "attack": {**SMALL["attack"], "method": attack}})
+        assert e.floor() is None, (attack, settings)
+    mlp = Experiment.from_dict({"model": {"kind": "mlp"}, "attack": {"method": "strong",
+                                                                    "check_lam": "own"},
+                                "defense": {"settings": ["none", "learned_per_layer"]}})
+    assert mlp.floor().defense.settings == ["none"] and mlp.floor().attack.method == "flip"
+
+
 def test_serial_run_writes_records_summary_and_metadata(serial):
     out, summary = serial
     assert summary["complete"] and summary["records"] == 2 * 3 * 3

@@ -60,6 +60,9 @@ from ..methods import METHODS
 from ..victims import VICTIMS
 
 SETTINGS = ("none", "large", "cv", "learned", "learned_per_layer")
+#: the settings whose lam the defender does not learn, so that their floor is cheap
+#: (:meth:`Experiment.floor`)
+FIXED_SETTINGS = ("none", "large")
 
 
 #: byte-order marks an experiment file may start with, and their encodings
@@ -186,6 +189,23 @@ class Experiment:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def floor(self) -> "Experiment | None":
+        """The floor shown beside this experiment's attack: the same experiment with
+        ``[attack] method = "flip"`` (initDp's label-flipped validation clones, not
+        optimised) on its settings whose ``lam`` is fixed (:data:`FIXED_SETTINGS`: no
+        ``lam`` to learn, so no optimisation at all: a few trainings per record), named
+        ``<name>-floor``. None where the attack is ``flip`` itself or ``all`` (which runs
+        flip among its methods), or where every setting learns ``lam`` (their floor,
+        ``method = "flip"``, costs about what the attack does)."""
+        settings = [s for s in self.defense.settings if s in FIXED_SETTINGS]
+        if self.attack.method in ("flip", "all") or not settings:
+            return None
+        d = self.to_dict()
+        d["name"] = f"{self.name}-floor"
+        d["defense"]["settings"] = settings
+        d["attack"].update(method="flip", alpha=None)
+        return Experiment.from_dict(d, where=f"the floor of {self.name}")
 
     def fingerprint(self, undefended=False) -> str:
         """A hash of everything that changes the results (not of ``name``).
