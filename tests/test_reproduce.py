@@ -119,11 +119,20 @@ def test_every_figure_runs_in_quick_mode(tmp_path):
     assert "learned λ per layer (hidden 1 / hidden 2 / output)" in text
     assert "confirmed**" in text and "fig1" in text.split("Not run yet")[1]
     assert text.count("Cross-evaluation") == 1 and "against the strongest attack found" in text
-    # the MLP's strong runs of the protocol use check_lam "own" where the committed run did
-    # (CIFAR-10 with L2; MNIST and Fashion-MNIST are rerun, CIFAR-10 with L1 never
-    # committed): flagged where it is judged and in the summary
+    # every MLP strong run of the protocol uses check_lam "final"; a run made with "own"
+    # (the recipe before 2026-12-06) is flagged where it is judged and in the summary
+    assert "**Its learned-λ rows are a lower bound.**" not in text
+    assert "check_lam=\"own\"" not in top
+    meta = tmp_path / "runs" / "mlp-cifar10-l2-strong-gd-quick" / "experiment.json"
+    m = json.loads(meta.read_text())
+    m["config"]["attack"]["check_lam"] = "own"
+    meta.write_text(json.dumps(m))
+    results.main(["--out", str(tmp_path / "no-runs-here"), "--runs", str(tmp_path / "runs"),
+                  "--write", str(tmp_path / "RESULTS.md"), "--quick"])
+    text = (tmp_path / "RESULTS.md").read_text()
     assert text.count("**Its learned-λ rows are a lower bound.**") == 1
-    assert "come from runs made with `check_lam=\"own\"`" in top
+    assert "come from runs made with `check_lam=\"own\"` (`mlp-cifar10-l2-strong-gd-quick`)" \
+        in text.split("\n## fig2")[0]
 
 
 def test_unknown_figure_is_a_one_line_error():

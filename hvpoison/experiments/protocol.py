@@ -52,22 +52,6 @@ HIDDEN = [32, 16]
 MLP_SETTINGS = ("none", "large", "learned", "learned_per_layer")
 MLP_LAM_LARGE = {"l2": -2.0, "l1": -5.0}
 
-#: The (task, penalty) whose committed MLP strong runs (reproduce/runs) were made with
-#: ``[attack] check_lam = "own"``, the recipe before 2026-12-06: their protocol keeps it so
-#: that they stay reproducible; every other MLP strong run takes the default, ``"final"``.
-#: With a learned lam "own" scores initDp's points against initL's weak defender and returns
-#: them too often (bench/RESULTS.md, 2026-12-06), so those runs' learned-lam rows
-#: under-report the strong attack (reproduce/README.md). Rerun one with "final" and delete
-#: its entry here: the fingerprint test then checks the new summary.
-MLP_STRONG_OWN = frozenset({("cifar10", "l2")})
-
-
-def mlp_strong_check_lam(task, penalty) -> str:
-    """``[attack] check_lam`` of the MLP strong run of ``task`` and ``penalty``
-    (:data:`MLP_STRONG_OWN`)."""
-    return "own" if (task, penalty) in MLP_STRONG_OWN else "final"
-
-
 def _suffix(method, victim):
     return "" if (method, victim) == ("alg2", "gd") else f"-{method}-{victim}"
 
@@ -140,8 +124,8 @@ def mlp_config(task, penalty, quick=False, settings=MLP_SETTINGS, method="alg2",
         cfg["data"].update(n_tr=200, n_test=1000)
         cfg["attack"].update(n_poison=10, n_batches=2, iters=4, T=40)
         cfg["test"].update(T=40, kuncheva_k=[k // 4 for k in KUNCHEVA_K[task]])
-    if method == "strong":    # "own" where the committed run used it (MLP_STRONG_OWN)
-        cfg["attack"]["check_lam"] = mlp_strong_check_lam(task, penalty)
+    if method == "strong":    # the recipe of every committed MLP strong run (2026-12-06/07)
+        cfg["attack"]["check_lam"] = "final"
     return _attack_choice(cfg, method, victim, victims, quick)
 
 
