@@ -121,7 +121,7 @@ _LINES = ["-", "--", ":", "-."]
 
 def _panel_test_error(ax, summary, floor=None):
     """The test error per setting; with several victims, each (the first solid); the
-    ``floor``'s settings (label flipping alone, the first victim) dotted, in grey tones."""
+    ``floor``'s settings (label flipping alone, the first victim) dotted, in their colours."""
     victims = summary.get("victims", ["gd"])
     for j, v in enumerate(victims):          # the first victim solid, others dashed
         metric = "test_error" if victims == ["gd"] else f"test_error@{v}"
