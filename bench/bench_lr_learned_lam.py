@@ -2,7 +2,7 @@
 the points it keeps (found 2026-12-07).
 
 Run:  OPENBLAS_NUM_THREADS=1 python bench/bench_lr_learned_lam.py --task mnist --penalty l2 \\
-          [--reps 0] [--methods strong last alg2] [--data-dir ../shared/datasets]
+          [--reps 0] [--methods strong last alg2] [--quick] [--data-dir ../shared/datasets]
       python bench/bench_lr_learned_lam.py --report [JSON ...]
 
 Why: LR's ``strong`` (:func:`hvpoison.methods.strong`: RMD + Adam for 100 hyperiterations,
@@ -26,7 +26,6 @@ test set.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import header, merged_results  # noqa: E402
+from common import header, results_or_report, save_results  # noqa: E402
 
 import hvpoison as hv  # noqa: E402
 from hvpoison.experiments import Experiment, protocol  # noqa: E402
@@ -46,24 +45,26 @@ from hvpoison.methods import RMD, Adam, Method  # noqa: E402
 from hvpoison.victims import as_victim  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METHODS = {"strong": lambda: "strong",
-           "last": lambda: Method(RMD("store"), Adam(0.02), 100, keep_best=False,
-                                  name="strong"),
-           "alg2": lambda: "alg2"}
+METHODS = {"strong": lambda k: "strong",
+           "last": lambda k: Method(RMD("store"), Adam(0.02), 100 if k is None else k,
+                                    keep_best=False, name="strong"),
+           "alg2": lambda k: "alg2"}
 
 
-def run_one(exp, rep, name, data_dir=None):
+def run_one(exp, rep, name, data_dir=None, quick=False):
     """One attacker on repetition ``rep`` of the learned setting: per fraction the test
-    error, the returned ``lam``, the iterate kept, seconds."""
+    error, the returned ``lam``, the iterate kept, seconds. Each method takes its own
+    ``iters`` (``quick``: the protocol's small one)."""
     split, sd, a = load_split(exp, rep, data_dir), seeds(exp, rep), exp.attack
     obj, lam, learn = victim(exp, "learned", split.Xtr.shape[1])
+    iters, method = a.iters if quick else None, METHODS[name](a.iters if quick else None)
     t0 = time.perf_counter()
     batches = hv.attack(obj, split.Xtr, split.ytr, split.Xval, split.yval,
                         n_poison=a.n_poison, n_batches=a.n_batches, T=a.T, eta=a.eta,
                         alpha=a.alpha if name == "alg2" else None,
                         alpha_lam=a.alpha_lam, lam=lam, learn_lam=learn,
                         lam_bounds=tuple(a.lam_bounds), box=split.box, seed=sd["attack"],
-                        method=METHODS[name]())
+                        method=method, iters=None if isinstance(method, Method) else iters)
     secs = time.perf_counter() - t0
     gd, rows = as_victim("gd", exp.test.T, exp.test.eta), []
     for b in batches:
@@ -82,28 +83,26 @@ def main(argv=None):
     ap.add_argument("--penalty", default="l2", choices=["l2", "l1"])
     ap.add_argument("--reps", type=int, nargs="+", default=[0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--quick", action="store_true", help="the protocol's quick mode (tests)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", default=os.path.join(HERE, "out", "lr_learned_lam.json"))
     ap.add_argument("--report", nargs="*", metavar="JSON",
                     help="only print the table of these result files (default: --json)")
     args = ap.parse_args(argv)
-    if args.report is not None:
-        print(report(merged_results(args.report or [args.json])))
+    results = results_or_report(args, report)
+    if results is None:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    results = json.load(open(args.json)) if os.path.exists(args.json) else {}
-    exp = Experiment.from_dict(protocol.lr_config(args.task, args.penalty))
+    exp = Experiment.from_dict(protocol.lr_config(args.task, args.penalty, args.quick))
     for rep in args.reps:
         for name in args.methods:
-            key = f"{args.task}/{args.penalty}/r{rep}/{name}"
+            key = f"{args.task}{'-quick' if args.quick else ''}/{args.penalty}/r{rep}/{name}"
             if key in results:
                 continue
-            results[key] = run_one(exp, rep, name, args.data_dir)
+            results[key] = run_one(exp, rep, name, args.data_dir, args.quick)
             errs = " ".join(f"{r['test_error']:.3f}" for r in results[key]["rows"])
             print(f"# {key}: {errs}  ({results[key]['seconds']:.0f} s)", file=sys.stderr,
                   flush=True)
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=1)
+            save_results(args.json, results)
     print(report(results))
 
 

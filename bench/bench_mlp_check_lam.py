@@ -28,7 +28,6 @@ same draws for every attacker (paired).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import header, merged_results  # noqa: E402
+from common import header, results_or_report, save_results  # noqa: E402
 
 import hvpoison as hv  # noqa: E402
 from hvpoison.experiments import Experiment, protocol  # noqa: E402
@@ -89,11 +88,9 @@ def main(argv=None):
     ap.add_argument("--report", nargs="*", metavar="JSON",
                     help="only print the table of these result files (default: --json)")
     args = ap.parse_args(argv)
-    if args.report is not None:
-        print(report(merged_results(args.report or [args.json])))
+    results = results_or_report(args, report)
+    if results is None:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    results = json.load(open(args.json)) if os.path.exists(args.json) else {}
     exp = Experiment.from_dict(protocol.mlp_config(args.task, args.penalty, args.quick))
     for rep in args.reps:
         for name in args.methods:
@@ -106,8 +103,7 @@ def main(argv=None):
             errs = " ".join(f"{r['test_error']:.3f}" for r in results[key]["rows"])
             print(f"# {key}: {errs}  ({results[key]['seconds']:.0f} s)", file=sys.stderr,
                   flush=True)
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=1)
+            save_results(args.json, results)
     print(report(results))
 
 

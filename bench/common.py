@@ -15,6 +15,32 @@ def merged_results(paths):
     return merged
 
 
+def results_or_report(args, report):
+    """The resumable result dict of a script with ``--json`` and ``--report``: None once
+    ``--report`` has printed ``report`` of its files (default: ``--json``), else the results
+    already in ``--json`` (empty when new; its folder made)."""
+    import json
+    import os
+
+    if args.report is not None:
+        print(report(merged_results(args.report or [args.json])))
+        return None
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    if not os.path.exists(args.json):
+        return {}
+    with open(args.json) as f:
+        return json.load(f)
+
+
+def save_results(path, results):
+    """Write ``results`` to ``path`` (after each finished run: an interrupted script
+    resumes from it)."""
+    import json
+
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+
+
 def peer_net(shapes, leaky):
     """Our net for the autodiff peers (PyTorch, JAX), on the flat parameter vector in
     ``model.unpack``'s layout (per layer ``W_k`` row-major, then ``b_k``): ``f(w, A) ->

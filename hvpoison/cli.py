@@ -91,6 +91,14 @@ DEMO = {"name": "demo", "repetitions": 1, "seed": 0,
         "test": {"T": 200, "eta": 0.1, "kuncheva_k": [50, 100, 200]}}
 
 
+def _run_keywords(args) -> dict:
+    """The keywords of :func:`hvpoison.experiments.run` the command's options set (the
+    attack's run and its floor's alike)."""
+    return {"n_jobs": args.jobs, "scheduler": getattr(args, "scheduler", None),
+            "overwrite": args.overwrite, "progress": not args.quiet,
+            "data_dir": getattr(args, "data_dir", None)}
+
+
 def _run_and_report(exp, out, args, title):
     from .experiments import format_table, run
     from .experiments.runner import check
@@ -99,9 +107,7 @@ def _run_and_report(exp, out, args, title):
     t0 = time.perf_counter()
     check(exp, out, getattr(args, "data_dir", None))     # a bad key: one line, nothing else
     print(f"{title}\nresults -> {out}/  (re-run the same command to resume)", file=sys.stderr)
-    summary = run(exp, out, n_jobs=args.jobs, scheduler=getattr(args, "scheduler", None),
-                  overwrite=args.overwrite, progress=not args.quiet,
-                  data_dir=getattr(args, "data_dir", None), reuse=getattr(args, "reuse", ()))
+    summary = run(exp, out, reuse=getattr(args, "reuse", ()), **_run_keywords(args))
     print(format_table(summary))
     floor = _floor(exp, out, args)
     paths = plot_summary(summary, os.path.join(out, "summary"), floor=floor)
@@ -150,9 +156,7 @@ def _floor(exp, out, args):
                   "learned lam costs about what the attack does; --method all runs it beside "
                   "the attack (or --method flip alone)")
         return None
-    summary = run(floor, os.path.join(out, "floor"), n_jobs=args.jobs,
-                  scheduler=getattr(args, "scheduler", None), overwrite=args.overwrite,
-                  progress=not args.quiet, data_dir=getattr(args, "data_dir", None))
+    summary = run(floor, os.path.join(out, "floor"), **_run_keywords(args))
     print("\nthe floor every attack must beat: label flipping alone (initDp's clones, not "
           f"optimised; {os.path.join(out, 'floor')}/)\n" + format_table(summary))
     return summary
